@@ -1,0 +1,12 @@
+// Each `punica` subcommand lives in its own file and adds itself to the app here.
+#pragma once
+
+namespace CLI {
+class App;
+}
+
+namespace punica::cli {
+
+void add_version_command(CLI::App& app);
+
+}  // namespace punica::cli
