@@ -25,6 +25,15 @@ struct TensorInfo {
   }
 };
 
+// A 2-D tensor [rows, cols] stored row by row in a block format; each row is row_bytes long.
+struct QuantizedRows {
+  std::string storage_type;       // "Q4_1", "Q8_0", "F16", ...
+  int64_t rows = 0;
+  int64_t cols = 0;
+  int64_t row_bytes = 0;
+  std::vector<uint8_t> data;      // rows * row_bytes
+};
+
 class WeightSource {
  public:
   virtual ~WeightSource() = default;
@@ -33,6 +42,12 @@ class WeightSource {
   virtual const TensorInfo* find(const std::string& hf_name) const = 0;
   // Converts/dequantises the whole tensor to f32 into out[0..numel). Errors name the file and tensor.
   virtual Status read_f32(const std::string& hf_name, float* out, int64_t numel) const = 0;
+  // The tensor's rows exactly as the file stores them (e.g. GGUF Q4_1 blocks), rows in HF order (any
+  // q/k permutation undone), so a backend can compute on quantised weights without changing any value.
+  // Sources that have no such form return Unsupported; callers then fall back to read_f32.
+  virtual Expected<QuantizedRows> read_quantized_rows(const std::string& hf_name) const {
+    return unsupported(path() + ": tensor '" + hf_name + "' has no quantised form");
+  }
 };
 
 struct ModelFiles {
