@@ -42,15 +42,17 @@ def model_configs():
 # rank_pattern/alpha_pattern (plain suffix and layer-qualified keys), rsLoRA, a regex target_modules,
 # layers_to_transform (+ layers_pattern), fan_in_fan_out (no effect on nn.Linear: PEFT resets it).
 ADAPTERS = {
-    "qv_r8": dict(r=8, lora_alpha=16, target_modules=["q_proj", "v_proj"]),
+    # lm_head stays adapted despite layers_to_transform: PEFT checks layers only for suffix matches, and
+    # "lm_head" is an exact key match.
+    "qv_r8": dict(r=8, lora_alpha=16, target_modules=["q_proj", "v_proj", "lm_head"], layers_to_transform=[1],
+                  layers_pattern="layers"),
     "all7_patterns": dict(r=4, lora_alpha=8,
                           target_modules=["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"],
                           rank_pattern={"down_proj": 2, "layers.1.self_attn.k_proj": 6},
                           alpha_pattern={"o_proj": 3, r"model\.layers\.0\.mlp\.up_proj": 20}),
     "rslora_regex": dict(r=16, lora_alpha=4, use_rslora=True,
                          target_modules=r".*\.layers\.\d+\.(self_attn\.(q|k|o)_proj|mlp\.(gate|up)_proj)"),
-    "embed_head_l0": dict(r=6, lora_alpha=12, target_modules=["embed_tokens", "lm_head", "up_proj", "v_proj"],
-                          layers_to_transform=[0], layers_pattern="layers"),
+    "embed_head": dict(r=6, lora_alpha=12, target_modules=["embed_tokens", "lm_head", "up_proj", "v_proj"]),
     "down_l1_fifo": dict(r=3, lora_alpha=5, target_modules=["down_proj", "o_proj"], layers_to_transform=1,
                          fan_in_fan_out=False),
 }
@@ -201,7 +203,7 @@ def main():
                 f.write(json.dumps({"adapter": row["adapter"], "tokens": row["tokens"]}) + "\n")
         if mname == "llama_gqa":
             os.makedirs(os.path.join(root, "gguf"), exist_ok=True)
-            for aname in ("all7_patterns", "embed_head_l0"):
+            for aname in ("all7_patterns", "embed_head"):
                 write_gguf_adapter(os.path.join(root, "adapters", aname), cfg,
                                    os.path.join(root, "gguf", aname + ".gguf"))
         print(f"{mname}: {len(rows)} requests, min greedy margin {min_margin:.4f}")
