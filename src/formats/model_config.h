@@ -2,6 +2,7 @@
 // (llama, mistral, qwen2) or mapped from GGUF metadata (formats/gguf_model.cpp). One struct for both.
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
 #include <optional>
 #include <string>
@@ -39,6 +40,10 @@ struct ModelConfig {
   bool attention_bias = false;    // q/k/v biases (qwen2)
   std::optional<int64_t> bos_token_id;
   std::vector<int64_t> eos_token_ids;
+  // GGUF llama3-style models store their rope scaling as per-frequency divisors (tensor rope_freqs.weight,
+  // head_dim/2 values): inv_freq[i] = rope_theta^(-2i/head_dim) / rope_freq_factors[i]. Empty: none.
+  // When set, rope_scaling.type is kNone and these factors replace it.
+  std::vector<float> rope_freq_factors;
 
   int64_t q_dim() const { return num_attention_heads * head_dim; }
   int64_t kv_dim() const { return num_key_value_heads * head_dim; }
@@ -47,5 +52,8 @@ struct ModelConfig {
 // Parses config.json text. `source` names the file in error messages. Rejects missing or absurd values
 // (e.g. heads not dividing, sizes <= 0 or above sane limits) with a message naming the key.
 Expected<ModelConfig> parse_hf_config(const std::string& json_text, const std::string& source);
+
+// Fuzz entry point (also replayed by tests/formats/fuzz_corpus_test.cpp).
+int fuzz_hf_config_one_input(const uint8_t* data, size_t size);
 
 }  // namespace punica
