@@ -175,8 +175,13 @@ def main():
         base = make_base(cls, cfg, seed=100 + mi)
         save_base(base, cfg, os.path.join(root, "base"))
         gen = torch.Generator().manual_seed(7 + mi)
+        peft_modules = {}
         for ai, (aname, kw) in enumerate(ADAPTERS.items()):
             pm = get_peft_model(copy.deepcopy(base), LoraConfig(**kw))
+            # What PEFT itself decided per module (rank after rank_pattern, scaling after alpha_pattern/rsLoRA).
+            peft_modules[aname] = {
+                name.replace("base_model.model.", ""): {"r": mod.r["default"], "scaling": mod.scaling["default"]}
+                for name, mod in pm.named_modules() if hasattr(mod, "r") and isinstance(mod.r, dict) and "default" in mod.r}
             randomise_lora(pm, torch.Generator().manual_seed(1000 * (mi + 1) + ai))
             pm.save_pretrained(os.path.join(root, "adapters", aname), save_embedding_layers=False)
             os.remove(os.path.join(root, "adapters", aname, "README.md"))  # generated model card
@@ -193,7 +198,7 @@ def main():
             min_margin = min(min_margin, margin)
         if min_margin < 2e-3:  # f32 logits are within ~1e-4 of f64 on these sizes
             sys.exit(f"{mname}: greedy top-2 logit margin {min_margin} too small; change seeds")
-        expected = {"model": mname, "greedy_new_tokens": GREEDY_NEW_TOKENS,
+        expected = {"model": mname, "greedy_new_tokens": GREEDY_NEW_TOKENS, "peft_modules": peft_modules,
                     "min_greedy_margin": min_margin, "requests": rows}
         with open(os.path.join(root, "expected.json"), "w") as f:
             json.dump(expected, f, indent=1)
