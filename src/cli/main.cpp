@@ -7,6 +7,8 @@ int main(int argc, char** argv) {
   CLI::App app{"punica: one base LLM and many LoRA fine-tunes, served as one"};
   app.require_subcommand(1);
   punica::cli::add_version_command(app);
+  punica::cli::add_score_command(app);
+  punica::cli::add_generate_command(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

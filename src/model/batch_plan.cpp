@@ -1,5 +1,6 @@
 #include "model/batch_plan.h"
 
+#include <algorithm>
 #include <string>
 #include <unordered_set>
 
@@ -33,14 +34,14 @@ Expected<BatchPlan> batch_plan_build(const ModelConfig& config, const std::vecto
   for (const BatchRequest& q : requests) {
     const int64_t n = static_cast<int64_t>(q.tokens.size());
     const int32_t first_row = static_cast<int32_t>(plan.token_ids.size());
-    const std::vector<float> inv_freq = rope_inv_freq(config, q.start_pos + n);
+    const std::vector<float> inv_freq = rope_inv_freq(config, std::max(q.rope_len, q.start_pos + n));
     for (int64_t i = 0; i < n; ++i) {
       const int64_t pos = q.start_pos + i;
       plan.token_ids.push_back(q.tokens[static_cast<size_t>(i)]);
       plan.positions.push_back(static_cast<int32_t>(pos));
       plan.kv_slots.push_back(kv.slot(q.seq_id, pos));
       rope_append_cos_sin(inv_freq, pos, &plan.rope_cos, &plan.rope_sin);
-      if (q.all_logits || i == n - 1) plan.logit_rows.push_back(first_row + static_cast<int32_t>(i));
+      if (!q.no_logits && (q.all_logits || i == n - 1)) plan.logit_rows.push_back(first_row + static_cast<int32_t>(i));
     }
     plan.row_start.push_back(static_cast<int32_t>(plan.token_ids.size()));
     plan.kv_len.push_back(static_cast<int32_t>(q.start_pos + n));

@@ -18,6 +18,11 @@ struct BatchRequest {
   int64_t start_pos = 0;            // position of tokens[0]; the KV cache holds positions [0, start_pos) already
   std::vector<int32_t> tokens;      // this step's chunk (>= 1 token)
   bool all_logits = false;          // logits for every row, else only for the last row
+  bool no_logits = false;           // no logits at all (a prefill chunk that does not end the prompt)
+  // Sequence length the dynamic-NTK rope frequencies are computed for; 0 = this chunk's end. transformers
+  // runs a whole prompt in one forward, so a prompt cut into chunks passes the prompt length here to give
+  // every chunk the frequencies the unchunked prompt gets.
+  int64_t rope_len = 0;
 };
 
 struct BatchPlan {
