@@ -1,0 +1,403 @@
+// LoRA kernel benchmark: our lora_add (shrink + expand) against the byte and FLOP floors measured in the
+// same run (device-to-device copy, large cuBLAS GEMM) and against cuBLAS baselines (GEMM loop over
+// segments, gather + batched GEMM, the base model's dense GEMM of the projection).
+// Timing: every measured call is captured n_inv times in one CUDA graph (weights, x and y rotating over
+// sets larger than 3x L2), the graph is replayed `reps` times, the median per-call time is reported.
+//   punica_bench_lora [--quick] [--csv FILE]
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <map>
+#include <memory>
+#include <string>
+#include <tuple>
+
+#include "backends/cuda/lora/lora_cuda.h"
+#include "bench_lora.h"
+
+namespace punica::bench {
+namespace {
+
+constexpr double kRotateBytes = 200e6;  // > 3 x 50 MB L2 of an H100
+
+struct Dev {
+  void* p = nullptr;
+  explicit Dev(size_t n) { BENCH_CUDA(cudaMalloc(&p, std::max<size_t>(n, 256))); }
+  ~Dev() { cudaFree(p); }
+  Dev(const Dev&) = delete;
+  Dev& operator=(const Dev&) = delete;
+  template <typename T>
+  T* as() const { return static_cast<T*>(p); }
+};
+
+template <typename T>
+std::unique_ptr<Dev> upload(const std::vector<T>& h) {
+  auto d = std::make_unique<Dev>(h.size() * sizeof(T));
+  BENCH_CUDA(cudaMemcpy(d->p, h.data(), h.size() * sizeof(T), cudaMemcpyHostToDevice));
+  return d;
+}
+
+double median(std::vector<double> v) {
+  std::sort(v.begin(), v.end());
+  return v[v.size() / 2];
+}
+
+double time_events(cudaStream_t s, int reps, const std::function<void()>& f) {
+  cudaEvent_t e0, e1;
+  BENCH_CUDA(cudaEventCreate(&e0));
+  BENCH_CUDA(cudaEventCreate(&e1));
+  f();
+  std::vector<double> t;
+  for (int r = 0; r < reps; ++r) {
+    BENCH_CUDA(cudaEventRecord(e0, s));
+    f();
+    BENCH_CUDA(cudaEventRecord(e1, s));
+    BENCH_CUDA(cudaEventSynchronize(e1));
+    float ms;
+    BENCH_CUDA(cudaEventElapsedTime(&ms, e0, e1));
+    t.push_back(ms * 1000.0);
+  }
+  cudaEventDestroy(e0);
+  cudaEventDestroy(e1);
+  return median(t);
+}
+
+// Copy bandwidth: bytes read + written per second by a 1 GiB device-to-device copy.
+double measure_copy_bw(cudaStream_t s) {
+  const size_t n = size_t{1} << 30;
+  Dev a(n), b(n);
+  BENCH_CUDA(bench_fill(a.p, n / 2, false, 1.f, 7, s));
+  const double us = time_events(s, 10, [&] { BENCH_CUDA(cudaMemcpyAsync(b.p, a.p, n, cudaMemcpyDeviceToDevice, s)); });
+  return 2.0 * n / (us * 1e-6);
+}
+
+// Tensor-core rate of a large cuBLAS GEMM (8192^3, fp32 accumulate) on random data.
+double measure_tensor_rate(cublasHandle_t h, cudaStream_t s, bool bf16) {
+  const int n = 8192;
+  Dev a(size_t(n) * n * 2), b(size_t(n) * n * 2), c(size_t(n) * n * 2);
+  BENCH_CUDA(bench_fill(a.p, int64_t(n) * n, bf16, 1.f, 11, s));
+  BENCH_CUDA(bench_fill(b.p, int64_t(n) * n, bf16, 1.f, 12, s));
+  const cudaDataType t = bf16 ? CUDA_R_16BF : CUDA_R_16F;
+  const float one = 1.f, zero = 0.f;
+  const double us = time_events(s, 10, [&] {
+    BENCH_CUBLAS(cublasGemmEx(h, CUBLAS_OP_T, CUBLAS_OP_N, n, n, n, &one, a.p, t, n, b.p, t, n, &zero, c.p, t, n,
+                              CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
+  });
+  return 2.0 * n * n * n / (us * 1e-6);
+}
+
+struct Shape {
+  int h_in, h_out;
+};
+
+// The adapters of one (shape, rank, dtype): P slots with their own A and B, together > kRotateBytes.
+struct AdapterPool {
+  int P = 0, r = 0;
+  int64_t a_elems = 0, b_elems = 0;
+  std::unique_ptr<Dev> a, b, a_tab, b_tab, rank, scale;
+  std::vector<const void*> a_ptr, b_ptr;
+  double adapter_bytes() const { return 2.0 * (a_elems + b_elems); }
+};
+
+AdapterPool make_pool(Shape sh, int r, bool bf16, cudaStream_t s) {
+  AdapterPool p;
+  p.r = r;
+  p.a_elems = int64_t(r) * sh.h_in;
+  p.b_elems = int64_t(sh.h_out) * r;
+  p.P = std::max(256, static_cast<int>(std::ceil(256e6 / p.adapter_bytes())));
+  p.a = std::make_unique<Dev>(p.P * p.a_elems * 2);
+  p.b = std::make_unique<Dev>(p.P * p.b_elems * 2);
+  BENCH_CUDA(bench_fill(p.a->p, p.P * p.a_elems, bf16, std::sqrt(3.f / sh.h_in), 21, s));
+  BENCH_CUDA(bench_fill(p.b->p, p.P * p.b_elems, bf16, std::sqrt(3.f / r), 22, s));
+  std::vector<int32_t> rank(p.P, r);
+  std::vector<float> scale(p.P, 0.5f);
+  for (int i = 0; i < p.P; ++i) {
+    p.a_ptr.push_back(p.a->as<uint16_t>() + i * p.a_elems);
+    p.b_ptr.push_back(p.b->as<uint16_t>() + i * p.b_elems);
+  }
+  p.a_tab = upload(p.a_ptr);
+  p.b_tab = upload(p.b_ptr);
+  p.rank = upload(rank);
+  p.scale = upload(scale);
+  return p;
+}
+
+struct RowResult {
+  double ours = 0, shrink = 0, expand = 0, seg_loop = 0, batched = 0, dense = 0;
+  double bytes = 0, flops = 0;
+};
+
+struct Ctx {
+  cudaStream_t s;
+  cublasHandle_t blas;
+  cuda::LoraWorkspace ws;
+  bool quick;
+};
+
+RowResult run_row(Ctx& ctx, Shape sh, const AdapterPool& pool, bool bf16, Workload w, int n, bool baselines) {
+  RowResult res;
+  const Batch bt = make_batch(w, n, 1234 + n);
+  const int T = bt.tokens, S = static_cast<int>(bt.seg_len.size()), r = pool.r;
+  res.bytes = bt.distinct * pool.adapter_bytes() + 2.0 * bt.adapted_tokens * (sh.h_in + 2.0 * sh.h_out);
+  res.flops = 2.0 * bt.adapted_tokens * r * (double(sh.h_in) + sh.h_out);
+  const int n_inv = std::clamp(static_cast<int>(std::ceil(kRotateBytes / res.bytes)), ctx.quick ? 4 : 10, 1000);
+  const double xy_bytes = 2.0 * T * (sh.h_in + sh.h_out);
+  const int nx = std::min(n_inv, std::max(1, static_cast<int>(std::ceil(kRotateBytes / xy_bytes))));
+  Dev x(size_t(nx) * T * sh.h_in * 2), y(size_t(nx) * T * sh.h_out * 2), v(size_t(T) * r * 4),
+      vh(size_t(T) * r * 2);
+  BENCH_CUDA(bench_fill(x.p, int64_t(nx) * T * sh.h_in, bf16, 1.f, 31, ctx.s));
+  BENCH_CUDA(bench_fill(y.p, int64_t(nx) * T * sh.h_out, bf16, 1.f, 32, ctx.s));
+  std::vector<int32_t> starts{0}, slots;
+  for (int g = 0; g < S; ++g) starts.push_back(starts.back() + bt.seg_len[g]);
+  for (int i = 0; i < n_inv; ++i)
+    for (int g = 0; g < S; ++g)
+      slots.push_back(bt.seg_local[g] < 0 ? -1 : (i * bt.distinct + bt.seg_local[g]) % pool.P);
+  auto d_starts = upload(starts);
+  auto d_slots = upload(slots);
+  const DType dt = bf16 ? DType::kBF16 : DType::kF16;
+  auto params = [&](int i, ops::LoraShrinkParams& sp, ops::LoraExpandParams& ep) {
+    ops::LoraSegments seg;
+    seg.num_tokens = T;
+    seg.num_segments = S;
+    seg.seg_start = d_starts->as<int32_t>();
+    seg.seg_slot = d_slots->as<int32_t>() + int64_t(i) * S;
+    seg.max_seg_len = bt.max_seg_len;
+    seg.num_adapted_segments = bt.distinct;
+    ops::LoraSliceTable tab;
+    tab.a = pool.a_tab->as<const void* const>();
+    tab.b = pool.b_tab->as<const void* const>();
+    tab.rank = pool.rank->as<int32_t>();
+    tab.scale = pool.scale->as<float>();
+    tab.h_out = sh.h_out;
+    sp = {};
+    ep = {};
+    sp.dtype = ep.dtype = dt;
+    sp.x = x.as<uint16_t>() + int64_t(i % nx) * T * sh.h_in;
+    sp.x_stride = sh.h_in;
+    sp.h_in = sh.h_in;
+    sp.num_slices = ep.num_slices = 1;
+    sp.num_slots = ep.num_slots = pool.P;
+    sp.slices[0] = ep.slices[0] = tab;
+    sp.v = v.as<float>();
+    ep.v = sp.v;
+    sp.v_rank_stride = ep.v_rank_stride = r;
+    sp.seg = ep.seg = seg;
+    ep.y = y.as<uint16_t>() + int64_t(i % nx) * T * sh.h_out;
+    ep.y_stride = sh.h_out;
+  };
+  auto check = [](const Status& st) {
+    if (!st.is_ok()) {
+      std::fprintf(stderr, "lora op failed: %s\n", st.to_string().c_str());
+      std::exit(1);
+    }
+  };
+  const int reps = ctx.quick ? 5 : 15;
+  res.ours = time_graph(ctx.s, n_inv, reps, [&](int i) {
+    ops::LoraShrinkParams sp;
+    ops::LoraExpandParams ep;
+    params(i, sp, ep);
+    check(cuda::lora_add(sp, ep, ctx.ws, ctx.s));
+  });
+  res.shrink = time_graph(ctx.s, n_inv, reps, [&](int i) {
+    ops::LoraShrinkParams sp;
+    ops::LoraExpandParams ep;
+    params(i, sp, ep);
+    check(cuda::lora_shrink(sp, ctx.ws, ctx.s));
+  });
+  res.expand = time_graph(ctx.s, n_inv, reps, [&](int i) {
+    ops::LoraShrinkParams sp;
+    ops::LoraExpandParams ep;
+    params(i, sp, ep);
+    check(cuda::lora_expand(ep, ctx.s));
+  });
+  if (!baselines) return res;
+
+  const cudaDataType ct = bf16 ? CUDA_R_16BF : CUDA_R_16F;
+  const float one = 1.f, zero = 0.f, scale = 0.5f;
+  // Baseline 1: two cuBLAS GEMMs per adapted segment (v in the activation dtype).
+  const int adapted_segs = bt.distinct;
+  const int n_loop = std::max(1, std::min(n_inv, 4000 / std::max(1, 2 * adapted_segs)));
+  res.seg_loop = time_graph(ctx.s, n_loop, reps, [&](int i) {
+    const uint16_t* xi = x.as<uint16_t>() + int64_t(i % nx) * T * sh.h_in;
+    uint16_t* yi = y.as<uint16_t>() + int64_t(i % nx) * T * sh.h_out;
+    for (int g = 0; g < S; ++g) {
+      if (bt.seg_local[g] < 0 || bt.seg_len[g] == 0) continue;
+      const int slot = slots[int64_t(i) * S + g];
+      const int t0 = starts[g], len = bt.seg_len[g];
+      BENCH_CUBLAS(cublasGemmEx(ctx.blas, CUBLAS_OP_T, CUBLAS_OP_N, r, len, sh.h_in, &one, pool.a_ptr[slot], ct,
+                                sh.h_in, xi + int64_t(t0) * sh.h_in, ct, sh.h_in, &zero,
+                                vh.as<uint16_t>() + int64_t(t0) * r, ct, r, CUBLAS_COMPUTE_32F,
+                                CUBLAS_GEMM_DEFAULT));
+      BENCH_CUBLAS(cublasGemmEx(ctx.blas, CUBLAS_OP_T, CUBLAS_OP_N, sh.h_out, len, r, &scale, pool.b_ptr[slot], ct, r,
+                                vh.as<uint16_t>() + int64_t(t0) * r, ct, r, &one, yi + int64_t(t0) * sh.h_out, ct,
+                                sh.h_out, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
+    }
+  });
+  // Baseline 2: gather per-item pointers (a token for decode, a segment for prefill), two batched GEMMs.
+  {
+    const bool per_segment = w == Workload::kPrefill;
+    std::vector<const void*> pa, px, pb, pvr;
+    std::vector<void*> pv, py;
+    int items = 0, cols = 1;
+    for (int i = 0; i < n_inv; ++i) {
+      const uint16_t* xi = x.as<uint16_t>() + int64_t(i % nx) * T * sh.h_in;
+      uint16_t* yi = y.as<uint16_t>() + int64_t(i % nx) * T * sh.h_out;
+      int count = 0;
+      for (int g = 0; g < S; ++g) {
+        if (bt.seg_local[g] < 0) continue;
+        const int slot = slots[int64_t(i) * S + g];
+        const int step = per_segment ? bt.seg_len[g] : 1;
+        cols = step;
+        for (int t = starts[g]; t < starts[g + 1]; t += step) {
+          pa.push_back(pool.a_ptr[slot]);
+          pb.push_back(pool.b_ptr[slot]);
+          px.push_back(xi + int64_t(t) * sh.h_in);
+          pv.push_back(vh.as<uint16_t>() + int64_t(t) * r);
+          pvr.push_back(vh.as<uint16_t>() + int64_t(t) * r);
+          py.push_back(yi + int64_t(t) * sh.h_out);
+          ++count;
+        }
+      }
+      items = count;
+    }
+    auto dpa = upload(pa), dpx = upload(px), dpb = upload(pb), dpvr = upload(pvr), dpv = upload(pv), dpy = upload(py);
+    res.batched = time_graph(ctx.s, n_inv, reps, [&](int i) {
+      const int64_t o = int64_t(i) * items;
+      BENCH_CUBLAS(cublasGemmBatchedEx(ctx.blas, CUBLAS_OP_T, CUBLAS_OP_N, r, cols, sh.h_in, &one,
+                                       dpa->as<const void*>() + o, ct, sh.h_in, dpx->as<const void*>() + o, ct,
+                                       sh.h_in, &zero, dpv->as<void*>() + o, ct, r, items, CUBLAS_COMPUTE_32F,
+                                       CUBLAS_GEMM_DEFAULT));
+      BENCH_CUBLAS(cublasGemmBatchedEx(ctx.blas, CUBLAS_OP_T, CUBLAS_OP_N, sh.h_out, cols, r, &scale,
+                                       dpb->as<const void*>() + o, ct, r, dpvr->as<const void*>() + o, ct, r, &one,
+                                       dpy->as<void*>() + o, ct, sh.h_out, items, CUBLAS_COMPUTE_32F,
+                                       CUBLAS_GEMM_DEFAULT));
+    });
+  }
+  // Baseline 3: the base model's dense GEMM of this projection for all T tokens (weights rotating).
+  {
+    const double w_bytes = 2.0 * sh.h_in * sh.h_out;
+    const int nw = std::max(2, static_cast<int>(std::ceil(kRotateBytes / w_bytes)));
+    Dev wpool(size_t(nw) * sh.h_in * sh.h_out * 2);
+    BENCH_CUDA(bench_fill(wpool.p, int64_t(nw) * sh.h_in * sh.h_out, bf16, std::sqrt(3.f / sh.h_in), 41, ctx.s));
+    res.dense = time_graph(ctx.s, std::max(nw, 4), reps, [&](int i) {
+      BENCH_CUBLAS(cublasGemmEx(ctx.blas, CUBLAS_OP_T, CUBLAS_OP_N, sh.h_out, T, sh.h_in, &one,
+                                wpool.as<uint16_t>() + int64_t(i % nw) * sh.h_in * sh.h_out, ct, sh.h_in,
+                                x.as<uint16_t>() + int64_t(i % nx) * T * sh.h_in, ct, sh.h_in, &zero,
+                                y.as<uint16_t>() + int64_t(i % nx) * T * sh.h_out, ct, sh.h_out, CUBLAS_COMPUTE_32F,
+                                CUBLAS_GEMM_DEFAULT));
+    });
+  }
+  return res;
+}
+
+}  // namespace
+}  // namespace punica::bench
+
+int main(int argc, char** argv) {
+  using namespace punica;
+  using namespace punica::bench;
+  bool quick = false;
+  const char* csv_path = nullptr;
+  for (int i = 1; i < argc; ++i) {
+    if (!std::strcmp(argv[i], "--quick")) quick = true;
+    else if (!std::strcmp(argv[i], "--csv") && i + 1 < argc) csv_path = argv[++i];
+    else {
+      std::fprintf(stderr, "usage: %s [--quick] [--csv FILE]\n", argv[0]);
+      return 2;
+    }
+  }
+  Ctx ctx;
+  ctx.quick = quick;
+  BENCH_CUDA(cudaStreamCreateWithFlags(&ctx.s, cudaStreamNonBlocking));
+  BENCH_CUBLAS(cublasCreate(&ctx.blas));
+  BENCH_CUBLAS(cublasSetStream(ctx.blas, ctx.s));
+  Dev blas_ws(64 << 20);
+  BENCH_CUBLAS(cublasSetWorkspace(ctx.blas, blas_ws.p, 64 << 20));
+  Dev lora_ws(cuda::lora_workspace_size());
+  ctx.ws = {lora_ws.p, cuda::lora_workspace_size()};
+  if (!cuda::lora_workspace_init(ctx.ws, ctx.s).is_ok()) return 1;
+
+  cudaDeviceProp prop;
+  BENCH_CUDA(cudaGetDeviceProperties(&prop, 0));
+  const double copy_bw = measure_copy_bw(ctx.s);
+  const double tc_f16 = measure_tensor_rate(ctx.blas, ctx.s, false);
+  const double tc_bf16 = measure_tensor_rate(ctx.blas, ctx.s, true);
+  std::printf("device: %s, %d SMs, L2 %d MB\n", prop.name, prop.multiProcessorCount, prop.l2CacheSize >> 20);
+  std::printf("copy bandwidth (read+write, 1 GiB D2D): %.0f GB/s\n", copy_bw / 1e9);
+  std::printf("tensor rate (cuBLAS 8192^3): f16 %.0f TFLOP/s, bf16 %.0f TFLOP/s\n", tc_f16 / 1e12, tc_bf16 / 1e12);
+
+  FILE* csv = csv_path ? std::fopen(csv_path, "w") : nullptr;
+  if (csv)
+    std::fprintf(csv, "dtype,h_in,h_out,rank,workload,B,distinct,us,shrink_us,expand_us,GBps,pct_copy,byte_floor_us,"
+                      "flop_floor_us,rule,pass,seg_loop_us,batched_us,dense_us\n");
+  const std::vector<Shape> shapes = {{4096, 4096}, {4096, 11008}, {11008, 4096}};
+  const std::vector<Workload> decode = {Workload::kDistinct, Workload::kUniform, Workload::kZipf,
+                                        Workload::kIdentical, Workload::kSplit1, Workload::kNoAdapterRows};
+  const std::vector<int> batch_sizes = quick ? std::vector<int>{1, 16, 128} : std::vector<int>{1, 4, 16, 32, 64, 128};
+  std::map<std::tuple<int, int, int, int, int>, double> f16_time;  // (h_in, h_out, rank, workload, B)
+  int pass = 0, fail = 0, bf_within = 0, bf_rows = 0;
+  std::printf("\n%-5s %-11s %-3s %-9s %-4s %3s %8s %7s %7s %7s %5s %7s %7s %-10s %8s %8s %8s\n", "dtype", "shape", "r",
+              "workload", "B", "D", "us", "shrink", "expand", "GB/s", "%cp", "floorB", "floorF", "rule", "segloop",
+              "batched", "dense");
+  for (bool bf16 : {false, true}) {
+    for (Shape sh : shapes) {
+      for (int r : {16, 64}) {
+        AdapterPool pool = make_pool(sh, r, bf16, ctx.s);
+        std::vector<std::pair<Workload, int>> rows;
+        for (Workload w : decode)
+          for (int b : batch_sizes) rows.push_back({w, b});
+        rows.push_back({Workload::kPrefill, 2048});
+        for (auto [w, n] : rows) {
+          const RowResult rr = run_row(ctx, sh, pool, bf16, w, n, /*baselines=*/!bf16);
+          const Batch bt = make_batch(w, n, 1234 + n);
+          const double floor_b = rr.bytes / copy_bw * 1e6;
+          const double floor_f = rr.flops / (bf16 ? tc_bf16 : tc_f16) * 1e6;
+          const double gbps = rr.bytes / (rr.ours * 1e-6) / 1e9;
+          const double pct = 100.0 * rr.bytes / (rr.ours * 1e-6) / copy_bw;
+          std::string rule;
+          bool ok;
+          if (w == Workload::kPrefill) {
+            const double lim = 1.4 * std::max(floor_b, floor_f);
+            ok = rr.ours <= lim;
+            char b[32];
+            std::snprintf(b, sizeof b, "<=%.1fus", lim);
+            rule = b;
+          } else if (std::max(floor_b, floor_f) < 3.0) {
+            ok = rr.ours <= 4.0;
+            rule = "<=4us";
+          } else {
+            ok = pct >= 70.0;
+            rule = ">=70%";
+          }
+          rule += ok ? " ok" : " MISS";
+          const bool acceptance = sh.h_in == 4096 && sh.h_out == 4096;
+          if (acceptance) (ok ? pass : fail)++;
+          const auto key = std::make_tuple(sh.h_in, sh.h_out, r, int(w), n);
+          if (!bf16) f16_time[key] = rr.ours;
+          else if (acceptance) {
+            ++bf_rows;
+            if (rr.ours <= 1.1 * f16_time[key]) ++bf_within;
+          }
+          char shape[32];
+          std::snprintf(shape, sizeof shape, "%dx%d", sh.h_in, sh.h_out);
+          std::printf("%-5s %-11s %-3d %-9s %-4d %3d %8.2f %7.2f %7.2f %7.0f %5.1f %7.2f %7.2f %-10s %8.2f %8.2f %8.2f\n",
+                      bf16 ? "bf16" : "f16", shape, r, workload_name(w), n, bt.distinct, rr.ours, rr.shrink,
+                      rr.expand, gbps, pct, floor_b, floor_f, rule.c_str(), rr.seg_loop, rr.batched, rr.dense);
+          std::fflush(stdout);
+          if (csv)
+            std::fprintf(csv, "%s,%d,%d,%d,%s,%d,%d,%.3f,%.3f,%.3f,%.1f,%.2f,%.3f,%.3f,%s,%d,%.3f,%.3f,%.3f\n",
+                         bf16 ? "bf16" : "f16", sh.h_in, sh.h_out, r, workload_name(w), n, bt.distinct, rr.ours,
+                         rr.shrink, rr.expand, gbps, pct, floor_b, floor_f, rule.c_str(), ok ? 1 : 0, rr.seg_loop,
+                         rr.batched, rr.dense);
+        }
+      }
+    }
+  }
+  if (csv) std::fclose(csv);
+  std::printf("\nacceptance rows (4096x4096, f16+bf16): %d pass, %d miss; bf16 within 10%% of f16: %d / %d rows\n",
+              pass, fail, bf_within, bf_rows);
+  std::printf("copy bw %.0f GB/s, tensor f16 %.0f / bf16 %.0f TFLOP/s, device %s\n", copy_bw / 1e9, tc_f16 / 1e12,
+              tc_bf16 / 1e12, prop.name);
+  cublasDestroy(ctx.blas);
+  return 0;
+}

@@ -1,0 +1,49 @@
+// Shared pieces of the LoRA kernel benchmark (bench/lora): workloads, timing, baselines.
+#pragma once
+
+#include <cublas_v2.h>
+#include <cuda_runtime_api.h>
+
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <functional>
+#include <string>
+#include <vector>
+
+namespace punica::bench {
+
+#define BENCH_CUDA(call)                                                                                    \
+  do {                                                                                                      \
+    cudaError_t e_ = (call);                                                                                \
+    if (e_ != cudaSuccess) {                                                                                \
+      std::fprintf(stderr, "CUDA error %s at %s:%d: %s\n", cudaGetErrorName(e_), __FILE__, __LINE__, #call); \
+      std::exit(1);                                                                                         \
+    }                                                                                                       \
+  } while (0)
+#define BENCH_CUBLAS(call)                                                                      \
+  do {                                                                                          \
+    cublasStatus_t s_ = (call);                                                                 \
+    if (s_ != CUBLAS_STATUS_SUCCESS) {                                                          \
+      std::fprintf(stderr, "cuBLAS error %d at %s:%d: %s\n", int(s_), __FILE__, __LINE__, #call); \
+      std::exit(1);                                                                             \
+    }                                                                                           \
+  } while (0)
+
+cudaError_t bench_fill(void* p, int64_t n, bool bf16, float amp, uint64_t seed, cudaStream_t s);
+
+enum class Workload { kDistinct, kUniform, kZipf, kIdentical, kSplit1, kNoAdapterRows, kPrefill };
+const char* workload_name(Workload w);
+
+// Segments of one batch, sorted by adapter (local adapter ids 0..distinct-1, -1 = no adapter).
+struct Batch {
+  std::vector<int> seg_len, seg_local;  // per segment
+  int tokens = 0, adapted_tokens = 0, distinct = 0, max_seg_len = 0;
+};
+Batch make_batch(Workload w, int n, uint64_t seed);
+
+// Median microseconds per invocation of `body(i)` for i < n_inv, captured once in a CUDA graph and
+// replayed `reps` times (after warm-up).
+double time_graph(cudaStream_t s, int n_inv, int reps, const std::function<void(int)>& body);
+
+}  // namespace punica::bench

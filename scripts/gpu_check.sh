@@ -1,0 +1,56 @@
+#!/usr/bin/env bash
+# The one script that checks the CUDA LoRA kernels on a GPU machine:
+#   1. the op oracle (f16 + bf16, every case) against the CPU reference,
+#   2. compute-sanitizer memcheck and racecheck on the reduced oracle run,
+#   3. the LoRA benchmark (bench/lora),
+# writing full logs to $OUT (default ./gpu-out) and printing a short summary last.
+#
+# Binaries: uses build-cuda-lora/bin (built on a CPU machine with nvcc and carried along); if they do not
+# start there, builds them with cmake + ninja from src/backends/cuda/standalone (needs only CUDA).
+#   scripts/gpu_check.sh [all|oracle|sanitize|bench|quick]     (quick = oracle + sanitizer + --quick bench)
+set -uo pipefail
+mode=${1:-all}
+OUT=${OUT:-$PWD/gpu-out}
+mkdir -p "$OUT"
+BIN=${BIN:-build-cuda-lora/bin}
+export CUDA_MODULE_LOADING=EAGER  # load every kernel up front, never inside a graph capture
+
+nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.sm,clocks.max.mem --format=csv >"$OUT/device.txt" 2>&1
+date -u +"%Y-%m-%dT%H:%M:%SZ" >>"$OUT/device.txt"
+
+if ! "$BIN/punica_lora_oracle" --filter no-such-case >/dev/null 2>&1; then
+  echo "carried binaries do not start here; building with cmake" | tee -a "$OUT/device.txt"
+  cmake -S src/backends/cuda/standalone -B build-cuda-lora-device -G Ninja -DCMAKE_BUILD_TYPE=Release \
+    -DCMAKE_CUDA_ARCHITECTURES=90a >"$OUT/build.log" 2>&1 &&
+    cmake --build build-cuda-lora-device -j 16 >>"$OUT/build.log" 2>&1 || { tail -30 "$OUT/build.log"; exit 1; }
+  BIN=build-cuda-lora-device/bin
+fi
+
+status=0
+summary=()
+if [[ $mode == all || $mode == oracle || $mode == quick ]]; then
+  timeout 300 "$BIN/punica_lora_oracle" --dtype all >"$OUT/oracle.log" 2>&1
+  rc=$?; [[ $rc == 0 ]] || status=1
+  summary+=("oracle (f16+bf16, full): rc=$rc, $(tail -1 "$OUT/oracle.log")")
+  fails=$(grep -c "FAIL" "$OUT/oracle.log")
+  [[ $fails == 0 ]] || summary+=("$(grep FAIL "$OUT/oracle.log" | head -8 | cut -c1-400)")
+fi
+if [[ $mode == all || $mode == sanitize || $mode == quick ]]; then
+  for tool in memcheck racecheck; do
+    timeout 240 compute-sanitizer --tool $tool --error-exitcode 3 "$BIN/punica_lora_oracle" --reduced --dtype all \
+      >"$OUT/$tool.log" 2>&1
+    rc=$?; [[ $rc == 0 ]] || status=1
+    summary+=("compute-sanitizer $tool (reduced oracle, f16+bf16): rc=$rc, $(grep -h "ERROR SUMMARY\|RACECHECK SUMMARY\|lora oracle:" "$OUT/$tool.log" | tr '\n' ' ')")
+  done
+fi
+if [[ $mode == all || $mode == bench || $mode == quick ]]; then
+  flag=""; [[ $mode == quick ]] && flag="--quick"
+  timeout 420 "$BIN/punica_bench_lora" $flag --csv "$OUT/bench.csv" >"$OUT/bench.log" 2>&1
+  rc=$?; [[ $rc == 0 ]] || status=1
+  echo "== benchmark, h=4096x4096 f16 rows (full table: bench.log) =="
+  grep -E "^(dtype|f16 +4096x4096)" "$OUT/bench.log" | cut -c1-160
+  summary+=("benchmark rc=$rc: $(grep -h "acceptance rows\|copy bw" "$OUT/bench.log" | tr '\n' ' ')")
+fi
+echo "== summary =="
+printf '%s\n' "${summary[@]}"
+exit $status

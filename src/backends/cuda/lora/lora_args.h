@@ -1,0 +1,71 @@
+// Kernel arguments of the LoRA shrink and expand kernels (passed by value), and the launchers that pick a
+// template instance. Host-visible, no CUDA device code.
+#pragma once
+
+#include <cuda_runtime_api.h>
+
+#include <cstdint>
+
+#include "core/dtype.h"
+#include "ops/lora.h"
+#include "punica/status.h"
+
+namespace punica::cuda::lora_detail {
+
+constexpr int kThreads = 128;  // 4 warps per block in every LoRA kernel
+constexpr int kStepK = 64;     // h_in elements per shrink pipeline stage
+
+struct SegmentArgs {
+  const int32_t* seg_start;  // [S + 1]
+  const int32_t* seg_slot;   // [S]
+  int num_tokens;
+};
+
+struct ShrinkArgs {
+  const void* x;
+  int64_t x_stride;
+  int h_in;
+  int num_slices;
+  const void* const* a[ops::kMaxLoraSlices];
+  const int32_t* rank[ops::kMaxLoraSlices];
+  float* v;                 // [T, num_slices, v_rank_stride]
+  int v_rank_stride;
+  // split-K over h_in: blockIdx.x = slice * ksplit + split covers k-steps [split * ksteps_per_split, +ksteps)
+  int ksplit;
+  int ksteps_per_split;
+  float* vpart;             // [ksplit, T, num_slices, v_rank_stride] partial sums (ksplit > 1)
+  unsigned* counters;       // [num_slices, T] arrival counters, zero between calls (ksplit > 1)
+  int partials_only;        // 1: leave the sum of the partials to the expand kernel (lora_add)
+  SegmentArgs seg;
+};
+
+struct ExpandArgs {
+  void* y;
+  int64_t y_stride;
+  int num_slices;
+  const void* const* b[ops::kMaxLoraSlices];
+  const int32_t* rank[ops::kMaxLoraSlices];
+  const float* scale[ops::kMaxLoraSlices];
+  int h_out[ops::kMaxLoraSlices];
+  int y_col_offset[ops::kMaxLoraSlices];
+  int ntile_begin[ops::kMaxLoraSlices + 1];  // blockIdx.x range of each slice's column tiles
+  float* v;                 // [T, num_slices, v_rank_stride]
+  int v_rank_stride;
+  // When ksplit > 1 the kernel sums v from the shrink's partials (and blocks of column tile 0 write v).
+  int ksplit;
+  const float* vpart;
+  SegmentArgs seg;
+};
+
+struct LaunchShape {
+  dim3 grid;
+  int tm;      // token rows per tile: 16 (decode) or 64 (prefill)
+  int rp;      // rank padded to a multiple of 16: 16, 32, 64, 128
+  int nb;      // expand: output columns per block (64 or 128)
+  bool pdl;    // launch with Programmatic Dependent Launch
+};
+
+Status lora_launch_shrink(DType dtype, const LaunchShape& shape, const ShrinkArgs& args, cudaStream_t stream);
+Status lora_launch_expand(DType dtype, const LaunchShape& shape, const ExpandArgs& args, cudaStream_t stream);
+
+}  // namespace punica::cuda::lora_detail

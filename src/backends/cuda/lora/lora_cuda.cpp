@@ -1,0 +1,245 @@
+// Host side of the CUDA LoRA ops: validation, the choice of algorithm by shape, and the launches.
+// Nothing here touches device memory or synchronises, so every call can be captured in a CUDA graph.
+#include "backends/cuda/lora/lora_cuda.h"
+
+#include <algorithm>
+#include <cstdint>
+#include <string>
+
+#include "backends/cuda/cuda_check.h"
+#include "backends/cuda/lora/lora_args.h"
+
+namespace punica::cuda {
+namespace {
+
+using lora_detail::ExpandArgs;
+using lora_detail::LaunchShape;
+using lora_detail::ShrinkArgs;
+
+constexpr size_t kCounterBytes = static_cast<size_t>(kLoraWorkspaceMaxTokens) * ops::kMaxLoraSlices * 4;
+constexpr size_t kPartialBytes = size_t{8} << 20;
+constexpr int kMaxGridY = 65535;
+constexpr int kMaxBlocksPerCall = 1 << 20;  // caps the strided token-tile loop's grid
+
+bool aligned16(const void* p) { return (reinterpret_cast<uintptr_t>(p) & 15) == 0; }
+
+struct DeviceFacts {
+  int sms = 132;
+  bool pdl = false;  // Programmatic Dependent Launch needs sm_90
+};
+
+Status device_facts(DeviceFacts* f) {
+  int dev = 0;
+  PUNICA_CUDA_RETURN_IF_ERROR(cudaGetDevice(&dev));
+  PUNICA_CUDA_RETURN_IF_ERROR(cudaDeviceGetAttribute(&f->sms, cudaDevAttrMultiProcessorCount, dev));
+  int major = 0;
+  PUNICA_CUDA_RETURN_IF_ERROR(cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev));
+  f->pdl = major >= 9;
+  return Status::ok();
+}
+
+int round_up(int a, int b) { return (a + b - 1) / b * b; }
+int ceil_div(int a, int b) { return (a + b - 1) / b; }
+
+// Decode batches (every segment at most 32 tokens) use 16-row tiles; longer segments 64-row tiles.
+int pick_tile_rows(const ops::LoraSegments& seg) { return seg.max_seg_len > 32 ? 64 : 16; }
+
+int padded_rank(int v_rank_stride) {
+  const int rp = round_up(v_rank_stride, 16);
+  return rp <= 16 ? 16 : rp <= 32 ? 32 : rp <= 64 ? 64 : 128;
+}
+
+// Token tiles per segment in the grid (blocks loop over the rest).
+int grid_tiles_y(const ops::LoraSegments& seg, int tm, int blocks_per_tile) {
+  const int tiles = std::max(1, ceil_div(seg.max_seg_len, tm));
+  const int64_t per_y = static_cast<int64_t>(blocks_per_tile) * std::max(1, seg.num_segments);
+  const int cap = static_cast<int>(std::max<int64_t>(1, kMaxBlocksPerCall / per_y));
+  return std::min({tiles, cap, kMaxGridY});
+}
+
+Status check_dtype(const char* op, DType t) {
+  if (t != DType::kF16 && t != DType::kBF16)
+    return invalid_argument(std::string(op) + ": the CUDA backend takes f16 or bf16, got " +
+                            std::string(dtype_name(t)));
+  return Status::ok();
+}
+
+Status check_segments(const char* op, const ops::LoraSegments& seg) {
+  if (seg.num_segments > 65535)
+    return invalid_argument(std::string(op) + ": at most 65535 segments per call, got " +
+                            std::to_string(seg.num_segments));
+  if (seg.max_seg_len < 0 || seg.max_seg_len > seg.num_tokens)
+    return invalid_argument(std::string(op) + ": max_seg_len must be 0..num_tokens");
+  return Status::ok();
+}
+
+Status check_shrink(const ops::LoraShrinkParams& p) {
+  PUNICA_RETURN_IF_ERROR(ops::lora_shrink_check(p));
+  PUNICA_RETURN_IF_ERROR(check_dtype("lora_shrink", p.dtype));
+  PUNICA_RETURN_IF_ERROR(check_segments("lora_shrink", p.seg));
+  if (p.h_in % 8 != 0 || p.x_stride % 8 != 0)
+    return invalid_argument("lora_shrink: h_in and x_stride must be multiples of 8, got " + std::to_string(p.h_in) +
+                            " and " + std::to_string(p.x_stride));
+  if (!aligned16(p.x) || !aligned16(p.v)) return invalid_argument("lora_shrink: x and v must be 16-byte aligned");
+  return Status::ok();
+}
+
+Status check_expand(const ops::LoraExpandParams& p) {
+  PUNICA_RETURN_IF_ERROR(ops::lora_expand_check(p));
+  PUNICA_RETURN_IF_ERROR(check_dtype("lora_expand", p.dtype));
+  PUNICA_RETURN_IF_ERROR(check_segments("lora_expand", p.seg));
+  if (p.y_stride % 8 != 0) return invalid_argument("lora_expand: y_stride must be a multiple of 8");
+  for (int i = 0; i < p.num_slices; ++i)
+    if (p.slices[i].h_out % 8 != 0 || p.slices[i].y_col_offset % 8 != 0)
+      return invalid_argument("lora_expand: slice " + std::to_string(i) +
+                              ": h_out and y_col_offset must be multiples of 8");
+  if (!aligned16(p.y) || !aligned16(p.v)) return invalid_argument("lora_expand: y and v must be 16-byte aligned");
+  return Status::ok();
+}
+
+bool nothing_to_do(const ops::LoraSegments& seg) {
+  return seg.num_tokens == 0 || seg.num_segments == 0 || seg.max_seg_len == 0 || seg.num_adapted_segments == 0;
+}
+
+// Fills the shrink launch; split-K is chosen so that about 4 blocks per SM run, within the workspace.
+Status plan_shrink(const ops::LoraShrinkParams& p, const LoraWorkspace& ws, const DeviceFacts& dev,
+                   bool partials_only, LaunchShape* shape, ShrinkArgs* a) {
+  shape->tm = pick_tile_rows(p.seg);
+  shape->rp = padded_rank(p.v_rank_stride);
+  shape->nb = 0;
+  shape->pdl = dev.pdl;
+  const int nk = ceil_div(p.h_in, lora_detail::kStepK);
+  const int tiles_y = grid_tiles_y(p.seg, shape->tm, p.num_slices);
+  const int64_t work_tiles =
+      static_cast<int64_t>(std::max(1, p.seg.num_adapted_segments)) * ceil_div(p.seg.max_seg_len, shape->tm) *
+      p.num_slices;
+  // 16-row tiles are cheap (decode): aim at 4 blocks per SM; 64-row tiles at 2, which keeps the partial
+  // sums of prefill small next to x.
+  const int64_t target_blocks = int64_t{shape->tm == 16 ? 4 : 2} * dev.sms;
+  int ksplit = static_cast<int>(std::clamp<int64_t>((target_blocks + work_tiles - 1) / work_tiles, 1, nk));
+  const int64_t v_row_bytes = int64_t{4} * p.num_slices * p.v_rank_stride;
+  const bool counters_fit = p.seg.num_tokens <= kLoraWorkspaceMaxTokens && ws.ptr != nullptr &&
+                            ws.bytes >= kCounterBytes + static_cast<size_t>(p.seg.num_tokens * v_row_bytes * 2);
+  if (!counters_fit) ksplit = 1;
+  if (ksplit > 1) {
+    const int64_t fit = static_cast<int64_t>(std::min(ws.bytes - kCounterBytes, kPartialBytes)) /
+                        (p.seg.num_tokens * v_row_bytes);
+    ksplit = static_cast<int>(std::min<int64_t>(ksplit, fit));
+  }
+  ksplit = std::max(ksplit, 1);
+  const int per = ceil_div(nk, ksplit);
+  ksplit = ceil_div(nk, per);  // no empty split: every split of a tile arrives at its counter
+
+  a->x = p.x;
+  a->x_stride = p.x_stride;
+  a->h_in = p.h_in;
+  a->num_slices = p.num_slices;
+  for (int i = 0; i < ops::kMaxLoraSlices; ++i) {
+    a->a[i] = i < p.num_slices ? p.slices[i].a : nullptr;
+    a->rank[i] = i < p.num_slices ? p.slices[i].rank : nullptr;
+  }
+  a->v = p.v;
+  a->v_rank_stride = p.v_rank_stride;
+  a->ksplit = ksplit;
+  a->ksteps_per_split = per;
+  a->counters = static_cast<unsigned*>(ws.ptr);
+  a->vpart = ksplit > 1 ? reinterpret_cast<float*>(static_cast<char*>(ws.ptr) + kCounterBytes) : nullptr;
+  a->partials_only = partials_only && ksplit > 1;
+  a->seg = {p.seg.seg_start, p.seg.seg_slot, p.seg.num_tokens};
+  shape->grid = dim3(static_cast<unsigned>(p.num_slices * ksplit), static_cast<unsigned>(tiles_y),
+                     static_cast<unsigned>(p.seg.num_segments));
+  return Status::ok();
+}
+
+void plan_expand(const ops::LoraExpandParams& p, const DeviceFacts& dev, int ksplit, const float* vpart,
+                 LaunchShape* shape, ExpandArgs* a) {
+  shape->tm = pick_tile_rows(p.seg);
+  shape->rp = padded_rank(p.v_rank_stride);
+  shape->pdl = dev.pdl;
+  auto col_tiles = [&](int nb) {
+    int n = 0;
+    for (int i = 0; i < p.num_slices; ++i) n += ceil_div(p.slices[i].h_out, nb);
+    return n;
+  };
+  const int64_t work = static_cast<int64_t>(std::max(1, p.seg.num_adapted_segments)) *
+                       ceil_div(p.seg.max_seg_len, shape->tm);
+  shape->nb = work * col_tiles(128) >= int64_t{2} * dev.sms ? 128 : 64;
+  a->y = p.y;
+  a->y_stride = p.y_stride;
+  a->num_slices = p.num_slices;
+  int tiles = 0;
+  for (int i = 0; i < ops::kMaxLoraSlices; ++i) {
+    const bool on = i < p.num_slices;
+    a->b[i] = on ? p.slices[i].b : nullptr;
+    a->rank[i] = on ? p.slices[i].rank : nullptr;
+    a->scale[i] = on ? p.slices[i].scale : nullptr;
+    a->h_out[i] = on ? p.slices[i].h_out : 0;
+    a->y_col_offset[i] = on ? p.slices[i].y_col_offset : 0;
+    a->ntile_begin[i] = tiles;
+    if (on) tiles += ceil_div(p.slices[i].h_out, shape->nb);
+  }
+  a->ntile_begin[ops::kMaxLoraSlices] = tiles;
+  a->v = const_cast<float*>(p.v);
+  a->v_rank_stride = p.v_rank_stride;
+  a->ksplit = ksplit;
+  a->vpart = vpart;
+  a->seg = {p.seg.seg_start, p.seg.seg_slot, p.seg.num_tokens};
+  shape->grid = dim3(static_cast<unsigned>(tiles), static_cast<unsigned>(grid_tiles_y(p.seg, shape->tm, tiles)),
+                     static_cast<unsigned>(p.seg.num_segments));
+}
+
+}  // namespace
+
+size_t lora_workspace_size() { return kCounterBytes + kPartialBytes; }
+
+Status lora_workspace_init(const LoraWorkspace& ws, cudaStream_t stream) {
+  if (ws.ptr == nullptr || ws.bytes == 0) return Status::ok();
+  return cuda_status(cudaMemsetAsync(ws.ptr, 0, ws.bytes, stream), "lora_workspace_init: cudaMemsetAsync");
+}
+
+Status lora_shrink(const ops::LoraShrinkParams& p, const LoraWorkspace& ws, cudaStream_t stream) {
+  PUNICA_RETURN_IF_ERROR(check_shrink(p));
+  if (nothing_to_do(p.seg)) return Status::ok();
+  DeviceFacts dev;
+  PUNICA_RETURN_IF_ERROR(device_facts(&dev));
+  LaunchShape shape;
+  ShrinkArgs args;
+  PUNICA_RETURN_IF_ERROR(plan_shrink(p, ws, dev, /*partials_only=*/false, &shape, &args));
+  return lora_detail::lora_launch_shrink(p.dtype, shape, args, stream);
+}
+
+Status lora_expand(const ops::LoraExpandParams& p, cudaStream_t stream) {
+  PUNICA_RETURN_IF_ERROR(check_expand(p));
+  if (nothing_to_do(p.seg)) return Status::ok();
+  DeviceFacts dev;
+  PUNICA_RETURN_IF_ERROR(device_facts(&dev));
+  LaunchShape shape;
+  ExpandArgs args;
+  plan_expand(p, dev, 1, nullptr, &shape, &args);
+  return lora_detail::lora_launch_expand(p.dtype, shape, args, stream);
+}
+
+Status lora_add(const ops::LoraShrinkParams& s, const ops::LoraExpandParams& e, const LoraWorkspace& ws,
+                cudaStream_t stream) {
+  PUNICA_RETURN_IF_ERROR(check_shrink(s));
+  PUNICA_RETURN_IF_ERROR(check_expand(e));
+  if (s.v != e.v || s.v_rank_stride != e.v_rank_stride || s.num_slices != e.num_slices || s.dtype != e.dtype ||
+      s.seg.num_tokens != e.seg.num_tokens || s.seg.num_segments != e.seg.num_segments ||
+      s.seg.seg_start != e.seg.seg_start || s.seg.seg_slot != e.seg.seg_slot)
+    return invalid_argument("lora_add: shrink and expand params must share v, v_rank_stride, slices, dtype and "
+                            "segments");
+  if (nothing_to_do(s.seg)) return Status::ok();
+  DeviceFacts dev;
+  PUNICA_RETURN_IF_ERROR(device_facts(&dev));
+  LaunchShape ss, es;
+  ShrinkArgs sa;
+  ExpandArgs ea;
+  // Decode-sized batches: the expand sums the split-K partials itself (no fix-up pass in the shrink).
+  const bool partials_only = pick_tile_rows(s.seg) == 16;
+  PUNICA_RETURN_IF_ERROR(plan_shrink(s, ws, dev, partials_only, &ss, &sa));
+  plan_expand(e, dev, sa.partials_only ? sa.ksplit : 1, sa.partials_only ? sa.vpart : nullptr, &es, &ea);
+  PUNICA_RETURN_IF_ERROR(lora_detail::lora_launch_shrink(s.dtype, ss, sa, stream));
+  return lora_detail::lora_launch_expand(e.dtype, es, ea, stream);
+}
+
+}  // namespace punica::cuda

@@ -1,0 +1,58 @@
+// CUDA implementation of the LoRA ops contract (src/ops/lora.h) for f16 and bf16.
+//
+// Additive extension of the contract for GPU use: a caller-owned workspace (size queried up front, zeroed
+// once) and a stream. Nothing here allocates, synchronises with the host or reads device memory on the
+// host, so every call can be captured in a CUDA graph. All pointers in the params are device pointers.
+//
+//   size_t bytes = lora_workspace_size();            // once, at start-up
+//   cudaMalloc(&ptr, bytes); lora_workspace_init({ptr, bytes}, stream);
+//   per projection and step:  lora_add(shrink_params, expand_params, ws, stream);   // y += scale * x A^T B^T
+//
+// lora_add launches the shrink and the expand kernels back to back; on sm_90 the expand is launched with
+// Programmatic Dependent Launch, so it starts (and loads its B tile) while the shrink is still running.
+// Alignment requirements (checked, InvalidArgument otherwise): x, y, v 16-byte aligned; h_in, x_stride,
+// y_stride, every slice's h_out and y_col_offset multiples of 8; A pointers 16-byte aligned. B pointers may
+// have any 2-byte alignment (odd ranks make B rows unaligned; a slower path handles those).
+#pragma once
+
+#include <cuda_runtime_api.h>
+
+#include <cstddef>
+
+#include "ops/lora.h"
+
+namespace punica::cuda {
+
+// Scratch memory for split-K partial sums and their arrival counters. Zeroed once by lora_workspace_init;
+// every call leaves the counters at zero again, so the same workspace serves any number of calls (and graph
+// replays) on one stream. A null or smaller workspace is allowed: the kernels then split K less (slower for
+// small batches, same results).
+struct LoraWorkspace {
+  void* ptr = nullptr;
+  size_t bytes = 0;
+};
+
+// Tokens per call for which split-K counters are reserved; larger calls still work, without split-K.
+constexpr int kLoraWorkspaceMaxTokens = 16384;
+
+// Bytes of the workspace that gives every shape its preferred split (a constant: counters for
+// kLoraWorkspaceMaxTokens tokens x kMaxLoraSlices, plus 8 MiB of fp32 partial sums).
+size_t lora_workspace_size();
+
+// Zeroes the workspace (asynchronously on `stream`). Call once after allocating it.
+Status lora_workspace_init(const LoraWorkspace& ws, cudaStream_t stream);
+
+// v = x @ A^T per segment (ops/lora.h). Writes v for adapted rows, j < rank.
+Status lora_shrink(const ops::LoraShrinkParams& p, const LoraWorkspace& ws, cudaStream_t stream);
+
+// y += scale * v @ B^T per segment (ops/lora.h).
+Status lora_expand(const ops::LoraExpandParams& p, cudaStream_t stream);
+
+// The whole add-on of one (possibly fused multi-slice) projection: shrink then expand. `shrink.v` and
+// `expand.v` must be the same buffer with the same v_rank_stride; both params must describe the same
+// segments. For small batches the expand sums the shrink's split-K partials itself (one pass fewer); v is
+// still written in full, so after the call it holds x @ A^T exactly as lora_shrink leaves it.
+Status lora_add(const ops::LoraShrinkParams& shrink, const ops::LoraExpandParams& expand, const LoraWorkspace& ws,
+                cudaStream_t stream);
+
+}  // namespace punica::cuda

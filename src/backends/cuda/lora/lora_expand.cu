@@ -1,0 +1,195 @@
+// SGMV expand: y[t, off_i + n] = round(y + scale_{slot,i} * v[t, i, :r] @ B_{slot,i}[n, :r]) per segment.
+//
+// v is fp32 and stays (almost) fp32: the product runs on tf32 tensor cores (mma.sync m16n8k8) with v split
+// into a tf32 high part and a tf32 remainder (two mma per k-step). B (fp16/bf16) converts to tf32 exactly,
+// so the only rounding left is fp32 accumulation and the final rounding of y, as in the CPU reference.
+// The k order inside a k-step is permuted so that each thread's B operand is one 32-bit word of a B row.
+//
+// Grid: x = column tile of NB outputs (over all slices), y = token tiles of TM rows (strided loop),
+// z = segment. The B tile does not depend on the previous kernel, so it is loaded before griddep_wait:
+// under PDL that load overlaps the shrink kernel.
+#include "backends/cuda/cuda_check.h"
+#include "backends/cuda/lora/lora_args.h"
+#include "backends/cuda/lora/lora_device.cuh"
+
+namespace punica::cuda::lora_detail {
+namespace {
+
+template <int TM, int RP, int NB>
+struct ExpandLayout {
+  static constexpr int WM = TM / 16;
+  static constexpr int WN = 4 / WM;
+  static constexpr int kColsPerWarp = NB / WN;   // multiple of 8
+  static constexpr int kNT = kColsPerWarp / 8;   // n8 tiles per warp
+  static constexpr int kBPitch = RP + 8;         // halves
+  static constexpr int kVPitch = RP + 8;         // floats
+  static constexpr int kSmemBytes = NB * kBPitch * 2 + TM * kVPitch * 4;
+  static_assert(WM * WN == 4, "4 warps");
+};
+
+// v - tf32(v); 0 for infinities, so that an infinite v gives an infinite (not NaN) product, as in fp32.
+__device__ __forceinline__ float tf32_remainder(float v, uint32_t hi) {
+  return isinf(v) ? 0.f : v - __uint_as_float(hi);
+}
+
+template <typename T, int TM, int RP, int NB>
+__global__ void __launch_bounds__(kThreads) lora_expand_kernel(const ExpandArgs p) {
+  using L = ExpandLayout<TM, RP, NB>;
+  extern __shared__ __align__(16) unsigned char smem[];
+  T* sb = reinterpret_cast<T*>(smem);                                     // [NB][kBPitch]
+  float* sv = reinterpret_cast<float*>(smem + NB * L::kBPitch * 2);       // [TM][kVPitch]
+
+  // Segment metadata, slot tables and B are not written by the shrink kernel: read them before the wait.
+  const int seg = blockIdx.z;
+  int slice = 0;
+  while (slice + 1 < p.num_slices && static_cast<int>(blockIdx.x) >= p.ntile_begin[slice + 1]) ++slice;
+  const int n0 = (blockIdx.x - p.ntile_begin[slice]) * NB;
+  const int slot = p.seg.seg_slot[seg];
+  const T* b = slot >= 0 ? static_cast<const T*>(p.b[slice][slot]) : nullptr;
+  const int r = b ? min(p.rank[slice][slot], p.v_rank_stride) : 0;
+  griddep_launch_dependents();
+  if (b == nullptr || r <= 0) return;
+  const float scale = p.scale[slice][slot];
+  const int h_out = p.h_out[slice];
+  const int seg_begin = p.seg.seg_start[seg];
+  const int seg_end = p.seg.seg_start[seg + 1];
+  const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
+
+  if ((r & 7) == 0 && (reinterpret_cast<uintptr_t>(b) & 15) == 0) {
+    constexpr int kChunks = RP / 8;  // 16-byte chunks per smem row
+    for (int c = tid; c < NB * kChunks; c += kThreads) {
+      const int n = c / kChunks, k = (c % kChunks) * 8;
+      const bool ok = n0 + n < h_out && k < r;
+      cp_async_16(sb + n * L::kBPitch + k, ok ? b + static_cast<int64_t>(n0 + n) * r + k : b, ok ? 16 : 0);
+    }
+  } else {  // odd ranks: rows of B are not 16-byte aligned
+    for (int e = tid; e < NB * RP; e += kThreads) {
+      const int n = e / RP, k = e % RP;
+      sb[n * L::kBPitch + k] = (n0 + n < h_out && k < r) ? b[static_cast<int64_t>(n0 + n) * r + k] : T(0.f);
+    }
+  }
+  cp_async_commit();
+
+  griddep_wait();  // v (and y) are ready from here on
+
+  const int64_t v_row = static_cast<int64_t>(p.num_slices) * p.v_rank_stride;
+  const int64_t part_stride = static_cast<int64_t>(p.seg.num_tokens) * v_row;
+  const int wm = warp % L::WM, wn = warp / L::WM;
+  const int g = lane >> 2, q = lane & 3;
+  T* y = static_cast<T*>(p.y);
+
+  for (int t0 = seg_begin + blockIdx.y * TM; t0 < seg_end; t0 += gridDim.y * TM) {
+    const int rows = min(TM, seg_end - t0);
+    for (int e = tid; e < TM * RP; e += kThreads) {
+      const int row = e / RP, j = e % RP;
+      float val = 0.f;
+      if (row < rows && j < r) {
+        const int64_t off = (t0 + row) * v_row + slice * p.v_rank_stride + j;
+        if (p.ksplit == 1) {
+          val = p.v[off];
+        } else {
+          for (int sp = 0; sp < p.ksplit; ++sp) val += p.vpart[sp * part_stride + off];
+          if (blockIdx.x == static_cast<unsigned>(p.ntile_begin[slice])) p.v[off] = val;
+        }
+      }
+      sv[row * L::kVPitch + j] = val;
+    }
+    cp_async_wait<0>();
+    __syncthreads();
+
+    float acc[L::kNT][4];
+#pragma unroll
+    for (int i = 0; i < L::kNT; ++i) acc[i][0] = acc[i][1] = acc[i][2] = acc[i][3] = 0.f;
+    const float* cv = sv + (wm * 16) * L::kVPitch;
+    const T* cb = sb + (wn * L::kColsPerWarp) * L::kBPitch;
+#pragma unroll
+    for (int k8 = 0; k8 < RP / 8; ++k8) {
+      if (k8 * 8 >= r) break;
+      const int k = k8 * 8 + 2 * q;  // this thread's two k of the step: tf32 slots q and q + 4
+      const float2 v0 = *reinterpret_cast<const float2*>(cv + g * L::kVPitch + k);
+      const float2 v1 = *reinterpret_cast<const float2*>(cv + (g + 8) * L::kVPitch + k);
+      uint32_t hi[4], lo[4];
+      hi[0] = f32_to_tf32(v0.x); hi[1] = f32_to_tf32(v1.x); hi[2] = f32_to_tf32(v0.y); hi[3] = f32_to_tf32(v1.y);
+      lo[0] = f32_to_tf32(tf32_remainder(v0.x, hi[0]));
+      lo[1] = f32_to_tf32(tf32_remainder(v1.x, hi[1]));
+      lo[2] = f32_to_tf32(tf32_remainder(v0.y, hi[2]));
+      lo[3] = f32_to_tf32(tf32_remainder(v1.y, hi[3]));
+#pragma unroll
+      for (int nt = 0; nt < L::kNT; ++nt) {
+        const uint32_t w = *reinterpret_cast<const uint32_t*>(cb + (nt * 8 + g) * L::kBPitch + k);
+        const float2 bf = pair_to_float2(w, T());
+        const uint32_t bb[2] = {__float_as_uint(bf.x), __float_as_uint(bf.y)};
+        mma_tf32(acc[nt], hi, bb);
+        mma_tf32(acc[nt], lo, bb);
+      }
+    }
+
+    const int col_base = p.y_col_offset[slice] + n0 + wn * L::kColsPerWarp;
+#pragma unroll
+    for (int nt = 0; nt < L::kNT; ++nt) {
+      const int n = n0 + wn * L::kColsPerWarp + nt * 8 + 2 * q;
+      if (n >= h_out) continue;  // h_out is a multiple of 8: n + 1 < h_out too
+#pragma unroll
+      for (int half = 0; half < 2; ++half) {
+        const int row = wm * 16 + g + half * 8;
+        if (row >= rows) continue;
+        uint32_t* dst = reinterpret_cast<uint32_t*>(y + (t0 + row) * p.y_stride + col_base + nt * 8 + 2 * q);
+        const float2 old = pair_to_float2(*dst, T());
+        *dst = float2_to_pair(old.x + scale * acc[nt][half * 2], old.y + scale * acc[nt][half * 2 + 1], T());
+      }
+    }
+    __syncthreads();  // sv is rewritten by the next tile
+  }
+}
+
+template <typename T, int TM, int RP, int NB>
+Status launch(const LaunchShape& shape, const ExpandArgs& args, cudaStream_t stream) {
+  using L = ExpandLayout<TM, RP, NB>;
+  auto kernel = lora_expand_kernel<T, TM, RP, NB>;
+  PUNICA_CUDA_RETURN_IF_ERROR(
+      cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, L::kSmemBytes));
+  cudaLaunchConfig_t cfg = {};
+  cfg.gridDim = shape.grid;
+  cfg.blockDim = dim3(kThreads);
+  cfg.dynamicSmemBytes = L::kSmemBytes;
+  cfg.stream = stream;
+  cudaLaunchAttribute attr[1];
+  attr[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
+  attr[0].val.programmaticStreamSerializationAllowed = 1;
+  cfg.attrs = attr;
+  cfg.numAttrs = shape.pdl ? 1 : 0;
+  PUNICA_CUDA_RETURN_IF_ERROR(cudaLaunchKernelEx(&cfg, kernel, args));
+  return cuda_status(cudaGetLastError(), "lora_expand_kernel launch");
+}
+
+template <typename T, int TM, int RP>
+Status launch_nb(const LaunchShape& shape, const ExpandArgs& args, cudaStream_t stream) {
+  if (shape.nb == 64) return launch<T, TM, RP, 64>(shape, args, stream);
+  return launch<T, TM, RP, 128>(shape, args, stream);
+}
+
+template <typename T, int TM>
+Status launch_rp(const LaunchShape& shape, const ExpandArgs& args, cudaStream_t stream) {
+  switch (shape.rp) {
+    case 16: return launch_nb<T, TM, 16>(shape, args, stream);
+    case 32: return launch_nb<T, TM, 32>(shape, args, stream);
+    case 64: return launch_nb<T, TM, 64>(shape, args, stream);
+    case 128: return launch_nb<T, TM, 128>(shape, args, stream);
+    default: return internal_error("lora_expand: no kernel for padded rank " + std::to_string(shape.rp));
+  }
+}
+
+template <typename T>
+Status launch_tm(const LaunchShape& shape, const ExpandArgs& args, cudaStream_t stream) {
+  if (shape.tm == 16) return launch_rp<T, 16>(shape, args, stream);
+  return launch_rp<T, 64>(shape, args, stream);
+}
+
+}  // namespace
+
+Status lora_launch_expand(DType dtype, const LaunchShape& shape, const ExpandArgs& args, cudaStream_t stream) {
+  if (dtype == DType::kF16) return launch_tm<__half>(shape, args, stream);
+  return launch_tm<__nv_bfloat16>(shape, args, stream);
+}
+
+}  // namespace punica::cuda::lora_detail

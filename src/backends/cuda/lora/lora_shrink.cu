@@ -1,0 +1,220 @@
+// SGMV shrink: v[t, i, :r] = x[t, :] @ A_{slot,i}^T for the tokens of each segment, on tensor cores
+// (mma.sync m16n8k16, fp16/bf16 in, fp32 accumulate).
+//
+// Grid: x = slice * ksplit + split (split-K over h_in), y = token tiles of TM rows (strided loop), z = segment.
+// A block streams its k-range of x[TM rows] and A[RP rows] through a 3-stage cp.async pipeline. Its 4 warps
+// split the tile as WM (row groups of 16) x WN (rank groups) x WK (k-steps of each stage), then combine the
+// WK partial tiles in shared memory so the global writes are coalesced rows of v.
+// With ksplit > 1 each split writes its partial tile; the last split to arrive (arrival counter per tile)
+// sums the partials in split order, so the result does not depend on timing, and resets the counter.
+#include "backends/cuda/cuda_check.h"
+#include "backends/cuda/lora/lora_args.h"
+#include "backends/cuda/lora/lora_device.cuh"
+
+namespace punica::cuda::lora_detail {
+namespace {
+
+constexpr int kStages = 3;
+constexpr int kRowPitch = kStepK + 8;  // halves; 144-byte rows make ldmatrix conflict-free
+
+template <int TM, int RP>
+struct ShrinkLayout {
+  static constexpr int WM = TM / 16;
+  static constexpr int WN = (4 / WM) < (RP / 16) ? (4 / WM) : (RP / 16);
+  static constexpr int WK = 4 / (WM * WN);
+  static constexpr int kRanksPerWarp = RP / WN;        // multiple of 16
+  static constexpr int kRedPitch = RP + 4;             // floats
+  static constexpr int kPipeBytes = kStages * (TM + RP) * kRowPitch * 2;
+  static constexpr int kRedBytes = WK * TM * kRedPitch * 4;
+  static constexpr int kSmemBytes = kPipeBytes > kRedBytes ? kPipeBytes : kRedBytes;
+  static_assert(WM * WN * WK == 4, "4 warps");
+};
+
+template <typename T, int TM, int RP>
+__global__ void __launch_bounds__(kThreads) lora_shrink_kernel(const ShrinkArgs p) {
+  using L = ShrinkLayout<TM, RP>;
+  extern __shared__ __align__(16) unsigned char smem[];
+  __shared__ int s_last;
+  T* sx = reinterpret_cast<T*>(smem);                         // [kStages][TM][kRowPitch]
+  T* sa = sx + kStages * TM * kRowPitch;                      // [kStages][RP][kRowPitch]
+  float* red = reinterpret_cast<float*>(smem);                // [WK][TM][kRedPitch], after the main loop
+
+  // Everything below may read what the previous kernel wrote (x, segment metadata): wait first.
+  griddep_wait();
+  griddep_launch_dependents();
+
+  const int seg = blockIdx.z;
+  const int slice = blockIdx.x / p.ksplit;
+  const int split = blockIdx.x % p.ksplit;
+  const int slot = p.seg.seg_slot[seg];
+  if (slot < 0) return;
+  const T* a = static_cast<const T*>(p.a[slice][slot]);
+  const int r = min(p.rank[slice][slot], p.v_rank_stride);
+  if (a == nullptr || r <= 0) return;
+  const int seg_begin = p.seg.seg_start[seg];
+  const int seg_end = p.seg.seg_start[seg + 1];
+  const int nk = (p.h_in + kStepK - 1) / kStepK;
+  const int k_begin = split * p.ksteps_per_split;
+  const int k_end = min(nk, k_begin + p.ksteps_per_split);
+  const T* x = static_cast<const T*>(p.x);
+  const int T_ = p.seg.num_tokens;
+  const int64_t v_row = static_cast<int64_t>(p.num_slices) * p.v_rank_stride;
+
+  const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
+  const int wm = warp % L::WM, wn = (warp / L::WM) % L::WN, wk = warp / (L::WM * L::WN);
+  constexpr int kNJ = L::kRanksPerWarp / 16;  // 16-rank groups per warp
+
+  for (int t0 = seg_begin + blockIdx.y * TM; t0 < seg_end; t0 += gridDim.y * TM) {
+    const int rows = min(TM, seg_end - t0);
+
+    auto load_stage = [&](int stage, int ks) {
+      const int k0 = ks * kStepK;
+      T* dx = sx + stage * TM * kRowPitch;
+      T* da = sa + stage * RP * kRowPitch;
+      for (int c = tid; c < TM * 8; c += kThreads) {
+        const int row = c >> 3, k = k0 + (c & 7) * 8;
+        const bool ok = row < rows && k < p.h_in;
+        cp_async_16(dx + row * kRowPitch + (c & 7) * 8, ok ? x + (t0 + row) * p.x_stride + k : x, ok ? 16 : 0);
+      }
+      for (int c = tid; c < RP * 8; c += kThreads) {
+        const int j = c >> 3, k = k0 + (c & 7) * 8;
+        const bool ok = j < r && k < p.h_in;
+        cp_async_16(da + j * kRowPitch + (c & 7) * 8, ok ? a + static_cast<int64_t>(j) * p.h_in + k : a,
+                    ok ? 16 : 0);
+      }
+    };
+
+    float acc[kNJ * 2][4];
+#pragma unroll
+    for (int i = 0; i < kNJ * 2; ++i) acc[i][0] = acc[i][1] = acc[i][2] = acc[i][3] = 0.f;
+
+#pragma unroll
+    for (int s = 0; s < kStages - 1; ++s) {
+      if (k_begin + s < k_end) load_stage(s, k_begin + s);
+      cp_async_commit();
+    }
+    for (int ks = k_begin; ks < k_end; ++ks) {
+      cp_async_wait<kStages - 2>();
+      __syncthreads();
+      const int next = ks + kStages - 1;
+      if (next < k_end) load_stage((next - k_begin) % kStages, next);
+      cp_async_commit();
+      const int stage = (ks - k_begin) % kStages;
+      const T* cx = sx + stage * TM * kRowPitch + (wm * 16) * kRowPitch;
+      const T* ca = sa + stage * RP * kRowPitch + (wn * L::kRanksPerWarp) * kRowPitch;
+#pragma unroll
+      for (int kk = wk; kk < kStepK / 16; kk += L::WK) {
+        uint32_t af[4];
+        ldmatrix_x4(af, cx + (lane & 15) * kRowPitch + kk * 16 + (lane >> 4) * 8);
+#pragma unroll
+        for (int jj = 0; jj < kNJ; ++jj) {
+          uint32_t bf[4];
+          ldmatrix_x4(bf, ca + (jj * 16 + (lane & 7) + (lane >> 4) * 8) * kRowPitch + kk * 16 + ((lane >> 3) & 1) * 8);
+          MmaF16<T>::run(acc[jj * 2], af, bf);
+          MmaF16<T>::run(acc[jj * 2 + 1], af, bf + 2);
+        }
+      }
+    }
+    cp_async_wait<0>();
+    __syncthreads();  // the pipeline buffers become the reduction buffer
+
+    {
+      const int g = lane >> 2, q = lane & 3;
+      float* dst = red + (wk * TM + wm * 16) * L::kRedPitch + wn * L::kRanksPerWarp;
+#pragma unroll
+      for (int n8 = 0; n8 < kNJ * 2; ++n8) {
+        *reinterpret_cast<float2*>(dst + g * L::kRedPitch + n8 * 8 + 2 * q) = make_float2(acc[n8][0], acc[n8][1]);
+        *reinterpret_cast<float2*>(dst + (g + 8) * L::kRedPitch + n8 * 8 + 2 * q) =
+            make_float2(acc[n8][2], acc[n8][3]);
+      }
+    }
+    __syncthreads();
+
+    float* out;
+    int64_t out_row;
+    if (p.ksplit == 1) {
+      out = p.v + slice * p.v_rank_stride;
+      out_row = v_row;
+    } else {
+      out = p.vpart + static_cast<int64_t>(split) * T_ * v_row + slice * p.v_rank_stride;
+      out_row = v_row;
+    }
+    for (int e = tid; e < TM * RP; e += kThreads) {
+      const int row = e / RP, j = e % RP;
+      if (row < rows && j < r) {
+        float s = 0.f;
+#pragma unroll
+        for (int w = 0; w < L::WK; ++w) s += red[(w * TM + row) * L::kRedPitch + j];
+        out[(t0 + row) * out_row + j] = s;
+      }
+    }
+
+    if (p.ksplit > 1 && !p.partials_only) {
+      // Serial split-K fix-up: the last split of this tile sums all partials (in split order) into v.
+      __threadfence();
+      __syncthreads();
+      unsigned* counter = p.counters + static_cast<int64_t>(slice) * T_ + t0;
+      if (tid == 0) s_last = atomicAdd(counter, 1u) == static_cast<unsigned>(p.ksplit - 1);
+      __syncthreads();
+      if (s_last) {
+        __threadfence();
+        const float* part = p.vpart + slice * p.v_rank_stride;
+        for (int e = tid; e < rows * r; e += kThreads) {
+          const int row = e / r, j = e % r;
+          const int64_t off = (t0 + row) * v_row + j;
+          float s = 0.f;
+          for (int sp = 0; sp < p.ksplit; ++sp) s += __ldcg(part + static_cast<int64_t>(sp) * T_ * v_row + off);
+          p.v[slice * p.v_rank_stride + off] = s;
+        }
+        if (tid == 0) *counter = 0u;
+      }
+    }
+    __syncthreads();  // shared memory is reused by the next tile
+  }
+}
+
+template <typename T, int TM, int RP>
+Status launch(const LaunchShape& shape, const ShrinkArgs& args, cudaStream_t stream) {
+  using L = ShrinkLayout<TM, RP>;
+  auto kernel = lora_shrink_kernel<T, TM, RP>;
+  PUNICA_CUDA_RETURN_IF_ERROR(
+      cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, L::kSmemBytes));
+  cudaLaunchConfig_t cfg = {};
+  cfg.gridDim = shape.grid;
+  cfg.blockDim = dim3(kThreads);
+  cfg.dynamicSmemBytes = L::kSmemBytes;
+  cfg.stream = stream;
+  cudaLaunchAttribute attr[1];
+  attr[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
+  attr[0].val.programmaticStreamSerializationAllowed = 1;
+  cfg.attrs = attr;
+  cfg.numAttrs = shape.pdl ? 1 : 0;
+  PUNICA_CUDA_RETURN_IF_ERROR(cudaLaunchKernelEx(&cfg, kernel, args));
+  return cuda_status(cudaGetLastError(), "lora_shrink_kernel launch");
+}
+
+template <typename T, int TM>
+Status launch_rp(const LaunchShape& shape, const ShrinkArgs& args, cudaStream_t stream) {
+  switch (shape.rp) {
+    case 16: return launch<T, TM, 16>(shape, args, stream);
+    case 32: return launch<T, TM, 32>(shape, args, stream);
+    case 64: return launch<T, TM, 64>(shape, args, stream);
+    case 128: return launch<T, TM, 128>(shape, args, stream);
+    default: return internal_error("lora_shrink: no kernel for padded rank " + std::to_string(shape.rp));
+  }
+}
+
+template <typename T>
+Status launch_tm(const LaunchShape& shape, const ShrinkArgs& args, cudaStream_t stream) {
+  if (shape.tm == 16) return launch_rp<T, 16>(shape, args, stream);
+  return launch_rp<T, 64>(shape, args, stream);
+}
+
+}  // namespace
+
+Status lora_launch_shrink(DType dtype, const LaunchShape& shape, const ShrinkArgs& args, cudaStream_t stream) {
+  if (dtype == DType::kF16) return launch_tm<__half>(shape, args, stream);
+  return launch_tm<__nv_bfloat16>(shape, args, stream);
+}
+
+}  // namespace punica::cuda::lora_detail

@@ -1,0 +1,46 @@
+// Plain command-line front end of the LoRA op oracle (no GTest), for scripts/gpu_check.sh and
+// compute-sanitizer runs:  punica_lora_oracle [--dtype f16|bf16|all] [--reduced] [--seed N] [--filter S]
+// Exit code 0 only if every case passes.
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <string>
+
+#include "lora_oracle.h"
+
+int main(int argc, char** argv) {
+  using namespace punica;
+  std::string dtype = "all", filter;
+  bool reduced = false;
+  uint64_t seed = 20261127;
+  for (int i = 1; i < argc; ++i) {
+    const std::string a = argv[i];
+    if (a == "--dtype" && i + 1 < argc) dtype = argv[++i];
+    else if (a == "--reduced") reduced = true;
+    else if (a == "--seed" && i + 1 < argc) seed = std::strtoull(argv[++i], nullptr, 10);
+    else if (a == "--filter" && i + 1 < argc) filter = argv[++i];
+    else {
+      std::fprintf(stderr, "usage: %s [--dtype f16|bf16|all] [--reduced] [--seed N] [--filter S]\n", argv[0]);
+      return 2;
+    }
+  }
+  std::printf("lora oracle: seed %llu%s\n", static_cast<unsigned long long>(seed), reduced ? " (reduced)" : "");
+  oracle::LoraOracle o;
+  int pass = 0, fail = 0;
+  for (DType t : {DType::kF16, DType::kBF16}) {
+    if (dtype != "all" && dtype != dtype_name(t)) continue;
+    for (const auto& c : oracle::lora_oracle_cases(t, reduced, seed)) {
+      if (!filter.empty() && c.name.find(filter) == std::string::npos) continue;
+      const auto r = o.run(c);
+      std::printf("%s\n", r.line.c_str());
+      std::fflush(stdout);
+      (r.pass ? pass : fail)++;
+    }
+  }
+  if (!o.workspace_counters_zero()) {
+    std::printf("FAIL: split-K counters not zero after the run\n");
+    ++fail;
+  }
+  std::printf("lora oracle: %d passed, %d failed\n", pass, fail);
+  return fail == 0 ? 0 : 1;
+}
