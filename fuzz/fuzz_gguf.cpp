@@ -1,0 +1,11 @@
+// libFuzzer target: the body lives in src/formats so tests/formats/fuzz_corpus_test.cpp replays the same code.
+#include <cstddef>
+#include <cstdint>
+
+#include "formats/gguf.h"
+#include "formats/model_config.h"
+#include "formats/safetensors.h"
+
+extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
+  return punica::fuzz_gguf_one_input(data, size);
+}
