@@ -9,6 +9,7 @@ int main(int argc, char** argv) {
   punica::cli::add_version_command(app);
   punica::cli::add_score_command(app);
   punica::cli::add_generate_command(app);
+  punica::cli::add_info_command(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

@@ -10,5 +10,6 @@ namespace punica::cli {
 void add_version_command(CLI::App& app);
 void add_score_command(CLI::App& app);
 void add_generate_command(CLI::App& app);
+void add_info_command(CLI::App& app);
 
 }  // namespace punica::cli
