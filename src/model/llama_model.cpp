@@ -158,7 +158,8 @@ Status LlamaModel::project(const BatchPlan& plan, int64_t layer, Module module, 
   return Status::ok();
 }
 
-Expected<std::vector<float>> LlamaModel::forward(const BatchPlan& plan, kv::KvCache& kv, bool log_probs) {
+Expected<std::vector<float>> LlamaModel::forward(const BatchPlan& plan, kv::KvCache& kv, bool log_probs,
+                                                 const LoraBatch* lora) {
   const ModelConfig& c = config_;
   const int64_t T = plan.num_tokens, H = c.hidden_size, Q = c.q_dim(), KV = c.kv_dim(), I = c.intermediate_size;
   if (kv.config().num_layers != c.num_hidden_layers || kv.config().kv_dim != KV)
@@ -170,6 +171,19 @@ Expected<std::vector<float>> LlamaModel::forward(const BatchPlan& plan, kv::KvCa
 
   ops::EmbeddingParams ep{embed_.w, plan.token_ids.data(), T, x_.data()};
   PUNICA_RETURN_IF_ERROR(backend_.embedding(ep));
+  // LoRA add-ons (model/lora_apply.h): fused q|k|v and gate|up shrinks, o/down/lm_head single-slice.
+  const bool use_lora = lora && lora->active && lora_adapters_;
+  if (use_lora && (lora->rows.num_tokens != T || static_cast<int64_t>(lora->logit_rows.num_tokens) != R))
+    return invalid_argument("forward: LoRA segments do not match the batch plan");
+  auto add_lora = [&](const LoraSegmentArrays& seg, int64_t layer, std::vector<LoraModule> modules, const float* x,
+                      int64_t h_in, std::vector<LoraOutput> outs) -> Status {
+    if (!use_lora) return Status::ok();
+    return lora_add_projections(backend_, *lora_adapters_, seg, static_cast<int>(layer), modules, x, h_in, h_in, outs,
+                                lora_scratch_);
+  };
+  if (use_lora)
+    PUNICA_RETURN_IF_ERROR(lora_add_embedding(backend_, *lora_adapters_, lora->rows, plan.token_ids.data(),
+                                              c.vocab_size, x_.data(), H, lora_scratch_));
 
   const float eps = static_cast<float>(c.rms_norm_eps);
   for (int64_t l = 0; l < c.num_hidden_layers; ++l) {
@@ -178,6 +192,9 @@ Expected<std::vector<float>> LlamaModel::forward(const BatchPlan& plan, kv::KvCa
     PUNICA_RETURN_IF_ERROR(project(plan, l, Module::kQ, h_.data(), q_.data()));
     PUNICA_RETURN_IF_ERROR(project(plan, l, Module::kK, h_.data(), k_.data()));
     PUNICA_RETURN_IF_ERROR(project(plan, l, Module::kV, h_.data(), v_.data()));
+    if (use_lora)
+      PUNICA_RETURN_IF_ERROR(add_lora(lora->rows, l, {LoraModule::kQ, LoraModule::kK, LoraModule::kV}, h_.data(), H,
+                                      {{q_.data(), Q, Q}, {k_.data(), KV, KV}, {v_.data(), KV, KV}}));
 
     ops::RopeParams rp;
     rp.q = q_.data(); rp.q_stride = Q;
@@ -204,12 +221,17 @@ Expected<std::vector<float>> LlamaModel::forward(const BatchPlan& plan, kv::KvCa
     PUNICA_RETURN_IF_ERROR(backend_.attention_paged(ap));
 
     PUNICA_RETURN_IF_ERROR(project(plan, l, Module::kO, attn_.data(), tmp_.data()));
+    if (use_lora) PUNICA_RETURN_IF_ERROR(add_lora(lora->rows, l, {LoraModule::kO}, attn_.data(), Q, {{tmp_.data(), H, H}}));
     PUNICA_RETURN_IF_ERROR(backend_.add({x_.data(), tmp_.data(), T * H}));
     PUNICA_RETURN_IF_ERROR(backend_.rms_norm({x_.data(), L.post_attn_norm.data(), h_.data(), T, H, eps}));
     PUNICA_RETURN_IF_ERROR(project(plan, l, Module::kGate, h_.data(), gate_.data()));
     PUNICA_RETURN_IF_ERROR(project(plan, l, Module::kUp, h_.data(), up_.data()));
+    if (use_lora)
+      PUNICA_RETURN_IF_ERROR(add_lora(lora->rows, l, {LoraModule::kGate, LoraModule::kUp}, h_.data(), H,
+                                      {{gate_.data(), I, I}, {up_.data(), I, I}}));
     PUNICA_RETURN_IF_ERROR(backend_.silu_mul({gate_.data(), up_.data(), gate_.data(), T, I}));
     PUNICA_RETURN_IF_ERROR(project(plan, l, Module::kDown, gate_.data(), tmp_.data()));
+    if (use_lora) PUNICA_RETURN_IF_ERROR(add_lora(lora->rows, l, {LoraModule::kDown}, gate_.data(), I, {{tmp_.data(), H, H}}));
     PUNICA_RETURN_IF_ERROR(backend_.add({x_.data(), tmp_.data(), T * H}));
   }
   if (R == 0) return logits;
@@ -220,6 +242,9 @@ Expected<std::vector<float>> LlamaModel::forward(const BatchPlan& plan, kv::KvCa
   lp.x = h_.data(); lp.x_stride = H; lp.w = lm_head_.w; lp.y = logits.data(); lp.y_stride = c.vocab_size;
   lp.num_tokens = R;
   PUNICA_RETURN_IF_ERROR(backend_.linear(lp));
+  if (use_lora)
+    PUNICA_RETURN_IF_ERROR(add_lora(lora->logit_rows, -1, {LoraModule::kLmHead}, h_.data(), H,
+                                    {{logits.data(), c.vocab_size, c.vocab_size}}));
   if (log_probs) PUNICA_RETURN_IF_ERROR(backend_.log_softmax({logits.data(), logits.data(), R, c.vocab_size}));
   return logits;
 }

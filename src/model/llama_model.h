@@ -15,6 +15,8 @@
 #include "formats/weight_source.h"
 #include "kv/kv_cache.h"
 #include "model/batch_plan.h"
+#include "model/lora_adapter_set.h"
+#include "model/lora_apply.h"
 #include "ops/backend.h"
 
 namespace punica::model {
@@ -54,7 +56,13 @@ class LlamaModel {
 
   // Runs the step; returns logits [plan.logit_rows.size(), vocab] (f32, host), or log-probabilities when
   // log_probs is set. Token ids outside the vocabulary give InvalidArgument naming the row.
-  Expected<std::vector<float>> forward(const BatchPlan& plan, kv::KvCache& kv, bool log_probs = false);
+  // lora: the step's adapter segments (lora_batch_build), read with the set given to set_lora_adapters;
+  // null or inactive = base model for every row.
+  Expected<std::vector<float>> forward(const BatchPlan& plan, kv::KvCache& kv, bool log_probs = false,
+                                       const LoraBatch* lora = nullptr);
+  // The adapters forward() may use (owned by the caller, must outlive the calls); null = none.
+  void set_lora_adapters(const LoraAdapterSet* adapters) { lora_adapters_ = adapters; }
+  const LoraAdapterSet* lora_adapters() const { return lora_adapters_; }
 
  private:
   LlamaModel(ModelConfig config, ops::Backend& backend) : config_(std::move(config)), backend_(backend) {}
@@ -71,6 +79,8 @@ class LlamaModel {
 
   // Per-step scratch, grown as needed.
   std::vector<float> x_, h_, q_, k_, v_, attn_, tmp_, gate_, up_;
+  const LoraAdapterSet* lora_adapters_ = nullptr;
+  LoraScratch lora_scratch_;
 };
 
 }  // namespace punica::model
