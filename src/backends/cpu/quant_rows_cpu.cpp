@@ -17,7 +17,11 @@ using ops::LinearWeightFormat;
 inline float f16_at(const uint8_t* p) {
   uint16_t h;
   std::memcpy(&h, p, 2);
+#ifdef PUNICA_QUANT_AVX2
+  return _cvtsh_ss(h);   // F16C: exact, like fp16_to_float, without its subnormal loop
+#else
   return fp16_to_float(h);
+#endif
 }
 
 // --- one block -> f32 (ggml's dequantize_row_* arithmetic) -----------------------------------------
@@ -162,6 +166,19 @@ void quant_row_dot(LinearWeightFormat f, const uint8_t* row, int64_t cols, const
   const int64_t nb = cols / be;
 #ifdef PUNICA_QUANT_AVX2
   constexpr int kMaxX = 8;   // x rows accumulated in registers per pass
+  if ((f == LinearWeightFormat::kQ4_0 || f == LinearWeightFormat::kQ4_1 || f == LinearWeightFormat::kQ8_0) &&
+      num_x == 1) {
+    // One x (decode): four independent accumulators, so the FMA latency is not the bound.
+    __m256 acc[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps()};
+    for (int64_t b = 0; b < nb; ++b) {
+      __m256 w[4];
+      decode32(f, row + b * bb, w);
+      const float* xb = x + b * 32;
+      for (int i = 0; i < 4; ++i) acc[i] = _mm256_fmadd_ps(w[i], _mm256_loadu_ps(xb + 8 * i), acc[i]);
+    }
+    y[0] = hsum(_mm256_add_ps(_mm256_add_ps(acc[0], acc[1]), _mm256_add_ps(acc[2], acc[3])));
+    return;
+  }
   if (f == LinearWeightFormat::kQ4_0 || f == LinearWeightFormat::kQ4_1 || f == LinearWeightFormat::kQ8_0) {
     for (int64_t t0 = 0; t0 < num_x; t0 += kMaxX) {
       const int nt = static_cast<int>(num_x - t0 < kMaxX ? num_x - t0 : kMaxX);
