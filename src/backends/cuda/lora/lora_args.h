@@ -34,8 +34,6 @@ struct ShrinkArgs {
   int ksplit;
   int ksteps_per_split;
   float* vpart;             // [ksplit, T, num_slices, v_rank_stride] partial sums (ksplit > 1)
-  unsigned* counters;       // [num_slices, T] arrival counters, zero between calls (ksplit > 1)
-  int partials_only;        // 1: leave the sum of the partials to the expand kernel (lora_add)
   SegmentArgs seg;
 };
 
@@ -54,6 +52,7 @@ struct ExpandArgs {
   // When ksplit > 1 the kernel sums v from the shrink's partials (and blocks of column tile 0 write v).
   int ksplit;
   const float* vpart;
+  int prefetch_y;           // 1: load y before griddep_wait (only when the previous kernel is our shrink/reduce)
   SegmentArgs seg;
 };
 
@@ -66,6 +65,8 @@ struct LaunchShape {
 };
 
 Status lora_launch_shrink(DType dtype, const LaunchShape& shape, const ShrinkArgs& args, cudaStream_t stream);
+// Sums the shrink's split-K partials into v (grid: slices, token rows, segments).
+Status lora_launch_reduce(const LaunchShape& shape, const ShrinkArgs& args, cudaStream_t stream);
 Status lora_launch_expand(DType dtype, const LaunchShape& shape, const ExpandArgs& args, cudaStream_t stream);
 
 }  // namespace punica::cuda::lora_detail

@@ -16,7 +16,6 @@ using lora_detail::ExpandArgs;
 using lora_detail::LaunchShape;
 using lora_detail::ShrinkArgs;
 
-constexpr size_t kCounterBytes = static_cast<size_t>(kLoraWorkspaceMaxTokens) * ops::kMaxLoraSlices * 4;
 constexpr size_t kPartialBytes = size_t{8} << 20;
 constexpr int kMaxGridY = 65535;
 constexpr int kMaxBlocksPerCall = 1 << 20;  // caps the strided token-tile loop's grid
@@ -101,9 +100,10 @@ bool nothing_to_do(const ops::LoraSegments& seg) {
   return seg.num_tokens == 0 || seg.num_segments == 0 || seg.max_seg_len == 0 || seg.num_adapted_segments == 0;
 }
 
-// Fills the shrink launch; split-K is chosen so that about 4 blocks per SM run, within the workspace.
-Status plan_shrink(const ops::LoraShrinkParams& p, const LoraWorkspace& ws, const DeviceFacts& dev,
-                   bool partials_only, LaunchShape* shape, ShrinkArgs* a) {
+// Fills the shrink launch. Split-K is chosen so that about 4 (decode tiles) or 2 (prefill tiles) blocks
+// per SM run, within the workspace; ksplit > 1 leaves partial sums in the workspace.
+void plan_shrink(const ops::LoraShrinkParams& p, const LoraWorkspace& ws, const DeviceFacts& dev, LaunchShape* shape,
+                 ShrinkArgs* a) {
   shape->tm = pick_tile_rows(p.seg);
   shape->rp = padded_rank(p.v_rank_stride);
   shape->nb = 0;
@@ -113,22 +113,13 @@ Status plan_shrink(const ops::LoraShrinkParams& p, const LoraWorkspace& ws, cons
   const int64_t work_tiles =
       static_cast<int64_t>(std::max(1, p.seg.num_adapted_segments)) * ceil_div(p.seg.max_seg_len, shape->tm) *
       p.num_slices;
-  // 16-row tiles are cheap (decode): aim at 4 blocks per SM; 64-row tiles at 2, which keeps the partial
-  // sums of prefill small next to x.
   const int64_t target_blocks = int64_t{shape->tm == 16 ? 4 : 2} * dev.sms;
   int ksplit = static_cast<int>(std::clamp<int64_t>((target_blocks + work_tiles - 1) / work_tiles, 1, nk));
-  const int64_t v_row_bytes = int64_t{4} * p.num_slices * p.v_rank_stride;
-  const bool counters_fit = p.seg.num_tokens <= kLoraWorkspaceMaxTokens && ws.ptr != nullptr &&
-                            ws.bytes >= kCounterBytes + static_cast<size_t>(p.seg.num_tokens * v_row_bytes * 2);
-  if (!counters_fit) ksplit = 1;
-  if (ksplit > 1) {
-    const int64_t fit = static_cast<int64_t>(std::min(ws.bytes - kCounterBytes, kPartialBytes)) /
-                        (p.seg.num_tokens * v_row_bytes);
-    ksplit = static_cast<int>(std::min<int64_t>(ksplit, fit));
-  }
-  ksplit = std::max(ksplit, 1);
+  const int64_t split_bytes = int64_t{4} * p.seg.num_tokens * p.num_slices * p.v_rank_stride;
+  const int64_t fit = ws.ptr ? static_cast<int64_t>(std::min(ws.bytes, kPartialBytes)) / split_bytes : 0;
+  ksplit = static_cast<int>(std::max<int64_t>(1, std::min<int64_t>(ksplit, fit)));
   const int per = ceil_div(nk, ksplit);
-  ksplit = ceil_div(nk, per);  // no empty split: every split of a tile arrives at its counter
+  ksplit = ceil_div(nk, per);  // no empty split
 
   a->x = p.x;
   a->x_stride = p.x_stride;
@@ -142,13 +133,21 @@ Status plan_shrink(const ops::LoraShrinkParams& p, const LoraWorkspace& ws, cons
   a->v_rank_stride = p.v_rank_stride;
   a->ksplit = ksplit;
   a->ksteps_per_split = per;
-  a->counters = static_cast<unsigned*>(ws.ptr);
-  a->vpart = ksplit > 1 ? reinterpret_cast<float*>(static_cast<char*>(ws.ptr) + kCounterBytes) : nullptr;
-  a->partials_only = partials_only && ksplit > 1;
+  a->vpart = ksplit > 1 ? static_cast<float*>(ws.ptr) : nullptr;
   a->seg = {p.seg.seg_start, p.seg.seg_slot, p.seg.num_tokens};
   shape->grid = dim3(static_cast<unsigned>(p.num_slices * ksplit), static_cast<unsigned>(tiles_y),
                      static_cast<unsigned>(p.seg.num_segments));
-  return Status::ok();
+}
+
+// The reduce kernel's launch: one block per (slice, token row, segment), rows strided when many.
+LaunchShape plan_reduce(const ops::LoraShrinkParams& p, const DeviceFacts& dev) {
+  LaunchShape shape{};
+  shape.pdl = dev.pdl;
+  const int rows = std::max(1, std::min({p.seg.max_seg_len, kMaxGridY,
+                                         static_cast<int>(kMaxBlocksPerCall / std::max(1, p.seg.num_segments))}));
+  shape.grid = dim3(static_cast<unsigned>(p.num_slices), static_cast<unsigned>(rows),
+                    static_cast<unsigned>(p.seg.num_segments));
+  return shape;
 }
 
 void plan_expand(const ops::LoraExpandParams& p, const DeviceFacts& dev, int ksplit, const float* vpart,
@@ -183,6 +182,7 @@ void plan_expand(const ops::LoraExpandParams& p, const DeviceFacts& dev, int ksp
   a->v_rank_stride = p.v_rank_stride;
   a->ksplit = ksplit;
   a->vpart = vpart;
+  a->prefetch_y = 0;
   a->seg = {p.seg.seg_start, p.seg.seg_slot, p.seg.num_tokens};
   shape->grid = dim3(static_cast<unsigned>(tiles), static_cast<unsigned>(grid_tiles_y(p.seg, shape->tm, tiles)),
                      static_cast<unsigned>(p.seg.num_segments));
@@ -190,7 +190,7 @@ void plan_expand(const ops::LoraExpandParams& p, const DeviceFacts& dev, int ksp
 
 }  // namespace
 
-size_t lora_workspace_size() { return kCounterBytes + kPartialBytes; }
+size_t lora_workspace_size() { return kPartialBytes; }
 
 Status lora_workspace_init(const LoraWorkspace& ws, cudaStream_t stream) {
   if (ws.ptr == nullptr || ws.bytes == 0) return Status::ok();
@@ -204,8 +204,10 @@ Status lora_shrink(const ops::LoraShrinkParams& p, const LoraWorkspace& ws, cuda
   PUNICA_RETURN_IF_ERROR(device_facts(&dev));
   LaunchShape shape;
   ShrinkArgs args;
-  PUNICA_RETURN_IF_ERROR(plan_shrink(p, ws, dev, /*partials_only=*/false, &shape, &args));
-  return lora_detail::lora_launch_shrink(p.dtype, shape, args, stream);
+  plan_shrink(p, ws, dev, &shape, &args);
+  PUNICA_RETURN_IF_ERROR(lora_detail::lora_launch_shrink(p.dtype, shape, args, stream));
+  if (args.ksplit == 1) return Status::ok();
+  return lora_detail::lora_launch_reduce(plan_reduce(p, dev), args, stream);
 }
 
 Status lora_expand(const ops::LoraExpandParams& p, cudaStream_t stream) {
@@ -234,11 +236,17 @@ Status lora_add(const ops::LoraShrinkParams& s, const ops::LoraExpandParams& e, 
   LaunchShape ss, es;
   ShrinkArgs sa;
   ExpandArgs ea;
-  // Decode-sized batches: the expand sums the split-K partials itself (no fix-up pass in the shrink).
-  const bool partials_only = pick_tile_rows(s.seg) == 16;
-  PUNICA_RETURN_IF_ERROR(plan_shrink(s, ws, dev, partials_only, &ss, &sa));
-  plan_expand(e, dev, sa.partials_only ? sa.ksplit : 1, sa.partials_only ? sa.vpart : nullptr, &es, &ea);
+  plan_shrink(s, ws, dev, &ss, &sa);
+  // When each expand block would sum only a few KB of partials (decode), the expand sums them itself and
+  // the reduce kernel (one launch and one pass) is skipped.
+  const int64_t expand_sum_bytes =
+      int64_t{4} * sa.ksplit * std::min(ss.tm, s.seg.max_seg_len) * s.v_rank_stride;
+  const bool sum_in_expand = sa.ksplit > 1 && ss.tm == 16 && expand_sum_bytes <= (32 << 10);
+  plan_expand(e, dev, sum_in_expand ? sa.ksplit : 1, sum_in_expand ? sa.vpart : nullptr, &es, &ea);
+  ea.prefetch_y = dev.pdl ? 1 : 0;
   PUNICA_RETURN_IF_ERROR(lora_detail::lora_launch_shrink(s.dtype, ss, sa, stream));
+  if (sa.ksplit > 1 && !sum_in_expand)
+    PUNICA_RETURN_IF_ERROR(lora_detail::lora_launch_reduce(plan_reduce(s, dev), sa, stream));
   return lora_detail::lora_launch_expand(e.dtype, es, ea, stream);
 }
 

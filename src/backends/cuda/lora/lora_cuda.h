@@ -23,23 +23,19 @@
 
 namespace punica::cuda {
 
-// Scratch memory for split-K partial sums and their arrival counters. Zeroed once by lora_workspace_init;
-// every call leaves the counters at zero again, so the same workspace serves any number of calls (and graph
-// replays) on one stream. A null or smaller workspace is allowed: the kernels then split K less (slower for
-// small batches, same results).
+// Scratch memory for the split-K partial sums of the shrink (fp32). One workspace serves any number of
+// calls on one stream (calls on different streams need their own). A null or smaller workspace is allowed:
+// the kernels then split K less (slower for small batches, same results up to fp32 summation order).
 struct LoraWorkspace {
   void* ptr = nullptr;
   size_t bytes = 0;
 };
 
-// Tokens per call for which split-K counters are reserved; larger calls still work, without split-K.
-constexpr int kLoraWorkspaceMaxTokens = 16384;
-
-// Bytes of the workspace that gives every shape its preferred split (a constant: counters for
-// kLoraWorkspaceMaxTokens tokens x kMaxLoraSlices, plus 8 MiB of fp32 partial sums).
+// Bytes of the workspace that gives every shape its preferred split (a constant, 8 MiB).
 size_t lora_workspace_size();
 
-// Zeroes the workspace (asynchronously on `stream`). Call once after allocating it.
+// Zeroes the workspace (asynchronously on `stream`). Optional (the kernels never read what they did not
+// write in the same call); it keeps sanitizers' initcheck quiet.
 Status lora_workspace_init(const LoraWorkspace& ws, cudaStream_t stream);
 
 // v = x @ A^T per segment (ops/lora.h). Writes v for adapted rows, j < rank.
@@ -50,8 +46,9 @@ Status lora_expand(const ops::LoraExpandParams& p, cudaStream_t stream);
 
 // The whole add-on of one (possibly fused multi-slice) projection: shrink then expand. `shrink.v` and
 // `expand.v` must be the same buffer with the same v_rank_stride; both params must describe the same
-// segments. For small batches the expand sums the shrink's split-K partials itself (one pass fewer); v is
-// still written in full, so after the call it holds x @ A^T exactly as lora_shrink leaves it.
+// segments. For small batches the expand sums the shrink's split-K partials itself (one launch fewer); v is
+// still written (for slices whose slot has both A and B), so after the call it holds x @ A^T as
+// lora_shrink leaves it. Launches 2 kernels (3 when a split-K reduce pass is needed).
 Status lora_add(const ops::LoraShrinkParams& shrink, const ops::LoraExpandParams& expand, const LoraWorkspace& ws,
                 cudaStream_t stream);
 

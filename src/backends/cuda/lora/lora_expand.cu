@@ -70,16 +70,38 @@ __global__ void __launch_bounds__(kThreads) lora_expand_kernel(const ExpandArgs 
   }
   cp_async_commit();
 
-  griddep_wait();  // v (and y) are ready from here on
-
   const int64_t v_row = static_cast<int64_t>(p.num_slices) * p.v_rank_stride;
   const int64_t part_stride = static_cast<int64_t>(p.seg.num_tokens) * v_row;
   const int wm = warp % L::WM, wn = warp / L::WM;
   const int g = lane >> 2, q = lane & 3;
   T* y = static_cast<T*>(p.y);
+  const int col_base = p.y_col_offset[slice] + n0 + wn * L::kColsPerWarp;
 
-  for (int t0 = seg_begin + blockIdx.y * TM; t0 < seg_end; t0 += gridDim.y * TM) {
+  // The old y of this thread's outputs: two values per n8 tile and row half.
+  uint32_t y_old[L::kNT][2];
+  auto load_y = [&](int t0, int rows) {
+#pragma unroll
+    for (int nt = 0; nt < L::kNT; ++nt)
+#pragma unroll
+      for (int half = 0; half < 2; ++half) {
+        const int row = wm * 16 + g + half * 8;
+        const int n = n0 + wn * L::kColsPerWarp + nt * 8 + 2 * q;
+        y_old[nt][half] = (row < rows && n < h_out)
+                              ? *reinterpret_cast<const uint32_t*>(y + (t0 + row) * p.y_stride + col_base + nt * 8 + 2 * q)
+                              : 0u;
+      }
+  };
+  // In lora_add, y of the first tile is loaded before the wait too: the kernel this one overlaps under PDL
+  // is this call's shrink (or reduce), which does not write y and lets this kernel start only after the
+  // kernel before it (which may have written y) has completed. A standalone expand cannot know that.
+  const int t_first = seg_begin + blockIdx.y * TM;
+  if (p.prefetch_y && t_first < seg_end) load_y(t_first, min(TM, seg_end - t_first));
+
+  griddep_wait();  // v is ready from here on
+
+  for (int t0 = t_first; t0 < seg_end; t0 += gridDim.y * TM) {
     const int rows = min(TM, seg_end - t0);
+    if (t0 != t_first || !p.prefetch_y) load_y(t0, rows);
     for (int e = tid; e < TM * RP; e += kThreads) {
       const int row = e / RP, j = e % RP;
       float val = 0.f;
@@ -124,7 +146,6 @@ __global__ void __launch_bounds__(kThreads) lora_expand_kernel(const ExpandArgs 
       }
     }
 
-    const int col_base = p.y_col_offset[slice] + n0 + wn * L::kColsPerWarp;
 #pragma unroll
     for (int nt = 0; nt < L::kNT; ++nt) {
       const int n = n0 + wn * L::kColsPerWarp + nt * 8 + 2 * q;
@@ -134,7 +155,7 @@ __global__ void __launch_bounds__(kThreads) lora_expand_kernel(const ExpandArgs 
         const int row = wm * 16 + g + half * 8;
         if (row >= rows) continue;
         uint32_t* dst = reinterpret_cast<uint32_t*>(y + (t0 + row) * p.y_stride + col_base + nt * 8 + 2 * q);
-        const float2 old = pair_to_float2(*dst, T());
+        const float2 old = pair_to_float2(y_old[nt][half], T());
         *dst = float2_to_pair(old.x + scale * acc[nt][half * 2], old.y + scale * acc[nt][half * 2 + 1], T());
       }
     }

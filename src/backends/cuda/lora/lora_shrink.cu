@@ -2,11 +2,12 @@
 // (mma.sync m16n8k16, fp16/bf16 in, fp32 accumulate).
 //
 // Grid: x = slice * ksplit + split (split-K over h_in), y = token tiles of TM rows (strided loop), z = segment.
-// A block streams its k-range of x[TM rows] and A[RP rows] through a 3-stage cp.async pipeline. Its 4 warps
+// A block streams its k-range of x[TM rows] and A[RP rows] through a 4-stage cp.async pipeline. Its 4 warps
 // split the tile as WM (row groups of 16) x WN (rank groups) x WK (k-steps of each stage), then combine the
 // WK partial tiles in shared memory so the global writes are coalesced rows of v.
-// With ksplit > 1 each split writes its partial tile; the last split to arrive (arrival counter per tile)
-// sums the partials in split order, so the result does not depend on timing, and resets the counter.
+// With ksplit > 1 each split writes its partial tile to the workspace; lora_reduce_kernel (or, for small
+// decode batches in lora_add, the expand kernel) sums them in split order, so results do not depend on
+// timing. Under PDL the block loads its first A stages before waiting for the previous kernel.
 #include "backends/cuda/cuda_check.h"
 #include "backends/cuda/lora/lora_args.h"
 #include "backends/cuda/lora/lora_device.cuh"
@@ -14,7 +15,7 @@
 namespace punica::cuda::lora_detail {
 namespace {
 
-constexpr int kStages = 3;
+constexpr int kStages = 4;
 constexpr int kRowPitch = kStepK + 8;  // halves; 144-byte rows make ldmatrix conflict-free
 
 template <int TM, int RP>
@@ -34,23 +35,19 @@ template <typename T, int TM, int RP>
 __global__ void __launch_bounds__(kThreads) lora_shrink_kernel(const ShrinkArgs p) {
   using L = ShrinkLayout<TM, RP>;
   extern __shared__ __align__(16) unsigned char smem[];
-  __shared__ int s_last;
   T* sx = reinterpret_cast<T*>(smem);                         // [kStages][TM][kRowPitch]
   T* sa = sx + kStages * TM * kRowPitch;                      // [kStages][RP][kRowPitch]
   float* red = reinterpret_cast<float*>(smem);                // [WK][TM][kRedPitch], after the main loop
 
-  // Everything below may read what the previous kernel wrote (x, segment metadata): wait first.
-  griddep_wait();
-  griddep_launch_dependents();
-
+  // Segment metadata, slot tables and A are never written by the LoRA kernels that may still be running
+  // (PDL): read them, and start loading A, before griddep_wait. x is read only after it.
   const int seg = blockIdx.z;
   const int slice = blockIdx.x / p.ksplit;
   const int split = blockIdx.x % p.ksplit;
   const int slot = p.seg.seg_slot[seg];
-  if (slot < 0) return;
-  const T* a = static_cast<const T*>(p.a[slice][slot]);
-  const int r = min(p.rank[slice][slot], p.v_rank_stride);
-  if (a == nullptr || r <= 0) return;
+  const T* a = slot >= 0 ? static_cast<const T*>(p.a[slice][slot]) : nullptr;
+  const int r = a ? min(p.rank[slice][slot], p.v_rank_stride) : 0;
+  if (r <= 0) return;
   const int seg_begin = p.seg.seg_start[seg];
   const int seg_end = p.seg.seg_start[seg + 1];
   const int nk = (p.h_in + kStepK - 1) / kStepK;
@@ -64,40 +61,60 @@ __global__ void __launch_bounds__(kThreads) lora_shrink_kernel(const ShrinkArgs 
   const int wm = warp % L::WM, wn = (warp / L::WM) % L::WN, wk = warp / (L::WM * L::WN);
   constexpr int kNJ = L::kRanksPerWarp / 16;  // 16-rank groups per warp
 
-  for (int t0 = seg_begin + blockIdx.y * TM; t0 < seg_end; t0 += gridDim.y * TM) {
-    const int rows = min(TM, seg_end - t0);
+  auto load_a = [&](int stage, int ks) {
+    const int k0 = ks * kStepK;
+    T* da = sa + stage * RP * kRowPitch;
+    for (int c = tid; c < RP * 8; c += kThreads) {
+      const int j = c >> 3, k = k0 + (c & 7) * 8;
+      const bool ok = j < r && k < p.h_in;
+      cp_async_16(da + j * kRowPitch + (c & 7) * 8, ok ? a + static_cast<int64_t>(j) * p.h_in + k : a, ok ? 16 : 0);
+    }
+  };
+  auto load_x = [&](int stage, int ks, int t0, int rows) {
+    const int k0 = ks * kStepK;
+    T* dx = sx + stage * TM * kRowPitch;
+    for (int c = tid; c < TM * 8; c += kThreads) {
+      const int row = c >> 3, k = k0 + (c & 7) * 8;
+      const bool ok = row < rows && k < p.h_in;
+      cp_async_16(dx + row * kRowPitch + (c & 7) * 8, ok ? x + (t0 + row) * p.x_stride + k : x, ok ? 16 : 0);
+    }
+  };
 
-    auto load_stage = [&](int stage, int ks) {
-      const int k0 = ks * kStepK;
-      T* dx = sx + stage * TM * kRowPitch;
-      T* da = sa + stage * RP * kRowPitch;
-      for (int c = tid; c < TM * 8; c += kThreads) {
-        const int row = c >> 3, k = k0 + (c & 7) * 8;
-        const bool ok = row < rows && k < p.h_in;
-        cp_async_16(dx + row * kRowPitch + (c & 7) * 8, ok ? x + (t0 + row) * p.x_stride + k : x, ok ? 16 : 0);
-      }
-      for (int c = tid; c < RP * 8; c += kThreads) {
-        const int j = c >> 3, k = k0 + (c & 7) * 8;
-        const bool ok = j < r && k < p.h_in;
-        cp_async_16(da + j * kRowPitch + (c & 7) * 8, ok ? a + static_cast<int64_t>(j) * p.h_in + k : a,
-                    ok ? 16 : 0);
-      }
-    };
+  bool first = true;
+  const int t_first = seg_begin + blockIdx.y * TM;
+  if (t_first < seg_end) {
+#pragma unroll
+    for (int s = 0; s < kStages - 1; ++s)
+      if (k_begin + s < k_end) load_a(s, k_begin + s);
+  }
+  griddep_wait();
+  griddep_launch_dependents();
+
+  for (int t0 = t_first; t0 < seg_end; t0 += gridDim.y * TM) {
+    const int rows = min(TM, seg_end - t0);
 
     float acc[kNJ * 2][4];
 #pragma unroll
     for (int i = 0; i < kNJ * 2; ++i) acc[i][0] = acc[i][1] = acc[i][2] = acc[i][3] = 0.f;
 
+    // The first tile's A stages were issued before the wait; they join stage 0's commit group.
 #pragma unroll
     for (int s = 0; s < kStages - 1; ++s) {
-      if (k_begin + s < k_end) load_stage(s, k_begin + s);
+      if (k_begin + s < k_end) {
+        if (!first) load_a(s, k_begin + s);
+        load_x(s, k_begin + s, t0, rows);
+      }
       cp_async_commit();
     }
+    first = false;
     for (int ks = k_begin; ks < k_end; ++ks) {
       cp_async_wait<kStages - 2>();
       __syncthreads();
       const int next = ks + kStages - 1;
-      if (next < k_end) load_stage((next - k_begin) % kStages, next);
+      if (next < k_end) {
+        load_a((next - k_begin) % kStages, next);
+        load_x((next - k_begin) % kStages, next, t0, rows);
+      }
       cp_async_commit();
       const int stage = (ks - k_begin) % kStages;
       const T* cx = sx + stage * TM * kRowPitch + (wm * 16) * kRowPitch;
@@ -108,6 +125,7 @@ __global__ void __launch_bounds__(kThreads) lora_shrink_kernel(const ShrinkArgs 
         ldmatrix_x4(af, cx + (lane & 15) * kRowPitch + kk * 16 + (lane >> 4) * 8);
 #pragma unroll
         for (int jj = 0; jj < kNJ; ++jj) {
+          if ((wn * L::kRanksPerWarp + jj * 16) >= r) break;  // rank groups past r hold zeros
           uint32_t bf[4];
           ldmatrix_x4(bf, ca + (jj * 16 + (lane & 7) + (lane >> 4) * 8) * kRowPitch + kk * 16 + ((lane >> 3) & 1) * 8);
           MmaF16<T>::run(acc[jj * 2], af, bf);
@@ -130,46 +148,51 @@ __global__ void __launch_bounds__(kThreads) lora_shrink_kernel(const ShrinkArgs 
     }
     __syncthreads();
 
-    float* out;
-    int64_t out_row;
-    if (p.ksplit == 1) {
-      out = p.v + slice * p.v_rank_stride;
-      out_row = v_row;
-    } else {
-      out = p.vpart + static_cast<int64_t>(split) * T_ * v_row + slice * p.v_rank_stride;
-      out_row = v_row;
-    }
+    // ksplit == 1: the result; otherwise this split's partial sum, summed by lora_reduce_kernel or the expand.
+    float* out = p.ksplit == 1 ? p.v + slice * p.v_rank_stride
+                               : p.vpart + static_cast<int64_t>(split) * T_ * v_row + slice * p.v_rank_stride;
     for (int e = tid; e < TM * RP; e += kThreads) {
       const int row = e / RP, j = e % RP;
       if (row < rows && j < r) {
         float s = 0.f;
 #pragma unroll
         for (int w = 0; w < L::WK; ++w) s += red[(w * TM + row) * L::kRedPitch + j];
-        out[(t0 + row) * out_row + j] = s;
-      }
-    }
-
-    if (p.ksplit > 1 && !p.partials_only) {
-      // Serial split-K fix-up: the last split of this tile sums all partials (in split order) into v.
-      __threadfence();
-      __syncthreads();
-      unsigned* counter = p.counters + static_cast<int64_t>(slice) * T_ + t0;
-      if (tid == 0) s_last = atomicAdd(counter, 1u) == static_cast<unsigned>(p.ksplit - 1);
-      __syncthreads();
-      if (s_last) {
-        __threadfence();
-        const float* part = p.vpart + slice * p.v_rank_stride;
-        for (int e = tid; e < rows * r; e += kThreads) {
-          const int row = e / r, j = e % r;
-          const int64_t off = (t0 + row) * v_row + j;
-          float s = 0.f;
-          for (int sp = 0; sp < p.ksplit; ++sp) s += __ldcg(part + static_cast<int64_t>(sp) * T_ * v_row + off);
-          p.v[slice * p.v_rank_stride + off] = s;
-        }
-        if (tid == 0) *counter = 0u;
+        out[(t0 + row) * v_row + j] = s;
       }
     }
     __syncthreads();  // shared memory is reused by the next tile
+  }
+}
+
+// v[t, i, :r] = sum over splits of the partials, in split order (deterministic). One token row per block
+// iteration; grid (slices, rows, segments).
+__global__ void __launch_bounds__(kThreads) lora_reduce_kernel(const ShrinkArgs p) {
+  const int seg = blockIdx.z, slice = blockIdx.x;
+  const int slot = p.seg.seg_slot[seg];
+  const void* a = slot >= 0 ? p.a[slice][slot] : nullptr;
+  const int r = a ? min(p.rank[slice][slot], p.v_rank_stride) : 0;
+  const int seg_begin = p.seg.seg_start[seg];
+  const int seg_end = p.seg.seg_start[seg + 1];
+  griddep_wait();
+  griddep_launch_dependents();
+  if (r <= 0) return;
+  const int64_t v_row = static_cast<int64_t>(p.num_slices) * p.v_rank_stride;
+  const int64_t part_stride = static_cast<int64_t>(p.seg.num_tokens) * v_row;
+  for (int t = seg_begin + blockIdx.y; t < seg_end; t += gridDim.y) {
+    const int64_t off = t * v_row + slice * p.v_rank_stride;
+    for (int j = threadIdx.x; j < r; j += kThreads) {
+      const float* src = p.vpart + off + j;
+      float s0 = 0.f, s1 = 0.f, s2 = 0.f, s3 = 0.f;
+      int sp = 0;
+      for (; sp + 4 <= p.ksplit; sp += 4) {  // four independent loads in flight
+        s0 += src[(sp + 0) * part_stride];
+        s1 += src[(sp + 1) * part_stride];
+        s2 += src[(sp + 2) * part_stride];
+        s3 += src[(sp + 3) * part_stride];
+      }
+      for (; sp < p.ksplit; ++sp) s0 += src[sp * part_stride];
+      p.v[off + j] = (s0 + s1) + (s2 + s3);
+    }
   }
 }
 
@@ -211,6 +234,20 @@ Status launch_tm(const LaunchShape& shape, const ShrinkArgs& args, cudaStream_t 
 }
 
 }  // namespace
+
+Status lora_launch_reduce(const LaunchShape& shape, const ShrinkArgs& args, cudaStream_t stream) {
+  cudaLaunchConfig_t cfg = {};
+  cfg.gridDim = shape.grid;
+  cfg.blockDim = dim3(kThreads);
+  cfg.stream = stream;
+  cudaLaunchAttribute attr[1];
+  attr[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
+  attr[0].val.programmaticStreamSerializationAllowed = 1;
+  cfg.attrs = attr;
+  cfg.numAttrs = shape.pdl ? 1 : 0;
+  PUNICA_CUDA_RETURN_IF_ERROR(cudaLaunchKernelEx(&cfg, lora_reduce_kernel, args));
+  return cuda_status(cudaGetLastError(), "lora_reduce_kernel launch");
+}
 
 Status lora_launch_shrink(DType dtype, const LaunchShape& shape, const ShrinkArgs& args, cudaStream_t stream) {
   if (dtype == DType::kF16) return launch_tm<__half>(shape, args, stream);
