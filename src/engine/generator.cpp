@@ -3,6 +3,8 @@
 #include <algorithm>
 #include <random>
 
+#include "model/lora_batch.h"
+
 namespace punica::engine {
 
 const char* finish_reason_name(FinishReason r) {
@@ -84,8 +86,15 @@ Expected<std::vector<GenerationEvent>> Generator::step() {
     return events;
   }
   // Execute.
+  // LoRA: rows sorted by adapter slot once per step; the segments are reused by every layer.
+  std::vector<int32_t> slot_of_state;
+  for (const State& s : states_) slot_of_state.push_back(s.req.adapter_slot);
+  const std::vector<int32_t> slots = model::lora_sort_step_by_slot(&batch, &owners, slot_of_state);
   PUNICA_ASSIGN_OR_RETURN(model::BatchPlan plan, model::batch_plan_build(model_.config(), batch, kv_));
-  PUNICA_ASSIGN_OR_RETURN(std::vector<float> logits, model_.forward(plan, kv_));
+  const int num_slots = model_.lora_adapters() ? model_.lora_adapters()->num_slots() : 0;
+  PUNICA_ASSIGN_OR_RETURN(model::LoraBatch lora,
+                          model::lora_batch_build(slots, plan.row_start, plan.logit_row_start, num_slots));
+  PUNICA_ASSIGN_OR_RETURN(std::vector<float> logits, model_.forward(plan, kv_, /*log_probs=*/false, &lora));
   // Update.
   const int64_t vocab = model_.vocab_size();
   for (size_t r = 0; r < batch.size(); ++r) {

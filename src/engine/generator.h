@@ -26,6 +26,7 @@ struct GenerationRequest {
   SamplingParams sampling;
   int64_t max_tokens = 16;              // new tokens, >= 0
   std::vector<int32_t> stop_token_ids;  // e.g. the model's EOS ids
+  int32_t adapter_slot = -1;            // LoRA adapter (slot in the model's LoraAdapterSet), -1 = base model
 };
 
 struct GenerationEvent {

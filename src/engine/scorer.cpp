@@ -3,6 +3,8 @@
 #include <algorithm>
 #include <numeric>
 
+#include "model/lora_batch.h"
+
 namespace punica::engine {
 namespace {
 
@@ -66,8 +68,15 @@ Expected<std::vector<ScoreResult>> score_sequences(model::LlamaModel& model, con
       owners.push_back(r);
     }
     if (batch.empty()) return internal_error("score: no request fits in the KV cache");
+    // LoRA: rows sorted by adapter slot once per step; the segments are reused by every layer.
+    std::vector<int32_t> slot_of_request;
+    for (const ScoreRequest& q : requests) slot_of_request.push_back(q.adapter_slot);
+    const std::vector<int32_t> slots = model::lora_sort_step_by_slot(&batch, &owners, slot_of_request);
     PUNICA_ASSIGN_OR_RETURN(model::BatchPlan plan, model::batch_plan_build(model.config(), batch, kv));
-    PUNICA_ASSIGN_OR_RETURN(std::vector<float> lp, model.forward(plan, kv, /*log_probs=*/true));
+    const int num_slots = model.lora_adapters() ? model.lora_adapters()->num_slots() : 0;
+    PUNICA_ASSIGN_OR_RETURN(model::LoraBatch lora,
+                            model::lora_batch_build(slots, plan.row_start, plan.logit_row_start, num_slots));
+    PUNICA_ASSIGN_OR_RETURN(std::vector<float> lp, model.forward(plan, kv, /*log_probs=*/true, &lora));
     for (size_t b = 0; b < batch.size(); ++b) {
       const size_t r = owners[b];
       const auto& toks = requests[r].tokens;

@@ -18,6 +18,7 @@ namespace punica::engine {
 struct ScoreRequest {
   std::string id;
   std::vector<int32_t> tokens;   // >= 1
+  int32_t adapter_slot = -1;     // LoRA adapter (slot in the model's LoraAdapterSet), -1 = base model
 };
 
 struct ScoreResult {

@@ -73,4 +73,22 @@ std::vector<size_t> lora_order_by_slot(const std::vector<int32_t>& request_slot)
   return order;
 }
 
+std::vector<int32_t> lora_sort_step_by_slot(std::vector<BatchRequest>* batch, std::vector<size_t>* owners,
+                                            const std::vector<int32_t>& slot_of_owner) {
+  std::vector<int32_t> slots;
+  for (size_t o : *owners) slots.push_back(slot_of_owner[o]);
+  const std::vector<size_t> order = lora_order_by_slot(slots);
+  std::vector<BatchRequest> b;
+  std::vector<size_t> own;
+  std::vector<int32_t> sorted;
+  for (size_t i : order) {
+    b.push_back(std::move((*batch)[i]));
+    own.push_back((*owners)[i]);
+    sorted.push_back(slots[i]);
+  }
+  *batch = std::move(b);
+  *owners = std::move(own);
+  return sorted;
+}
+
 }  // namespace punica::model

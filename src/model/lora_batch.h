@@ -7,6 +7,7 @@
 #include <cstdint>
 #include <vector>
 
+#include "model/batch_plan.h"
 #include "ops/lora.h"
 #include "punica/status.h"
 
@@ -38,5 +39,11 @@ Expected<LoraBatch> lora_batch_build(const std::vector<int32_t>& request_slot, c
 // A stable order of requests by adapter slot (base-model requests first): the planner's sort, so each
 // adapter becomes one segment. Returns the permutation (new position -> original index).
 std::vector<size_t> lora_order_by_slot(const std::vector<int32_t>& request_slot);
+
+// The planner's per-step sort: reorders a step's requests and their owner indices (parallel arrays) by
+// adapter slot (slot_of_owner[owner] = that request's slot). Returns the slots in the new order, ready for
+// lora_batch_build once the BatchPlan is built.
+std::vector<int32_t> lora_sort_step_by_slot(std::vector<BatchRequest>* batch, std::vector<size_t>* owners,
+                                            const std::vector<int32_t>& slot_of_owner);
 
 }  // namespace punica::model

@@ -2,13 +2,15 @@
 
 #include "backends/cpu/dense_cpu.h"
 #include "backends/cpu/lora_cpu.h"
+#include "backends/cpu/lora_cpu_f32.h"
 
 namespace punica::cpu {
 
 CpuBackend::CpuBackend(int num_threads) : pool_(std::make_unique<ThreadPool>(num_threads)) {}
 
-Status CpuBackend::lora_shrink(const ops::LoraShrinkParams& p) { return cpu::lora_shrink(p); }
-Status CpuBackend::lora_expand(const ops::LoraExpandParams& p) { return cpu::lora_expand(p); }
+// f32 through OpenBLAS (lora_cpu_f32.h); other dtypes fall back to the reference (lora_cpu.h).
+Status CpuBackend::lora_shrink(const ops::LoraShrinkParams& p) { return cpu::lora_shrink_f32(p); }
+Status CpuBackend::lora_expand(const ops::LoraExpandParams& p) { return cpu::lora_expand_f32(p); }
 
 Status CpuBackend::embedding(const ops::EmbeddingParams& p) {
   PUNICA_RETURN_IF_ERROR(ops::embedding_check(p));

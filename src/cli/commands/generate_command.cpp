@@ -2,14 +2,20 @@
 // --top-p P --min-p M --seed S --ignore-eos]`: generates from token-id prompts and prints the new token ids,
 // one line per prompt (comma-separated, same order). Several --tokens run as one batch.
 // GenerateArgs collects every option, so further options (text prompts, --lora) are added as fields.
+// LoRA: --lora NAME=PATH (repeatable); --adapter NAME applies to every --tokens prompt; --input FILE.jsonl
+// adds one prompt per line, {"adapter": "NAME" or null, "tokens": [...]}, all run as one batch with the
+// --tokens prompts. ("prompt": text lines need the tokenizer, which this command does not load yet.)
 #include <CLI/CLI.hpp>
 #include <cstdio>
+#include <fstream>
 #include <iostream>
+#include <nlohmann/json.hpp>
 #include <sstream>
 #include <string>
 #include <vector>
 
 #include "cli/commands/commands.h"
+#include "cli/commands/lora_options.h"
 #include "engine/generator.h"
 #include "engine/runtime.h"
 
@@ -27,7 +33,54 @@ struct GenerateArgs {
   std::optional<uint64_t> seed;
   bool ignore_eos = false;
   int threads = 2;
+  LoraCliOptions lora;
+  std::string adapter;                      // for every --tokens prompt ("" = base model)
+  std::string input;                        // JSONL prompts with per-line adapters
 };
+
+struct Prompt {
+  std::vector<int32_t> tokens;
+  std::string adapter;                      // "" = base model
+  std::string where;                        // for messages
+};
+
+Expected<std::vector<Prompt>> read_generate_input(const std::string& path) {
+  std::ifstream in(path);
+  if (!in) return not_found(path + ": cannot open the input file");
+  std::vector<Prompt> out;
+  std::string line;
+  int64_t line_no = 0;
+  while (std::getline(in, line)) {
+    ++line_no;
+    const std::string where = path + ":" + std::to_string(line_no);
+    if (line.find_first_not_of(" \t\r") == std::string::npos) continue;
+    nlohmann::json j = nlohmann::json::parse(line, nullptr, /*allow_exceptions=*/false);
+    if (j.is_discarded() || !j.is_object()) return invalid_argument(where + ": expected a JSON object");
+    Prompt p;
+    p.where = where;
+    auto ad = j.find("adapter");
+    if (ad != j.end() && !ad->is_null() && !ad->is_string())
+      return invalid_argument(where + ": field 'adapter' must be a string (an adapter name given with --lora) or null");
+    if (ad != j.end() && ad->is_string()) p.adapter = ad->get<std::string>();
+    auto toks = j.find("tokens");
+    if (toks == j.end()) {
+      if (j.contains("prompt"))
+        return unsupported(where + ": field 'prompt': text prompts need the tokenizer, not wired into generate yet; "
+                                   "give \"tokens\": [ids]");
+      return invalid_argument(where + ": field 'tokens' is missing");
+    }
+    if (!toks->is_array() || toks->empty())
+      return invalid_argument(where + ": field 'tokens' must be a non-empty array of token ids");
+    for (size_t i = 0; i < toks->size(); ++i) {
+      const auto& t = (*toks)[i];
+      if (!t.is_number_integer() || t.get<int64_t>() < 0 || t.get<int64_t>() > INT32_MAX)
+        return invalid_argument(where + ": field 'tokens'[" + std::to_string(i) + "] must be a non-negative integer");
+      p.tokens.push_back(static_cast<int32_t>(t.get<int64_t>()));
+    }
+    out.push_back(std::move(p));
+  }
+  return out;
+}
 
 [[noreturn]] void fail(const std::string& message) {
   std::fprintf(stderr, "punica generate: %s\n", message.c_str());
@@ -61,17 +114,38 @@ Expected<std::vector<int32_t>> parse_token_list(const std::string& text, size_t 
 
 void run_generate(const GenerateArgs& args) {
   std::vector<std::vector<int32_t>> prompts;
+  std::vector<std::string> adapter_of, where_of;
   for (size_t i = 0; i < args.token_prompts.size(); ++i) {
     auto p = parse_token_list(args.token_prompts[i], i);
     if (!p) fail(p.status().message());
     prompts.push_back(std::move(*p));
+    adapter_of.push_back(args.adapter);
+    where_of.push_back("--tokens #" + std::to_string(i + 1));
   }
-  if (prompts.empty()) fail("give a prompt with --tokens");
+  if (!args.input.empty()) {
+    auto lines = read_generate_input(args.input);
+    if (!lines) fail(lines.status().message());
+    for (Prompt& p : *lines) {
+      prompts.push_back(std::move(p.tokens));
+      adapter_of.push_back(p.adapter);
+      where_of.push_back(p.where);
+    }
+  }
+  if (prompts.empty()) fail("give a prompt with --tokens or --input");
   engine::RuntimeOptions ro;
   ro.num_threads = args.threads;
   auto rt = engine::Runtime::open(args.model, ro);
   if (!rt) fail(rt.status().message());
   model::LlamaModel& m = (*rt)->model();
+  auto adapters = load_lora_cli_adapters(args.lora, m);
+  if (!adapters) fail(adapters.status().message());
+  std::vector<int32_t> slot_of(prompts.size(), -1);
+  for (size_t i = 0; i < prompts.size(); ++i) {
+    if (adapter_of[i].empty()) continue;
+    auto slot = (*adapters)->slot_of(adapter_of[i]);
+    if (!slot) fail(where_of[i] + ": " + slot.status().message());
+    slot_of[i] = *slot;
+  }
   int64_t kv_tokens = 0;
   for (const auto& p : prompts) kv_tokens += static_cast<int64_t>(p.size()) + std::max<int64_t>(args.max_tokens, 0) + 16;
   auto kv = m.make_kv_cache(kv_tokens);
@@ -87,11 +161,12 @@ void run_generate(const GenerateArgs& args) {
     req.sampling.top_p = args.top_p;
     req.sampling.min_p = args.min_p;
     req.sampling.seed = args.seed;
+    req.adapter_slot = slot_of[i];
     if (!args.ignore_eos) {
       for (int64_t id : m.config().eos_token_ids) req.stop_token_ids.push_back(static_cast<int32_t>(id));
     }
     auto added = gen.add(std::move(req));
-    if (!added) fail("--tokens #" + std::to_string(i + 1) + ": " + added.status().message());
+    if (!added) fail(where_of[i] + ": " + added.status().message());
   }
   Status st = gen.run_to_completion();
   if (!st) fail(st.message());
@@ -119,6 +194,9 @@ void add_generate_command(CLI::App& app) {
   cmd->add_option("--seed", args->seed, "Sampling seed (per prompt RNG)");
   cmd->add_flag("--ignore-eos", args->ignore_eos, "Do not stop at the model's EOS tokens");
   cmd->add_option("--threads", args->threads, "CPU threads")->default_val(2);
+  add_lora_options(cmd, &args->lora);
+  cmd->add_option("--adapter", args->adapter, "LoRA adapter (a --lora NAME) for the --tokens prompts");
+  cmd->add_option("--input", args->input, "JSONL prompts: {\"adapter\": NAME|null, \"tokens\": [...]} per line");
   cmd->callback([args] { run_generate(*args); });
 }
 

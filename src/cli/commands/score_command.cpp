@@ -1,6 +1,8 @@
 // `punica score --model PATH --input FILE.jsonl [--top-logprobs K]`: log-probabilities of token sequences.
 // Input lines: {"id": "...", "tokens": [int, ...]}; all lines are scored as one batch. Output (stdout,
 // same order): {"id": "...", "token_logprobs": [...], "top_logprobs": [[[token, logprob], ...], ...]}.
+// LoRA: --lora NAME=PATH (repeatable); a line's "adapter": "NAME" scores it with that adapter (absent or
+// null = base model); lines with different adapters run in the same batch.
 #include <CLI/CLI.hpp>
 #include <cstdio>
 #include <fstream>
@@ -10,6 +12,7 @@
 #include <vector>
 
 #include "cli/commands/commands.h"
+#include "cli/commands/lora_options.h"
 #include "engine/runtime.h"
 #include "engine/scorer.h"
 
@@ -21,6 +24,7 @@ struct ScoreArgs {
   std::string input;
   int64_t top_logprobs = 0;
   int threads = 2;
+  LoraCliOptions lora;
 };
 
 [[noreturn]] void fail(const std::string& message) {
@@ -28,7 +32,9 @@ struct ScoreArgs {
   throw CLI::RuntimeError(1);
 }
 
-Expected<std::vector<engine::ScoreRequest>> read_score_input(const std::string& path) {
+// adapters[i]: the "adapter" name of request i ("" = base model); where[i]: "FILE:LINE" for messages.
+Expected<std::vector<engine::ScoreRequest>> read_score_input(const std::string& path, std::vector<std::string>* adapters,
+                                                             std::vector<std::string>* where_of) {
   std::ifstream in(path);
   if (!in) return not_found(path + ": cannot open the input file");
   std::vector<engine::ScoreRequest> out;
@@ -51,6 +57,11 @@ Expected<std::vector<engine::ScoreRequest>> read_score_input(const std::string& 
     } else {
       return invalid_argument(where + ": field 'id' must be a string");
     }
+    auto adapter = j.find("adapter");
+    if (adapter != j.end() && !adapter->is_null() && !adapter->is_string())
+      return invalid_argument(where + ": field 'adapter' must be a string (an adapter name given with --lora) or null");
+    adapters->push_back(adapter != j.end() && adapter->is_string() ? adapter->get<std::string>() : "");
+    where_of->push_back(where);
     auto toks = j.find("tokens");
     if (toks == j.end()) return invalid_argument(where + ": field 'tokens' is missing");
     if (!toks->is_array() || toks->empty())
@@ -69,12 +80,21 @@ Expected<std::vector<engine::ScoreRequest>> read_score_input(const std::string& 
 
 void run_score(const ScoreArgs& args) {
   if (args.top_logprobs < 0) fail("--top-logprobs must be >= 0");
-  auto input = read_score_input(args.input);
+  std::vector<std::string> adapter_names, where;
+  auto input = read_score_input(args.input, &adapter_names, &where);
   if (!input) fail(input.status().message());
   engine::RuntimeOptions ro;
   ro.num_threads = args.threads;
   auto rt = engine::Runtime::open(args.model, ro);
   if (!rt) fail(rt.status().message());
+  auto adapters = load_lora_cli_adapters(args.lora, (*rt)->model());
+  if (!adapters) fail(adapters.status().message());
+  for (size_t i = 0; i < input->size(); ++i) {
+    if (adapter_names[i].empty()) continue;
+    auto slot = (*adapters)->slot_of(adapter_names[i]);
+    if (!slot) fail(where[i] + ": field 'adapter': " + slot.status().message());
+    (*input)[i].adapter_slot = *slot;
+  }
   const int64_t vocab = (*rt)->model().vocab_size();
   for (size_t i = 0; i < input->size(); ++i) {   // name the input line, not just the request index
     for (size_t k = 0; k < (*input)[i].tokens.size(); ++k) {
@@ -113,6 +133,7 @@ void add_score_command(CLI::App& app) {
   cmd->add_option("--input", args->input, "JSONL file: {\"id\": ..., \"tokens\": [...]} per line")->required();
   cmd->add_option("--top-logprobs", args->top_logprobs, "K most likely next tokens per position")->default_val(0);
   cmd->add_option("--threads", args->threads, "CPU threads")->default_val(2);
+  add_lora_options(cmd, &args->lora);
   cmd->callback([args] { run_score(*args); });
 }
 
