@@ -3,6 +3,7 @@
 // of tests/fixtures/tokenizer/corpus.json (379 strings that try to break tokenizers).
 #include <gtest/gtest.h>
 
+#include <chrono>
 #include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
@@ -165,6 +166,19 @@ TEST_P(TokenizerFixture, StreamingEqualsOneShotAndNeverSplitsACharacter) {
       ASSERT_EQ(streamed, tokenizer_->decode(ids, skip_special)) << i;
     }
   }
+}
+
+// 1 MiB of corpus text through the real vocabulary: must stay well under a second in a Release build
+// (the bound here is loose for sanitizer builds; bench numbers are printed).
+TEST_P(TokenizerFixture, OneMegabyteOfText) {
+  std::string big;
+  for (size_t i = 0; big.size() < (1u << 20); i = (i + 1) % inputs_.size()) big += inputs_[i];
+  auto start = std::chrono::steady_clock::now();
+  auto ids = tokenizer_->encode(big);
+  double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  std::printf("[ time ] %s: 1 MiB -> %zu tokens in %.3f s\n", GetParam().c_str(), ids.size(), seconds);
+  EXPECT_LT(seconds, 10.0);
+  EXPECT_EQ(tokenizer_->decode(ids), tokenizer_->decode(tokenizer_->encode(big)));
 }
 
 INSTANTIATE_TEST_SUITE_P(Families, TokenizerFixture,
