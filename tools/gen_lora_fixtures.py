@@ -203,9 +203,11 @@ def main():
         with open(os.path.join(root, "expected.json"), "w") as f:
             json.dump(expected, f, indent=1)
         # Mixed-batch input for `punica score` (one JSON object per line).
+        seen = []
         with open(os.path.join(root, "score_input.jsonl"), "w") as f:
             for row in rows:
-                f.write(json.dumps({"adapter": row["adapter"], "tokens": row["tokens"]}) + "\n")
+                f.write(json.dumps({"id": str(len(seen)), "adapter": row["adapter"], "tokens": row["tokens"]}) + "\n")
+                seen.append(row)
         if mname == "llama_gqa":
             os.makedirs(os.path.join(root, "gguf"), exist_ok=True)
             for aname in ("all7_patterns", "embed_head"):
