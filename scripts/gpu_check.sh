@@ -7,7 +7,8 @@
 #
 # Binaries: uses build-cuda-lora/bin (built on a CPU machine with nvcc and carried along); if they do not
 # start there, builds them with cmake + ninja from src/backends/cuda/standalone (needs only CUDA).
-#   scripts/gpu_check.sh [all|oracle|sanitize|bench|quick]     (quick = oracle + sanitizer + --quick bench)
+#   scripts/gpu_check.sh [all|oracle|sanitize|bench|quick|profile]
+#   (quick = oracle + sanitizer + --quick bench; profile = all + Nsight Compute on the prefill kernels)
 set -uo pipefail
 mode=${1:-all}
 OUT=${OUT:-$PWD/gpu-out}
@@ -28,14 +29,14 @@ fi
 
 status=0
 summary=()
-if [[ $mode == all || $mode == oracle || $mode == quick ]]; then
+if [[ $mode == all || $mode == oracle || $mode == quick || $mode == profile ]]; then
   timeout 300 "$BIN/punica_lora_oracle" --dtype all >"$OUT/oracle.log" 2>&1
   rc=$?; [[ $rc == 0 ]] || status=1
   summary+=("oracle (f16+bf16, full): rc=$rc, $(tail -1 "$OUT/oracle.log")")
   fails=$(grep -c "FAIL" "$OUT/oracle.log")
   [[ $fails == 0 ]] || summary+=("$(grep FAIL "$OUT/oracle.log" | head -8 | cut -c1-400)")
 fi
-if [[ $mode == all || $mode == sanitize || $mode == quick ]]; then
+if [[ $mode == all || $mode == sanitize || $mode == quick || $mode == profile ]]; then
   for tool in memcheck racecheck; do
     timeout 240 compute-sanitizer --tool $tool --error-exitcode 3 "$BIN/punica_lora_oracle" --reduced --dtype all \
       >"$OUT/$tool.log" 2>&1
@@ -43,13 +44,19 @@ if [[ $mode == all || $mode == sanitize || $mode == quick ]]; then
     summary+=("compute-sanitizer $tool (reduced oracle, f16+bf16): rc=$rc, $(grep -h "ERROR SUMMARY\|RACECHECK SUMMARY\|lora oracle:" "$OUT/$tool.log" | tr '\n' ' ')")
   done
 fi
-if [[ $mode == all || $mode == bench || $mode == quick ]]; then
+if [[ $mode == all || $mode == bench || $mode == quick || $mode == profile ]]; then
   flag=""; [[ $mode == quick ]] && flag="--quick"
   timeout 420 "$BIN/punica_bench_lora" $flag --csv "$OUT/bench.csv" >"$OUT/bench.log" 2>&1
   rc=$?; [[ $rc == 0 ]] || status=1
   echo "== benchmark, h=4096x4096 f16 rows (full table: bench.log) =="
   grep -E "^(dtype|f16 +4096x4096)" "$OUT/bench.log" | cut -c1-160
   summary+=("benchmark rc=$rc: $(grep -h "acceptance rows\|copy bw" "$OUT/bench.log" | tr '\n' ' ')")
+fi
+if [[ $mode == profile ]]; then
+  timeout 240 ncu --kernel-name regex:lora_ --launch-skip 40 --launch-count 8 --section SpeedOfLight \
+    --section Occupancy --section LaunchStats --section WarpStateStats --section MemoryWorkloadAnalysis \
+    "$BIN/punica_bench_lora" --quick --only prefill --rank 64 --no-baselines >"$OUT/ncu.log" 2>&1
+  summary+=("ncu rc=$?: $(grep -c 'lora_' "$OUT/ncu.log") kernel lines in ncu.log")
 fi
 echo "== summary =="
 printf '%s\n' "${summary[@]}"

@@ -3,7 +3,7 @@
 // segments, gather + batched GEMM, the base model's dense GEMM of the projection).
 // Timing: every measured call is captured n_inv times in one CUDA graph (weights, x and y rotating over
 // sets larger than 3x L2), the graph is replayed `reps` times, the median per-call time is reported.
-//   punica_bench_lora [--quick] [--csv FILE]
+//   punica_bench_lora [--quick] [--csv FILE] [--only WORKLOAD] [--rank R] [--no-baselines]
 #include <algorithm>
 #include <cmath>
 #include <cstring>
@@ -296,13 +296,19 @@ RowResult run_row(Ctx& ctx, Shape sh, const AdapterPool& pool, bool bf16, Worklo
 int main(int argc, char** argv) {
   using namespace punica;
   using namespace punica::bench;
-  bool quick = false;
+  bool quick = false, no_baselines = false;
   const char* csv_path = nullptr;
+  std::string only;  // run only rows of this workload (e.g. for ncu)
+  int only_rank = 0;
   for (int i = 1; i < argc; ++i) {
     if (!std::strcmp(argv[i], "--quick")) quick = true;
     else if (!std::strcmp(argv[i], "--csv") && i + 1 < argc) csv_path = argv[++i];
+    else if (!std::strcmp(argv[i], "--only") && i + 1 < argc) only = argv[++i];
+    else if (!std::strcmp(argv[i], "--rank") && i + 1 < argc) only_rank = std::atoi(argv[++i]);
+    else if (!std::strcmp(argv[i], "--no-baselines")) no_baselines = true;
     else {
-      std::fprintf(stderr, "usage: %s [--quick] [--csv FILE]\n", argv[0]);
+      std::fprintf(stderr, "usage: %s [--quick] [--csv FILE] [--only WORKLOAD] [--rank R] [--no-baselines]\n",
+                   argv[0]);
       return 2;
     }
   }
@@ -342,13 +348,15 @@ int main(int argc, char** argv) {
   for (bool bf16 : {false, true}) {
     for (Shape sh : shapes) {
       for (int r : {16, 64}) {
+        if (only_rank && r != only_rank) continue;
         AdapterPool pool = make_pool(sh, r, bf16, ctx.s);
         std::vector<std::pair<Workload, int>> rows;
         for (Workload w : decode)
           for (int b : batch_sizes) rows.push_back({w, b});
         rows.push_back({Workload::kPrefill, 2048});
         for (auto [w, n] : rows) {
-          const RowResult rr = run_row(ctx, sh, pool, bf16, w, n, /*baselines=*/!bf16);
+          if (!only.empty() && only != workload_name(w)) continue;
+          const RowResult rr = run_row(ctx, sh, pool, bf16, w, n, /*baselines=*/!bf16 && !no_baselines);
           const Batch bt = make_batch(w, n, 1234 + n);
           const double floor_b = rr.bytes / copy_bw * 1e6;
           const double floor_f = rr.flops / (bf16 ? tc_bf16 : tc_f16) * 1e6;

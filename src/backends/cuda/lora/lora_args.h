@@ -64,9 +64,20 @@ struct LaunchShape {
   bool pdl;    // launch with Programmatic Dependent Launch
 };
 
+// The single-launch decode kernel (lora_fused.cu): shrink items, grid-wide arrival, expand items.
+struct FusedShape {
+  int rp, nb, sms;
+  bool pdl;
+  int n_shrink;      // slices * ksplit * segments
+  int n_expand;      // column tiles (all slices) * segments
+  unsigned* sync;    // two counters in the workspace, zero between calls
+};
+
 Status lora_launch_shrink(DType dtype, const LaunchShape& shape, const ShrinkArgs& args, cudaStream_t stream);
 // Sums the shrink's split-K partials into v (grid: slices, token rows, segments).
 Status lora_launch_reduce(const LaunchShape& shape, const ShrinkArgs& args, cudaStream_t stream);
+Status lora_launch_fused_decode(DType dtype, const FusedShape& shape, const ShrinkArgs& sa, const ExpandArgs& ea,
+                                cudaStream_t stream);
 Status lora_launch_expand(DType dtype, const LaunchShape& shape, const ExpandArgs& args, cudaStream_t stream);
 
 }  // namespace punica::cuda::lora_detail

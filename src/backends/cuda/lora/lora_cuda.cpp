@@ -3,6 +3,7 @@
 #include "backends/cuda/lora/lora_cuda.h"
 
 #include <algorithm>
+#include <cstdlib>
 #include <cstdint>
 #include <string>
 
@@ -16,6 +17,7 @@ using lora_detail::ExpandArgs;
 using lora_detail::LaunchShape;
 using lora_detail::ShrinkArgs;
 
+constexpr size_t kSyncBytes = 256;            // the fused decode kernel's two counters
 constexpr size_t kPartialBytes = size_t{8} << 20;
 constexpr int kMaxGridY = 65535;
 constexpr int kMaxBlocksPerCall = 1 << 20;  // caps the strided token-tile loop's grid
@@ -100,10 +102,27 @@ bool nothing_to_do(const ops::LoraSegments& seg) {
   return seg.num_tokens == 0 || seg.num_segments == 0 || seg.max_seg_len == 0 || seg.num_adapted_segments == 0;
 }
 
+size_t partial_bytes(const LoraWorkspace& ws) {
+  return ws.ptr && ws.bytes > kSyncBytes ? std::min(ws.bytes - kSyncBytes, kPartialBytes) : 0;
+}
+float* partials(const LoraWorkspace& ws) {
+  return reinterpret_cast<float*>(static_cast<char*>(ws.ptr) + kSyncBytes);
+}
+
+// PUNICA_LORA_FUSED=0 turns the single-launch decode kernel off, =1 uses it for every decode batch
+// (benchmarking); unset: by size (below).
+int fused_override() {
+  static const int v = [] {
+    const char* e = std::getenv("PUNICA_LORA_FUSED");
+    return e ? std::atoi(e) : -1;
+  }();
+  return v;
+}
+
 // Fills the shrink launch. Split-K is chosen so that about 4 (decode tiles) or 2 (prefill tiles) blocks
 // per SM run, within the workspace; ksplit > 1 leaves partial sums in the workspace.
-void plan_shrink(const ops::LoraShrinkParams& p, const LoraWorkspace& ws, const DeviceFacts& dev, LaunchShape* shape,
-                 ShrinkArgs* a) {
+void plan_shrink(const ops::LoraShrinkParams& p, const LoraWorkspace& ws, const DeviceFacts& dev, int max_ksplit,
+                 LaunchShape* shape, ShrinkArgs* a) {
   shape->tm = pick_tile_rows(p.seg);
   shape->rp = padded_rank(p.v_rank_stride);
   shape->nb = 0;
@@ -116,8 +135,8 @@ void plan_shrink(const ops::LoraShrinkParams& p, const LoraWorkspace& ws, const 
   const int64_t target_blocks = int64_t{shape->tm == 16 ? 4 : 2} * dev.sms;
   int ksplit = static_cast<int>(std::clamp<int64_t>((target_blocks + work_tiles - 1) / work_tiles, 1, nk));
   const int64_t split_bytes = int64_t{4} * p.seg.num_tokens * p.num_slices * p.v_rank_stride;
-  const int64_t fit = ws.ptr ? static_cast<int64_t>(std::min(ws.bytes, kPartialBytes)) / split_bytes : 0;
-  ksplit = static_cast<int>(std::max<int64_t>(1, std::min<int64_t>(ksplit, fit)));
+  const int64_t fit = partial_bytes(ws) / split_bytes;
+  ksplit = static_cast<int>(std::max<int64_t>(1, std::min<int64_t>({ksplit, fit, max_ksplit})));
   const int per = ceil_div(nk, ksplit);
   ksplit = ceil_div(nk, per);  // no empty split
 
@@ -133,7 +152,7 @@ void plan_shrink(const ops::LoraShrinkParams& p, const LoraWorkspace& ws, const 
   a->v_rank_stride = p.v_rank_stride;
   a->ksplit = ksplit;
   a->ksteps_per_split = per;
-  a->vpart = ksplit > 1 ? static_cast<float*>(ws.ptr) : nullptr;
+  a->vpart = ksplit > 1 ? partials(ws) : nullptr;
   a->seg = {p.seg.seg_start, p.seg.seg_slot, p.seg.num_tokens};
   shape->grid = dim3(static_cast<unsigned>(p.num_slices * ksplit), static_cast<unsigned>(tiles_y),
                      static_cast<unsigned>(p.seg.num_segments));
@@ -190,7 +209,7 @@ void plan_expand(const ops::LoraExpandParams& p, const DeviceFacts& dev, int ksp
 
 }  // namespace
 
-size_t lora_workspace_size() { return kPartialBytes; }
+size_t lora_workspace_size() { return kSyncBytes + kPartialBytes; }
 
 Status lora_workspace_init(const LoraWorkspace& ws, cudaStream_t stream) {
   if (ws.ptr == nullptr || ws.bytes == 0) return Status::ok();
@@ -204,7 +223,7 @@ Status lora_shrink(const ops::LoraShrinkParams& p, const LoraWorkspace& ws, cuda
   PUNICA_RETURN_IF_ERROR(device_facts(&dev));
   LaunchShape shape;
   ShrinkArgs args;
-  plan_shrink(p, ws, dev, &shape, &args);
+  plan_shrink(p, ws, dev, 1 << 20, &shape, &args);
   PUNICA_RETURN_IF_ERROR(lora_detail::lora_launch_shrink(p.dtype, shape, args, stream));
   if (args.ksplit == 1) return Status::ok();
   return lora_detail::lora_launch_reduce(plan_reduce(p, dev), args, stream);
@@ -236,7 +255,42 @@ Status lora_add(const ops::LoraShrinkParams& s, const ops::LoraExpandParams& e, 
   LaunchShape ss, es;
   ShrinkArgs sa;
   ExpandArgs ea;
-  plan_shrink(s, ws, dev, &ss, &sa);
+  // Decode batches (segments of at most 16 tokens) whose adapters are small take the single-launch kernel:
+  // there the launch-to-launch latency, not bytes, is the cost.
+  int sum_h_out = 0;
+  for (int i = 0; i < e.num_slices; ++i) sum_h_out += e.slices[i].h_out;
+  const double adapter_bytes =
+      2.0 * s.seg.num_adapted_segments * s.v_rank_stride * (static_cast<double>(s.h_in) + sum_h_out);
+  const int ov = fused_override();
+  const bool fused = s.seg.max_seg_len <= 16 && partial_bytes(ws) > 0 && ov != 0 &&
+                     (ov == 1 || adapter_bytes <= 24e6);
+  if (fused) {
+    // each expand item sums ksplit x rows x rank partials: keep that under 32 KB
+    const int max_ksplit = std::max(1, (32 << 10) / (4 * s.seg.max_seg_len * s.v_rank_stride));
+    plan_shrink(s, ws, dev, max_ksplit, &ss, &sa);
+    sa.vpart = partials(ws);
+    int tiles64 = 0;
+    for (int i = 0; i < e.num_slices; ++i) tiles64 += ceil_div(e.slices[i].h_out, 64);
+    plan_expand(e, dev, sa.ksplit, sa.vpart, &es, &ea);
+    lora_detail::FusedShape fs;
+    fs.rp = ss.rp;
+    fs.nb = int64_t{tiles64} * std::max(1, s.seg.num_adapted_segments) <= 4 * dev.sms ? 64 : 128;
+    fs.sms = dev.sms;
+    fs.pdl = dev.pdl;
+    fs.sync = static_cast<unsigned*>(ws.ptr);
+    // column tiles for the chosen width (plan_expand may have picked another)
+    int tiles = 0;
+    for (int i = 0; i < e.num_slices; ++i) {
+      ea.ntile_begin[i] = tiles;
+      tiles += ceil_div(e.slices[i].h_out, fs.nb);
+    }
+    ea.ntile_begin[e.num_slices] = tiles;
+    for (int i = e.num_slices + 1; i <= ops::kMaxLoraSlices; ++i) ea.ntile_begin[i] = tiles;
+    fs.n_shrink = s.num_slices * sa.ksplit * s.seg.num_segments;
+    fs.n_expand = tiles * s.seg.num_segments;
+    return lora_detail::lora_launch_fused_decode(s.dtype, fs, sa, ea, stream);
+  }
+  plan_shrink(s, ws, dev, 1 << 20, &ss, &sa);
   // When each expand block would sum only a few KB of partials (decode), the expand sums them itself and
   // the reduce kernel (one launch and one pass) is skipped.
   const int64_t expand_sum_bytes =

@@ -8,8 +8,10 @@
 //   cudaMalloc(&ptr, bytes); lora_workspace_init({ptr, bytes}, stream);
 //   per projection and step:  lora_add(shrink_params, expand_params, ws, stream);   // y += scale * x A^T B^T
 //
-// lora_add launches the shrink and the expand kernels back to back; on sm_90 the expand is launched with
-// Programmatic Dependent Launch, so it starts (and loads its B tile) while the shrink is still running.
+// lora_add picks the algorithm by shape on the host: decode batches (segments of <= 16 tokens) with small
+// adapters run as ONE persistent kernel (shrink phase, grid-wide arrival, expand phase); everything else
+// as shrink [+ split-K reduce] + expand kernels launched with Programmatic Dependent Launch on sm_90, so
+// each starts (and loads its weights) while the previous one is still running.
 // Alignment requirements (checked, InvalidArgument otherwise): x, y, v 16-byte aligned; h_in, x_stride,
 // y_stride, every slice's h_out and y_col_offset multiples of 8; A pointers 16-byte aligned. B pointers may
 // have any 2-byte alignment (odd ranks make B rows unaligned; a slower path handles those).
@@ -23,19 +25,19 @@
 
 namespace punica::cuda {
 
-// Scratch memory for the split-K partial sums of the shrink (fp32). One workspace serves any number of
-// calls on one stream (calls on different streams need their own). A null or smaller workspace is allowed:
+// Scratch memory: split-K partial sums of the shrink (fp32) and the decode kernel's arrival counters. One
+// workspace serves any number of calls on one stream (calls on different streams need their own). A null or smaller workspace is allowed:
 // the kernels then split K less (slower for small batches, same results up to fp32 summation order).
 struct LoraWorkspace {
   void* ptr = nullptr;
   size_t bytes = 0;
 };
 
-// Bytes of the workspace that gives every shape its preferred split (a constant, 8 MiB).
+// Bytes of the workspace that gives every shape its preferred split (a constant, 8 MiB + 256 bytes).
 size_t lora_workspace_size();
 
-// Zeroes the workspace (asynchronously on `stream`). Optional (the kernels never read what they did not
-// write in the same call); it keeps sanitizers' initcheck quiet.
+// Zeroes the workspace (asynchronously on `stream`). Required once after allocating it: the single-launch
+// decode kernel keeps two counters there, which every call leaves at zero again.
 Status lora_workspace_init(const LoraWorkspace& ws, cudaStream_t stream);
 
 // v = x @ A^T per segment (ops/lora.h). Writes v for adapted rows, j < rank.

@@ -1,9 +1,9 @@
 // SGMV expand: y[t, off_i + n] = round(y + scale_{slot,i} * v[t, i, :r] @ B_{slot,i}[n, :r]) per segment.
 //
-// v is fp32 and stays (almost) fp32: the product runs on tf32 tensor cores (mma.sync m16n8k8) with v split
-// into a tf32 high part and a tf32 remainder (two mma per k-step). B (fp16/bf16) converts to tf32 exactly,
-// so the only rounding left is fp32 accumulation and the final rounding of y, as in the CPU reference.
-// The k order inside a k-step is permuted so that each thread's B operand is one 32-bit word of a B row.
+// v is fp32 and stays (almost) fp32: each v tile is split once, in shared memory, into v_hi = round(v) and
+// v_lo = round(v - v_hi) in the activation dtype, and the product runs as two mma.sync m16n8k16 (fp32
+// accumulate), i.e. v carries 16 (bf16) or 22 (fp16) significant bits, far below y's own rounding.
+// Limitation: with fp16, |v| must stay below 65504 (fp16's range) or the add-on becomes +-inf.
 //
 // Grid: x = column tile of NB outputs (over all slices), y = token tiles of TM rows (strided loop),
 // z = segment. The B tile does not depend on the previous kernel, so it is loaded before griddep_wait:
@@ -22,22 +22,27 @@ struct ExpandLayout {
   static constexpr int kColsPerWarp = NB / WN;   // multiple of 8
   static constexpr int kNT = kColsPerWarp / 8;   // n8 tiles per warp
   static constexpr int kBPitch = RP + 8;         // halves
-  static constexpr int kVPitch = RP + 8;         // floats
-  static constexpr int kSmemBytes = NB * kBPitch * 2 + TM * kVPitch * 4;
+  static constexpr int kVPitch = RP + 8;         // halves (v_hi and v_lo tiles)
+  static constexpr int kSmemBytes = (NB + 2 * TM) * kBPitch * 2;
+  static_assert(kNT % 2 == 0, "n8 tiles come in pairs (one ldmatrix.x4)");
   static_assert(WM * WN == 4, "4 warps");
 };
 
-// v - tf32(v); 0 for infinities, so that an infinite v gives an infinite (not NaN) product, as in fp32.
-__device__ __forceinline__ float tf32_remainder(float v, uint32_t hi) {
-  return isinf(v) ? 0.f : v - __uint_as_float(hi);
+// v = hi + lo in T; an infinite or (fp16) out-of-range v gives lo = 0, so the product is +-inf, not NaN.
+template <typename T>
+__device__ __forceinline__ void split_hi_lo(float v, T& hi, T& lo) {
+  hi = T(v);
+  const float h = to_float(hi);
+  lo = isinf(h) ? T(0.f) : T(v - h);
 }
 
 template <typename T, int TM, int RP, int NB>
 __global__ void __launch_bounds__(kThreads) lora_expand_kernel(const ExpandArgs p) {
   using L = ExpandLayout<TM, RP, NB>;
   extern __shared__ __align__(16) unsigned char smem[];
-  T* sb = reinterpret_cast<T*>(smem);                                     // [NB][kBPitch]
-  float* sv = reinterpret_cast<float*>(smem + NB * L::kBPitch * 2);       // [TM][kVPitch]
+  T* sb = reinterpret_cast<T*>(smem);     // [NB][kBPitch]
+  T* svh = sb + NB * L::kBPitch;          // [TM][kVPitch] v_hi
+  T* svl = svh + TM * L::kVPitch;         // [TM][kVPitch] v_lo
 
   // Segment metadata, slot tables and B are not written by the shrink kernel: read them before the wait.
   const int seg = blockIdx.z;
@@ -114,7 +119,10 @@ __global__ void __launch_bounds__(kThreads) lora_expand_kernel(const ExpandArgs 
           if (blockIdx.x == static_cast<unsigned>(p.ntile_begin[slice])) p.v[off] = val;
         }
       }
-      sv[row * L::kVPitch + j] = val;
+      T hi, lo;
+      split_hi_lo(val, hi, lo);
+      svh[row * L::kVPitch + j] = hi;
+      svl[row * L::kVPitch + j] = lo;
     }
     cp_async_wait<0>();
     __syncthreads();
@@ -122,27 +130,23 @@ __global__ void __launch_bounds__(kThreads) lora_expand_kernel(const ExpandArgs 
     float acc[L::kNT][4];
 #pragma unroll
     for (int i = 0; i < L::kNT; ++i) acc[i][0] = acc[i][1] = acc[i][2] = acc[i][3] = 0.f;
-    const float* cv = sv + (wm * 16) * L::kVPitch;
+    const T* cvh = svh + (wm * 16) * L::kVPitch;
+    const T* cvl = svl + (wm * 16) * L::kVPitch;
     const T* cb = sb + (wn * L::kColsPerWarp) * L::kBPitch;
 #pragma unroll
-    for (int k8 = 0; k8 < RP / 8; ++k8) {
-      if (k8 * 8 >= r) break;
-      const int k = k8 * 8 + 2 * q;  // this thread's two k of the step: tf32 slots q and q + 4
-      const float2 v0 = *reinterpret_cast<const float2*>(cv + g * L::kVPitch + k);
-      const float2 v1 = *reinterpret_cast<const float2*>(cv + (g + 8) * L::kVPitch + k);
-      uint32_t hi[4], lo[4];
-      hi[0] = f32_to_tf32(v0.x); hi[1] = f32_to_tf32(v1.x); hi[2] = f32_to_tf32(v0.y); hi[3] = f32_to_tf32(v1.y);
-      lo[0] = f32_to_tf32(tf32_remainder(v0.x, hi[0]));
-      lo[1] = f32_to_tf32(tf32_remainder(v1.x, hi[1]));
-      lo[2] = f32_to_tf32(tf32_remainder(v0.y, hi[2]));
-      lo[3] = f32_to_tf32(tf32_remainder(v1.y, hi[3]));
+    for (int kk = 0; kk < RP / 16; ++kk) {
+      if (kk * 16 >= r) break;  // zeros beyond r
+      uint32_t ah[4], al[4];
+      ldmatrix_x4(ah, cvh + (lane & 15) * L::kVPitch + kk * 16 + (lane >> 4) * 8);
+      ldmatrix_x4(al, cvl + (lane & 15) * L::kVPitch + kk * 16 + (lane >> 4) * 8);
 #pragma unroll
-      for (int nt = 0; nt < L::kNT; ++nt) {
-        const uint32_t w = *reinterpret_cast<const uint32_t*>(cb + (nt * 8 + g) * L::kBPitch + k);
-        const float2 bf = pair_to_float2(w, T());
-        const uint32_t bb[2] = {__float_as_uint(bf.x), __float_as_uint(bf.y)};
-        mma_tf32(acc[nt], hi, bb);
-        mma_tf32(acc[nt], lo, bb);
+      for (int np = 0; np < L::kNT / 2; ++np) {
+        uint32_t bf[4];
+        ldmatrix_x4(bf, cb + (np * 16 + (lane & 7) + (lane >> 4) * 8) * L::kBPitch + kk * 16 + ((lane >> 3) & 1) * 8);
+        MmaF16<T>::run(acc[2 * np], ah, bf);
+        MmaF16<T>::run(acc[2 * np], al, bf);
+        MmaF16<T>::run(acc[2 * np + 1], ah, bf + 2);
+        MmaF16<T>::run(acc[2 * np + 1], al, bf + 2);
       }
     }
 
@@ -159,7 +163,7 @@ __global__ void __launch_bounds__(kThreads) lora_expand_kernel(const ExpandArgs 
         *dst = float2_to_pair(old.x + scale * acc[nt][half * 2], old.y + scale * acc[nt][half * 2 + 1], T());
       }
     }
-    __syncthreads();  // sv is rewritten by the next tile
+    __syncthreads();  // the v tiles are rewritten by the next tile
   }
 }
 
