@@ -10,6 +10,7 @@ int main(int argc, char** argv) {
   punica::cli::add_score_command(app);
   punica::cli::add_generate_command(app);
   punica::cli::add_info_command(app);
+  punica::cli::add_tokenize_commands(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
