@@ -109,28 +109,28 @@ Expected<std::string> ChatTemplate::render(const nlohmann::json& messages, const
 
 Expected<std::string> ChatTemplate::render(const nlohmann::ordered_json& messages,
                                            const ChatTemplateOptions& opts) const {
-  auto prepared = prepare_messages(messages, origin_);
-  if (!prepared.has_value()) return prepared.status();
-  std::unordered_map<std::string, jinja::Value> globals;
-  jinja::jinja_add_globals(globals);
-  auto set_token = [&](const char* name, const std::optional<std::string>& v) {
-    if (v) globals[name] = jinja::Value::string(*v);
-  };
-  set_token("bos_token", opts.bos_token);
-  set_token("eos_token", opts.eos_token);
-  set_token("unk_token", opts.unk_token);
-  set_token("pad_token", opts.pad_token);
-  if (!opts.extra_context.is_null() && !opts.extra_context.is_object()) {
-    return invalid_argument("chat template " + origin_ + ": extra context must be a JSON object");
-  }
-  globals["messages"] = std::move(prepared.value());
-  globals["tools"] = jinja::Value::from_json(opts.tools);
-  globals["documents"] = jinja::Value::from_json(opts.documents);
-  globals["add_generation_prompt"] = jinja::Value::boolean(opts.add_generation_prompt);
-  for (auto it = opts.extra_context.begin(); it != opts.extra_context.end(); ++it) {
-    globals[it.key()] = jinja::Value::from_json(it.value());
-  }
   try {
+    auto prepared = prepare_messages(messages, origin_);
+    if (!prepared.has_value()) return prepared.status();
+    std::unordered_map<std::string, jinja::Value> globals;
+    jinja::jinja_add_globals(globals);
+    auto set_token = [&](const char* name, const std::optional<std::string>& v) {
+      if (v) globals[name] = jinja::Value::string(*v);
+    };
+    set_token("bos_token", opts.bos_token);
+    set_token("eos_token", opts.eos_token);
+    set_token("unk_token", opts.unk_token);
+    set_token("pad_token", opts.pad_token);
+    if (!opts.extra_context.is_null() && !opts.extra_context.is_object()) {
+      return invalid_argument("chat template " + origin_ + ": extra context must be a JSON object");
+    }
+    globals["messages"] = std::move(prepared.value());
+    globals["tools"] = jinja::Value::from_json(opts.tools);
+    globals["documents"] = jinja::Value::from_json(opts.documents);
+    globals["add_generation_prompt"] = jinja::Value::boolean(opts.add_generation_prompt);
+    for (auto it = opts.extra_context.begin(); it != opts.extra_context.end(); ++it) {
+      globals[it.key()] = jinja::Value::from_json(it.value());
+    }
     jinja::Interpreter interpreter(*tmpl_, opts.limits);
     return interpreter.render(std::move(globals));
   } catch (const jinja::JinjaError& err) {

@@ -118,6 +118,19 @@ TEST(ChatTemplateGuards, RunawayTemplatesStop) {
   auto recursion = render("{% macro f(n) %}{{ f(n + 1) }}{% endmacro %}{{ f(0) }}", {}, limits);
   EXPECT_EQ(recursion.status().code(), StatusCode::kResourceExhausted) << recursion.status().to_string();
   EXPECT_NE(recursion.status().message().find("macro calls nest deeper"), std::string::npos);
+  auto deep_value = render("{% set ns = namespace(x=[]) %}{% for i in range(1000) %}{% set ns.x = [ns.x] %}{% endfor %}{{ ns.x }}");
+  EXPECT_EQ(deep_value.status().code(), StatusCode::kResourceExhausted) << deep_value.status().to_string();
+  auto cycle = render("{% set ns = namespace() %}{% set ns.me = [ns] %}{{ ns }}");
+  EXPECT_EQ(cycle.status().code(), StatusCode::kUnsupported) << cycle.status().to_string();
+  auto overflow = render("{{ (-9223372036854775807 - 1) // -1 }}");
+  EXPECT_EQ(overflow.status().code(), StatusCode::kInvalidArgument) << overflow.status().to_string();
+  EXPECT_NE(overflow.status().message().find("64-bit range"), std::string::npos);
+  // jinja2 gives the same list (its step overflows past the stop); ours must not overflow int64 on the way.
+  auto big_step = render("{{ range(0, 9223372036854775807, 4611686018427387904) | list }}");
+  ASSERT_TRUE(big_step.has_value()) << big_step.status().to_string();
+  EXPECT_EQ(*big_step, "[0, 4611686018427387904]");
+  // Python makes a big int here; we have 64 bits and fall back to int's default instead of overflowing.
+  EXPECT_EQ(*render("{{ 1e300 | int }}"), "0");
   // Deep nesting in the source is refused by the parser before it can exhaust the C++ stack.
   std::string deep = "{{ " + std::string(100000, '(') + "1" + std::string(100000, ')') + " }}";
   auto nested = render(deep);

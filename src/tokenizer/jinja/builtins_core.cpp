@@ -25,6 +25,7 @@ bool is_python_space(uint32_t c) {
 }
 
 int64_t floor_div(int64_t a, int64_t b) {
+  if (a == INT64_MIN && b == -1) throw_render_error("integer result out of 64-bit range");
   int64_t q = a / b;
   if ((a % b != 0) && ((a < 0) != (b < 0))) --q;
   return q;
@@ -296,7 +297,10 @@ Value python_slice(const Value& obj, const Value& start_v, const Value& stop_v, 
   int64_t b = adjust(start, step < 0 ? n - 1 : 0);
   int64_t e = adjust(stop, step < 0 ? -1 : n);
   std::vector<int64_t> idx;
-  for (int64_t i = b; step > 0 ? i < e : i > e; i += step) idx.push_back(i);
+  for (int64_t i = b; step > 0 ? i < e : i > e;) {
+    idx.push_back(i);
+    if (__builtin_add_overflow(i, step, &i)) break;
+  }
   if (obj.is_string()) {
     std::string out;
     for (int64_t i : idx) out += cps[static_cast<size_t>(i)];
@@ -456,9 +460,10 @@ void jinja_add_globals(std::unordered_map<std::string, Value>& globals) {
     }
     if (step == 0) throw_render_error("range() arg 3 must not be zero");
     ValueList items;
-    for (int64_t i = start; step > 0 ? i < stop : i > stop; i += step) {
+    for (int64_t i = start; step > 0 ? i < stop : i > stop;) {
       in.count_iterations(1);
       items.push_back(Value::integer(i));
+      if (__builtin_add_overflow(i, step, &i)) break;
     }
     return Value::list(std::move(items));
   });

@@ -126,6 +126,7 @@ Value f_tojson(Interpreter&, Value& v, CallArgs& a) {
   o.ensure_ascii = arg(a, 0, "ensure_ascii", Value::boolean(false)).truthy();
   const Value& indent = arg(a, 1, "indent", Value::none());
   if (indent.is_int() || indent.is_bool()) {
+    if (indent.as_int() > 1024) throw_render_error("tojson indent above 1024");
     o.indent = std::string(static_cast<size_t>(std::max<int64_t>(0, indent.as_int())), ' ');
   } else if (indent.is_string()) {
     o.indent = indent.as_string();
@@ -204,10 +205,18 @@ Value f_last(Interpreter&, Value& v, CallArgs&) {
 }
 Value f_list(Interpreter&, Value& v, CallArgs&) { return Value::list(to_items(v)); }
 Value f_string(Interpreter&, Value& v, CallArgs&) { return Value::string(v.to_str()); }
+// Python int(float) truncates; outside int64 we fall back to the default rather than overflow.
+bool double_to_int64(double d, int64_t* out) {
+  if (!std::isfinite(d) || d >= 9223372036854775808.0 || d < -9223372036854775808.0) return false;
+  *out = static_cast<int64_t>(d);
+  return true;
+}
+
 Value f_int(Interpreter&, Value& v, CallArgs& a) {
   Value def = arg(a, 0, "default", Value::integer(0));
   if (v.is_int() || v.is_bool()) return Value::integer(v.as_int());
-  if (v.is_float()) return std::isfinite(v.as_double()) ? Value::integer(static_cast<int64_t>(v.as_double())) : def;
+  int64_t converted = 0;
+  if (v.is_float()) return double_to_int64(v.as_double(), &converted) ? Value::integer(converted) : def;
   if (v.is_string()) {
     std::string s = python_strip(v.as_string(), nullptr, true, true);
     char* end = nullptr;
@@ -215,7 +224,7 @@ Value f_int(Interpreter&, Value& v, CallArgs& a) {
     long long i = std::strtoll(s.c_str(), &end, 10);
     if (!s.empty() && end == s.c_str() + s.size() && errno == 0) return Value::integer(i);
     double d = std::strtod(s.c_str(), &end);
-    if (!s.empty() && end == s.c_str() + s.size() && std::isfinite(d)) return Value::integer(static_cast<int64_t>(d));
+    if (!s.empty() && end == s.c_str() + s.size() && double_to_int64(d, &converted)) return Value::integer(converted);
   }
   return def;
 }
@@ -254,7 +263,10 @@ Value f_escape(Interpreter&, Value& v, CallArgs&) {
 }
 Value f_abs(Interpreter&, Value& v, CallArgs&) {
   if (v.is_float()) return Value::floating(std::fabs(v.as_double()));
-  if (v.is_number()) return Value::integer(v.as_int() < 0 ? -v.as_int() : v.as_int());
+  if (v.is_number()) {
+    if (v.as_int() == INT64_MIN) throw_render_error("integer result out of 64-bit range");
+    return Value::integer(v.as_int() < 0 ? -v.as_int() : v.as_int());
+  }
   throw_render_error("bad operand type for abs(): '" + v.type_name() + "'");
 }
 Value f_reverse(Interpreter&, Value& v, CallArgs&) {
@@ -331,7 +343,9 @@ Value f_indent(Interpreter&, Value& v, CallArgs& a) {
   const Value& width = arg(a, 0, "width", Value::integer(4));
   bool first = arg(a, 1, "first", Value::boolean(false)).truthy();
   bool blank = arg(a, 2, "blank", Value::boolean(false)).truthy();
-  std::string indention = width.is_string() ? width.as_string() : std::string(static_cast<size_t>(std::max<int64_t>(0, width.as_int())), ' ');
+  if (!width.is_string() && width.as_int() > 1024) throw_render_error("indent width above 1024");
+  std::string indention = width.is_string() ? width.as_string()
+                                            : std::string(static_cast<size_t>(std::max<int64_t>(0, width.as_int())), ' ');
   std::string s = v.to_str() + "\n";  // jinja2's quirk, so that splitlines() keeps a trailing empty line
   std::vector<std::string> lines;
   size_t start = 0;

@@ -160,6 +160,12 @@ void Interpreter::exec_set(const Stmt& s) {
                          s.targets[0] + "'",
                      s.pos);
   }
+  if (v.is_namespace() || v.holds_namespace()) {
+    throw JinjaError(ErrorKind::kUnsupported, "unsupported: storing a namespace inside a namespace attribute", s.pos);
+  }
+  if (v.depth() >= Value::kMaxDepth) {
+    throw JinjaError(ErrorKind::kLimit, "value nested deeper than " + std::to_string(Value::kMaxDepth) + " levels", s.pos);
+  }
   obj.namespace_dict().set(s.targets[0], v);
 }
 
@@ -382,6 +388,7 @@ Value Interpreter::eval(const Expr& e) {
         if (!v.is_number()) throw_render_error("bad operand type for unary " + e.name + ": '" + v.type_name() + "'");
         if (e.name == "+") return v.is_bool() ? Value::integer(v.as_int()) : v;
         if (v.is_float()) return Value::floating(-v.as_double());
+        if (v.as_int() == INT64_MIN) throw_render_error("integer result out of 64-bit range");
         return Value::integer(-v.as_int());
       }
       case Expr::Kind::kBinary: return eval_binary(e);

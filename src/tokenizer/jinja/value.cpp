@@ -68,8 +68,25 @@ Value Value::string(std::string s) {
   v.s_ = std::make_shared<const std::string>(std::move(s));
   return v;
 }
+namespace {
+template <typename It, typename Get>
+void set_nesting(Value::Kind, It begin, It end, Get get, int& depth, bool& holds_namespace) {
+  for (It it = begin; it != end; ++it) {
+    const Value& child = get(*it);
+    depth = std::max(depth, child.depth() + 1);
+    holds_namespace = holds_namespace || child.holds_namespace() || child.is_namespace();
+  }
+  if (depth > Value::kMaxDepth) {
+    throw JinjaError(ErrorKind::kLimit, "value nested deeper than " + std::to_string(Value::kMaxDepth) + " levels");
+  }
+}
+}  // namespace
+
 Value Value::list(ValueList items, bool is_tuple) {
   Value v;
+  v.depth_ = 1;
+  set_nesting(Kind::kList, items.begin(), items.end(), [](const Value& x) -> const Value& { return x; }, v.depth_,
+              v.holds_namespace_);
   v.kind_ = Kind::kList;
   v.is_tuple_ = is_tuple;
   v.list_ = std::make_shared<const ValueList>(std::move(items));
@@ -77,6 +94,10 @@ Value Value::list(ValueList items, bool is_tuple) {
 }
 Value Value::dict(Dict d) {
   Value v;
+  v.depth_ = 1;
+  set_nesting(Kind::kDict, d.items.begin(), d.items.end(),
+              [](const std::pair<std::string, Value>& x) -> const Value& { return x.second; }, v.depth_,
+              v.holds_namespace_);
   v.kind_ = Kind::kDict;
   v.dict_ = std::make_shared<Dict>(std::move(d));
   return v;
@@ -95,7 +116,9 @@ Value Value::callable(std::string name, std::function<Value(Interpreter&, CallAr
 
 namespace {
 template <typename Json>
-Value value_from_json(const Json& j) {
+Value value_from_json(const Json& j, int depth = 0) {
+  // Deeply nested messages would recurse here and in every walk of the value; real ones are shallow.
+  if (depth > 256) throw JinjaError(ErrorKind::kLimit, "JSON input nested deeper than 256 levels");
   switch (j.type()) {
     case nlohmann::json::value_t::null: return Value::none();
     case nlohmann::json::value_t::boolean: return Value::boolean(j.template get<bool>());
@@ -110,13 +133,13 @@ Value value_from_json(const Json& j) {
     case nlohmann::json::value_t::array: {
       ValueList items;
       items.reserve(j.size());
-      for (const auto& e : j) items.push_back(value_from_json(e));
+      for (const auto& e : j) items.push_back(value_from_json(e, depth + 1));
       return Value::list(std::move(items));
     }
     case nlohmann::json::value_t::object: {
       Dict d;
       d.items.reserve(j.size());
-      for (auto it = j.begin(); it != j.end(); ++it) d.items.emplace_back(it.key(), value_from_json(it.value()));
+      for (auto it = j.begin(); it != j.end(); ++it) d.items.emplace_back(it.key(), value_from_json(it.value(), depth + 1));
       return Value::dict(std::move(d));
     }
     default: return Value::none();  // binary / discarded: not produced by JSON text

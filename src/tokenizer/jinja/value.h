@@ -120,6 +120,12 @@ class Value {
   Dict& namespace_dict() const { return *dict_; }      // namespace only: the one mutable object
   const Callable& as_callable() const { return *fn_; }
   const std::string& undefined_hint() const { return hint_; }
+  // Nesting depth of lists/dicts (0 for scalars), bounded at creation so that printing, comparing and
+  // destroying a value cannot exhaust the stack; and whether a namespace is inside (namespaces are the one
+  // mutable object, so storing one inside another could make a cycle).
+  int depth() const { return depth_; }
+  bool holds_namespace() const { return holds_namespace_; }
+  static constexpr int kMaxDepth = 256;
 
   // Python truthiness (Undefined is falsy).
   bool truthy() const;
@@ -140,6 +146,8 @@ class Value {
   std::shared_ptr<const ValueList> list_;
   std::shared_ptr<Dict> dict_;
   std::shared_ptr<const Callable> fn_;
+  int depth_ = 0;
+  bool holds_namespace_ = false;
   std::string hint_;  // Undefined: the name that was missing, for "'x' is undefined"
 };
 
