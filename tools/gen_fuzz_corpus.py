@@ -3,7 +3,7 @@
 
   /opt/punica-tools/venv/bin/python tools/gen_fuzz_corpus.py
 
-gguf/: tiny llama and qwen2 GGUFs (1 layer, F32/F16/Q4_0/Q8_0/Q4_K/Q6_K tensors) written by gguf.GGUFWriter,
+gguf/: tiny llama and qwen2 GGUFs (1 layer, F32/F16/Q4_0/Q4_1/Q8_0/Q4_K tensors) written by gguf.GGUFWriter,
        plus truncated and corrupted copies. safetensors/: small files written by safetensors.numpy, plus
        corrupted copies. hf_config/: config.json variants (classic and rope_parameters forms), plus broken ones.
 """
@@ -59,8 +59,8 @@ def tiny_gguf(arch, path):
         w.add_tensor("blk.0.attn_v.bias", f32(nkv * hd))
     w.add_tensor("blk.0.attn_output.weight", f32(h, nh * hd))
     # K-quant rows need 256 elements: the MLP is 256 wide on the input side of down.
-    w.add_tensor("blk.0.ffn_gate.weight", f32(inter, h))
-    w.add_tensor("blk.0.ffn_up.weight", f32(inter, h))
+    w.add_tensor("blk.0.ffn_gate.weight", quantize(f32(inter, h), T.Q8_0), raw_dtype=T.Q8_0)
+    w.add_tensor("blk.0.ffn_up.weight", quantize(f32(inter, h), T.Q4_1), raw_dtype=T.Q4_1)
     raw_q4k = rng.integers(0, 256, size=(h, 144), dtype=np.uint8)
     raw_q4k[:, 0:4] = np.array([0.01, 0.01], dtype=np.float16).view(np.uint8)
     w.add_tensor("blk.0.ffn_down.weight", raw_q4k, raw_dtype=T.Q4_K)
