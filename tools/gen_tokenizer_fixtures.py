@@ -4,7 +4,8 @@
 Run by hand with /opt/punica-tools/venv/bin/python (HF tokenizers 0.23.3, transformers 5.23):
 
   tools/gen_tokenizer_fixtures.py tables     -> src/tokenizer/unicode_tables.inc
-  tools/gen_tokenizer_fixtures.py fixtures   -> tests/fixtures/tokenizer/*.json
+  tools/gen_tokenizer_fixtures.py fixtures   -> tests/fixtures/tokenizer/*.json (+ json/<family>/)
+  tools/gen_tokenizer_fixtures.py chat       -> tests/fixtures/tokenizer/chat_greedy_smollm2.json
 
 Unicode tables: the split regexes of GPT-2 / Llama-3 / Qwen2 use \\p{L}, \\p{N} and \\s. HF tokenizers
 evaluates them with Oniguruma, whose Unicode version is newer than Python's unicodedata (14.0 here:
@@ -310,9 +311,45 @@ def fixtures():
         print(name, "ok", len(exp["ids"]))
 
 
+
+
+CHAT_QUESTION = "What is the capital of France?"
+
+
+def chat_greedy():
+    """Greedy ids of the default model for `make run`'s question, from transformers reading the GGUF."""
+    import torch
+    import transformers
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+    rel = GGUF_FAMILIES["smollm2_gguf"]
+    path = os.path.join(ROOT, rel)
+    d, n = os.path.dirname(path), os.path.basename(path)
+    tok = AutoTokenizer.from_pretrained(d, gguf_file=n)
+    model = AutoModelForCausalLM.from_pretrained(d, gguf_file=n, torch_dtype=torch.float32)
+    model.eval()
+    messages = [{"role": "user", "content": CHAT_QUESTION}]
+    rendered = tok.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+    prompt = tok.apply_chat_template(messages, tokenize=True, add_generation_prompt=True, return_dict=True)["input_ids"]
+    prompt = list(prompt[0]) if prompt and isinstance(prompt[0], list) else list(prompt)
+    assert prompt == tok.encode(rendered, add_special_tokens=False)
+    with torch.no_grad():
+        out = model.generate(torch.tensor([prompt]), max_new_tokens=64, do_sample=False, eos_token_id=tok.eos_token_id,
+                             pad_token_id=tok.eos_token_id)
+    new = out[0][len(prompt):].tolist()
+    text = tok.decode(new, skip_special_tokens=True)
+    exp = {"source": rel, "reference": f"transformers {transformers.__version__}, torch {torch.__version__}, float32, greedy",
+           "messages": messages, "rendered": rendered, "prompt_ids": prompt, "max_new_tokens": 64,
+           "generated_ids": new, "text": text}
+    with open(os.path.join(FIXTURES, "chat_greedy_smollm2.json"), "w") as f:
+        json.dump(exp, f, ensure_ascii=False, indent=1)
+    print(json.dumps(rendered), prompt, new, text)
+
+
 if __name__ == "__main__":
     what = sys.argv[1] if len(sys.argv) > 1 else "fixtures"
     if what == "tables":
         tables()
+    elif what == "chat":
+        chat_greedy()
     else:
         fixtures()

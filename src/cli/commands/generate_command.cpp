@@ -5,7 +5,12 @@
 // LoRA: --lora NAME=PATH (repeatable); --adapter NAME applies to every --tokens prompt; --input FILE.jsonl
 // adds one prompt per line, {"adapter": "NAME" or null, "tokens": [...]}, all run as one batch with the
 // --tokens prompts. ("prompt": text lines need the tokenizer, which this command does not load yet.)
+// Text: --prompt TEXT (encoded with the model's BOS rules) or --chat TEXT [--system TEXT] (the model's
+// chat template with a generation prompt, as apply_chat_template(tokenize=True)); the reply is streamed
+// as text to stdout while it is generated, it stops at the model's EOS / end-of-turn tokens or
+// --max-tokens, and tokens/s go to stderr. --print-ids also prints the generated ids to stderr.
 #include <CLI/CLI.hpp>
+#include <chrono>
 #include <cstdio>
 #include <fstream>
 #include <iostream>
@@ -16,6 +21,9 @@
 
 #include "cli/commands/commands.h"
 #include "cli/commands/lora_options.h"
+#include "tokenizer/chat_prompt.h"
+#include "tokenizer/detokenizer.h"
+#include "tokenizer/tokenizer.h"
 #include "engine/generator.h"
 #include "engine/runtime.h"
 
@@ -36,6 +44,10 @@ struct GenerateArgs {
   LoraCliOptions lora;
   std::string adapter;                      // for every --tokens prompt ("" = base model)
   std::string input;                        // JSONL prompts with per-line adapters
+  std::string prompt_text;                  // --prompt: one text prompt
+  std::string chat_text;                    // --chat: one user message
+  std::string system_text;                  // --system: with --chat
+  bool print_ids = false;                   // text modes: also print the generated ids (stderr)
 };
 
 struct Prompt {
@@ -112,7 +124,93 @@ Expected<std::vector<int32_t>> parse_token_list(const std::string& text, size_t 
   return out;
 }
 
+// --prompt / --chat: one text prompt, its reply streamed as text.
+void run_generate_text(const GenerateArgs& args) {
+  if (!args.token_prompts.empty() || !args.input.empty()) fail("--prompt/--chat cannot be combined with --tokens/--input");
+  if (!args.prompt_text.empty() && !args.chat_text.empty()) fail("give either --prompt or --chat, not both");
+  if (!args.system_text.empty() && args.chat_text.empty()) fail("--system needs --chat");
+  auto tok = Tokenizer::load(args.model);
+  if (!tok) fail(tok.status().message());
+  const Tokenizer& tokenizer = **tok;
+  std::vector<int32_t> prompt;
+  if (!args.chat_text.empty()) {
+    auto chat = chat_prompt_render(tokenizer, chat_messages(args.chat_text, args.system_text));
+    if (!chat) fail(chat.status().message());
+    prompt = std::move(chat->ids);
+  } else {
+    prompt = tokenizer.encode(args.prompt_text, /*add_special_tokens=*/true);
+  }
+  if (prompt.empty()) fail("the prompt has no tokens");
+  engine::RuntimeOptions ro;
+  ro.num_threads = args.threads;
+  auto rt = engine::Runtime::open(args.model, ro);
+  if (!rt) fail(rt.status().message());
+  model::LlamaModel& m = (*rt)->model();
+  auto adapters = load_lora_cli_adapters(args.lora, m);
+  if (!adapters) fail(adapters.status().message());
+  int32_t slot = -1;
+  if (!args.adapter.empty()) {
+    auto s = (*adapters)->slot_of(args.adapter);
+    if (!s) fail("--adapter: " + s.status().message());
+    slot = *s;
+  }
+  auto kv = m.make_kv_cache(static_cast<int64_t>(prompt.size()) + std::max<int64_t>(args.max_tokens, 0) + 16);
+  if (!kv) fail(kv.status().message());
+  engine::Generator gen(m, *kv);
+  engine::GenerationRequest req;
+  req.id = "0";
+  req.prompt = prompt;
+  req.max_tokens = args.max_tokens;
+  req.sampling.temperature = args.temperature;
+  req.sampling.top_k = args.top_k;
+  req.sampling.top_p = args.top_p;
+  req.sampling.min_p = args.min_p;
+  req.sampling.seed = args.seed;
+  req.adapter_slot = slot;
+  if (!args.ignore_eos) {
+    req.stop_token_ids = tokenizer.stop_ids();
+    for (int64_t id : m.config().eos_token_ids)
+      if (!tokenizer.is_stop(static_cast<int32_t>(id))) req.stop_token_ids.push_back(static_cast<int32_t>(id));
+  }
+  auto added = gen.add(std::move(req));
+  if (!added) fail(added.status().message());
+  Detokenizer detok(tokenizer, /*skip_special_tokens=*/true);
+  const auto start = std::chrono::steady_clock::now();
+  auto first_token = start;
+  size_t n_generated = 0;
+  while (gen.has_unfinished()) {
+    auto events = gen.step();
+    if (!events) fail(events.status().message());
+    for (const engine::GenerationEvent& e : *events) {
+      if (e.token < 0) continue;
+      if (n_generated++ == 0) first_token = std::chrono::steady_clock::now();
+      std::string piece = detok.push(e.token);
+      std::fwrite(piece.data(), 1, piece.size(), stdout);
+      std::fflush(stdout);
+    }
+  }
+  std::string rest = detok.finish();
+  std::fwrite(rest.data(), 1, rest.size(), stdout);
+  std::fputc('\n', stdout);
+  std::fflush(stdout);
+  const auto end = std::chrono::steady_clock::now();
+  const double total = std::chrono::duration<double>(end - start).count();
+  const double decode = std::chrono::duration<double>(end - first_token).count();
+  std::fprintf(stderr, "[punica] prompt %zu tokens, generated %zu tokens in %.2f s: %.1f tokens/s (decode %.1f tokens/s)\n",
+               prompt.size(), n_generated, total, total > 0 ? n_generated / total : 0.0,
+               decode > 0 && n_generated > 1 ? (n_generated - 1) / decode : 0.0);
+  if (args.print_ids) {
+    std::string line;
+    for (size_t k = 0; k < gen.generated(0).size(); ++k) line += (k ? "," : "") + std::to_string(gen.generated(0)[k]);
+    std::fprintf(stderr, "[punica] ids: %s\n", line.c_str());
+  }
+}
+
 void run_generate(const GenerateArgs& args) {
+  if (!args.prompt_text.empty() || !args.chat_text.empty()) {
+    run_generate_text(args);
+    return;
+  }
   std::vector<std::vector<int32_t>> prompts;
   std::vector<std::string> adapter_of, where_of;
   for (size_t i = 0; i < args.token_prompts.size(); ++i) {
@@ -197,6 +295,10 @@ void add_generate_command(CLI::App& app) {
   add_lora_options(cmd, &args->lora);
   cmd->add_option("--adapter", args->adapter, "LoRA adapter (a --lora NAME) for the --tokens prompts");
   cmd->add_option("--input", args->input, "JSONL prompts: {\"adapter\": NAME|null, \"tokens\": [...]} per line");
+  cmd->add_option("--prompt", args->prompt_text, "Text prompt (streams the generated text)");
+  cmd->add_option("--chat", args->chat_text, "User message, rendered with the model's chat template");
+  cmd->add_option("--system", args->system_text, "System message for --chat");
+  cmd->add_flag("--print-ids", args->print_ids, "With --prompt/--chat: also print the generated ids to stderr");
   cmd->callback([args] { run_generate(*args); });
 }
 
