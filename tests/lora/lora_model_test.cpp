@@ -204,10 +204,13 @@ TEST_P(LoraModel, RequestInMixedBatchEqualsAlone) {
   for (size_t r = 0; r < reqs.size(); ++r) {
     const auto alone = score_batch(l, {reqs[r]});
     ASSERT_EQ(alone[0].size(), mixed[r].size());
-    for (size_t p = 0; p < alone[0].size(); ++p) EXPECT_NEAR(mixed[r][p], alone[0][p], 1e-5) << "request " << r;
+    // f32 rounding only (dense GEMMs sum in a row-count-dependent order): relative 1e-5 (PEFT tolerance is 2e-3).
+    for (size_t p = 0; p < alone[0].size(); ++p)
+      EXPECT_NEAR(mixed[r][p], alone[0][p], 1e-5 * std::max(1.0f, std::fabs(alone[0][p]))) << "request " << r;
   }
   for (size_t k = 0; k < order.size(); ++k)
-    for (size_t p = 0; p < mixed[order[k]].size(); ++p) EXPECT_NEAR(mixed_sorted[k][p], mixed[order[k]][p], 1e-5);
+    for (size_t p = 0; p < mixed[order[k]].size(); ++p)
+      EXPECT_NEAR(mixed_sorted[k][p], mixed[order[k]][p], 1e-5 * std::max(1.0f, std::fabs(mixed[order[k]][p])));
 }
 
 INSTANTIATE_TEST_SUITE_P(Models, LoraModel, ::testing::Values("llama_gqa", "qwen2_tied"));

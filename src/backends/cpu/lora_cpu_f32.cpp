@@ -5,6 +5,24 @@
 #include "backends/cpu/lora_cpu.h"
 
 namespace punica::cpu {
+namespace {
+
+// Segments shorter than this run as plain loops: a BLAS call costs more (thread wake-ups) than their math.
+constexpr int kBlasMinRows = 8;
+
+// 16 independent partial sums so the compiler vectorises the reduction without -ffast-math.
+float dot_f32(const float* a, const float* b, int n) {
+  float acc[16] = {};
+  int k = 0;
+  for (; k + 16 <= n; k += 16)
+    for (int u = 0; u < 16; ++u) acc[u] += a[k + u] * b[k + u];
+  float s = 0;
+  for (int u = 0; u < 16; ++u) s += acc[u];
+  for (; k < n; ++k) s += a[k] * b[k];
+  return s;
+}
+
+}  // namespace
 
 Status lora_shrink_f32(const ops::LoraShrinkParams& p) {
   if (p.dtype != DType::kF32) return lora_shrink(p);
@@ -21,12 +39,14 @@ Status lora_shrink_f32(const ops::LoraShrinkParams& p) {
       const int r = a ? s.rank[slot] : 0;
       if (r == 0) continue;
       float* v = p.v + t0 * v_row + static_cast<int64_t>(i) * p.v_rank_stride;
-      if (len == 1) {   // decode: one row, a GEMV
-        cblas_sgemv(CblasRowMajor, CblasNoTrans, r, p.h_in, 1.0f, a, p.h_in, x + t0 * p.x_stride, 1, 0.0f, v, 1);
-      } else {
+      if (len >= kBlasMinRows) {   // v_seg[len, r] = x_seg[len, h_in] @ A^T
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, len, r, p.h_in, 1.0f, x + t0 * p.x_stride,
                     static_cast<int>(p.x_stride), a, p.h_in, 0.0f, v, static_cast<int>(v_row));
+        continue;
       }
+      for (int t = 0; t < len; ++t)
+        for (int j = 0; j < r; ++j)
+          v[t * v_row + j] = dot_f32(x + (t0 + t) * p.x_stride, a + static_cast<int64_t>(j) * p.h_in, p.h_in);
     }
   }
   return Status::ok();
@@ -48,11 +68,21 @@ Status lora_expand_f32(const ops::LoraExpandParams& p) {
       if (r == 0) continue;
       const float* v = p.v + t0 * v_row + static_cast<int64_t>(i) * p.v_rank_stride;
       float* yo = y + t0 * p.y_stride + s.y_col_offset;
-      if (len == 1) {
-        cblas_sgemv(CblasRowMajor, CblasNoTrans, s.h_out, r, s.scale[slot], b, r, v, 1, 1.0f, yo, 1);
-      } else {
+      if (len >= kBlasMinRows) {   // y_seg += scale * v_seg[len, r] @ B^T
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, len, s.h_out, r, s.scale[slot], v,
                     static_cast<int>(v_row), b, r, 1.0f, yo, static_cast<int>(p.y_stride));
+      } else {
+        const float scale = s.scale[slot];
+        for (int t = 0; t < len; ++t) {
+          const float* vt = v + t * v_row;
+          float* yt = yo + t * p.y_stride;
+          for (int n = 0; n < s.h_out; ++n) {
+            const float* bn = b + static_cast<int64_t>(n) * r;
+            float acc = 0;
+            for (int j = 0; j < r; ++j) acc += vt[j] * bn[j];
+            yt[n] += scale * acc;
+          }
+        }
       }
     }
   }
