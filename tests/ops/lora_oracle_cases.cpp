@@ -231,7 +231,20 @@ std::vector<LoraOracleCase> lora_oracle_cases(DType dtype, bool reduced, uint64_
     out.push_back(c);
   }
 
-  // 7. the largest token count the kernels promise (16k), one adapter per 4k tokens, subsampled
+  // 7. hidden sizes that are multiples of 8 but not of the kernels' k-step (64..256) or column tile
+  for (int T : {7, 133}) {
+    for (int r : {8, 48}) {
+      LoraOracleCase c = base_case(dtype, next_seed(), "h%8-only T=" + std::to_string(T) + " r=" + std::to_string(r));
+      c.h_in = 4104;
+      c.h_out = {1032, 520};
+      c.num_slots = make_segments(Pop::kUniform, T, rng, c.seg_len, c.seg_slot);
+      set_uniform_rank(c, r);
+      c.path = T == 7 ? LoraPath::kFused : LoraPath::kSeparate;
+      out.push_back(c);
+    }
+  }
+
+  // 8. the largest token count the kernels promise (16k), one adapter per 4k tokens, subsampled
   if (!reduced) {
     LoraOracleCase c = base_case(dtype, next_seed(), "16k tokens");
     c.h_in = 4096;

@@ -13,7 +13,9 @@
 namespace punica::cuda::lora_detail {
 
 constexpr int kThreads = 128;  // 4 warps per block in every LoRA kernel
-constexpr int kStepK = 64;     // h_in elements per shrink pipeline stage
+// h_in elements per shrink pipeline stage: small ranks take longer k-steps so that each stage still moves
+// about 8 KB of A (16-row decode tiles only; 64-row tiles would not fit).
+constexpr int shrink_step_k(int tm, int rp) { return tm == 16 && rp <= 16 ? 256 : tm == 16 && rp <= 32 ? 128 : 64; }
 
 struct SegmentArgs {
   const int32_t* seg_start;  // [S + 1]

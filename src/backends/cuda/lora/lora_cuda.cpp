@@ -127,7 +127,7 @@ void plan_shrink(const ops::LoraShrinkParams& p, const LoraWorkspace& ws, const 
   shape->rp = padded_rank(p.v_rank_stride);
   shape->nb = 0;
   shape->pdl = dev.pdl;
-  const int nk = ceil_div(p.h_in, lora_detail::kStepK);
+  const int nk = ceil_div(p.h_in, lora_detail::shrink_step_k(shape->tm, shape->rp));
   const int tiles_y = grid_tiles_y(p.seg, shape->tm, p.num_slices);
   const int64_t work_tiles =
       static_cast<int64_t>(std::max(1, p.seg.num_adapted_segments)) * ceil_div(p.seg.max_seg_len, shape->tm) *

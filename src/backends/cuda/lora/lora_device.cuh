@@ -106,3 +106,74 @@ __device__ __forceinline__ float to_float(__half h) { return __half2float(h); }
 __device__ __forceinline__ float to_float(__nv_bfloat16 h) { return __bfloat162float(h); }
 
 }  // namespace punica::cuda::lora_detail
+
+namespace punica::cuda::lora_detail {
+
+// Fills the v tile of an expand block: v_hi/v_lo [TM][pitch] (halves) for rows < rows, j < r (zeros
+// elsewhere), where v[row][j] = sum over ksplit partials (ksplit > 1) or v itself. Small tiles (decode) have
+// few elements but many partials: the block then splits the partials over groups of threads and adds the
+// groups' sums in a fixed order, so the sum takes one or two L2 round trips instead of ksplit. When
+// write_v, the summed values are also stored to v. red must hold kThreads floats.
+template <typename T, int TM, int RP, int kBlock, typename SplitFn>
+__device__ __forceinline__ void expand_fill_v(T* svh, T* svl, int pitch, float* red, const float* v, float* v_out,
+                                              const float* vpart, int64_t part_stride, int ksplit, int64_t v_row,
+                                              int64_t col0, int t0, int rows, int r, bool write_v, SplitFn split) {
+  const int tid = threadIdx.x;
+  for (int e = tid; e < TM * RP; e += kBlock) {
+    const int row = e / RP, j = e % RP;
+    if (row >= rows || j >= r) {
+      svh[row * pitch + j] = T(0.f);
+      svl[row * pitch + j] = T(0.f);
+    }
+  }
+  const int n = rows * r;
+  if (ksplit <= 1) {
+    for (int e = tid; e < n; e += kBlock) {
+      const int row = e / r, j = e % r;
+      const int64_t off = (t0 + row) * v_row + col0 + j;
+      const float val = __ldcg(v + off);
+      if (write_v && v_out != v) v_out[off] = val;
+      T hi, lo;
+      split(val, hi, lo);
+      svh[row * pitch + j] = hi;
+      svl[row * pitch + j] = lo;
+    }
+    return;
+  }
+  int groups = 1;
+  while (groups * 2 * n <= kBlock && groups * 2 <= ksplit) groups *= 2;
+  const int lanes = kBlock / groups;
+  const int grp = tid / lanes, lt = tid % lanes;
+  for (int e0 = 0; e0 < n; e0 += lanes) {
+    const int e = e0 + lt;
+    float s0 = 0.f, s1 = 0.f, s2 = 0.f, s3 = 0.f;
+    int64_t off = 0;
+    if (e < n) {
+      off = (t0 + e / r) * v_row + col0 + e % r;
+      int sp = grp;
+      for (; sp + 3 * groups < ksplit; sp += 4 * groups) {  // four independent loads in flight
+        s0 += __ldcg(vpart + (sp + 0 * groups) * part_stride + off);
+        s1 += __ldcg(vpart + (sp + 1 * groups) * part_stride + off);
+        s2 += __ldcg(vpart + (sp + 2 * groups) * part_stride + off);
+        s3 += __ldcg(vpart + (sp + 3 * groups) * part_stride + off);
+      }
+      for (; sp < ksplit; sp += groups) s0 += __ldcg(vpart + sp * part_stride + off);
+    }
+    if (groups > 1) {
+      red[tid] = (s0 + s1) + (s2 + s3);
+      __syncthreads();
+    }
+    if (grp == 0 && e < n) {
+      float val = (s0 + s1) + (s2 + s3);
+      for (int g = 1; g < groups; ++g) val += red[g * lanes + lt];
+      if (write_v) v_out[off] = val;
+      T hi, lo;
+      split(val, hi, lo);
+      svh[(e / r) * pitch + e % r] = hi;
+      svl[(e / r) * pitch + e % r] = lo;
+    }
+    if (groups > 1) __syncthreads();
+  }
+}
+
+}  // namespace punica::cuda::lora_detail

@@ -23,7 +23,8 @@ struct ExpandLayout {
   static constexpr int kNT = kColsPerWarp / 8;   // n8 tiles per warp
   static constexpr int kBPitch = RP + 8;         // halves
   static constexpr int kVPitch = RP + 8;         // halves (v_hi and v_lo tiles)
-  static constexpr int kSmemBytes = (NB + 2 * TM) * kBPitch * 2;
+  static constexpr int kYPitch = NB + 8;         // halves
+  static constexpr int kSmemBytes = (NB + 2 * TM) * kBPitch * 2 + TM * kYPitch * 2;
   static_assert(kNT % 2 == 0, "n8 tiles come in pairs (one ldmatrix.x4)");
   static_assert(WM * WN == 4, "4 warps");
 };
@@ -43,6 +44,8 @@ __global__ void __launch_bounds__(kThreads) lora_expand_kernel(const ExpandArgs 
   T* sb = reinterpret_cast<T*>(smem);     // [NB][kBPitch]
   T* svh = sb + NB * L::kBPitch;          // [TM][kVPitch] v_hi
   T* svl = svh + TM * L::kVPitch;         // [TM][kVPitch] v_lo
+  T* sy = svl + TM * L::kVPitch;          // [TM][kYPitch] the y tile, old then new
+  __shared__ float s_red[kThreads];
 
   // Segment metadata, slot tables and B are not written by the shrink kernel: read them before the wait.
   const int seg = blockIdx.z;
@@ -80,21 +83,19 @@ __global__ void __launch_bounds__(kThreads) lora_expand_kernel(const ExpandArgs 
   const int wm = warp % L::WM, wn = warp / L::WM;
   const int g = lane >> 2, q = lane & 3;
   T* y = static_cast<T*>(p.y);
-  const int col_base = p.y_col_offset[slice] + n0 + wn * L::kColsPerWarp;
 
-  // The old y of this thread's outputs: two values per n8 tile and row half.
-  uint32_t y_old[L::kNT][2];
+  // The y tile moves through shared memory with 16-byte copies: cp.async in (overlapping everything before
+  // the epilogue), 16-byte stores out. Per-thread 4-byte accesses in the mma fragment layout throttled the
+  // load/store queue (Nsight Compute: 10% of DRAM bandwidth).
   auto load_y = [&](int t0, int rows) {
-#pragma unroll
-    for (int nt = 0; nt < L::kNT; ++nt)
-#pragma unroll
-      for (int half = 0; half < 2; ++half) {
-        const int row = wm * 16 + g + half * 8;
-        const int n = n0 + wn * L::kColsPerWarp + nt * 8 + 2 * q;
-        y_old[nt][half] = (row < rows && n < h_out)
-                              ? *reinterpret_cast<const uint32_t*>(y + (t0 + row) * p.y_stride + col_base + nt * 8 + 2 * q)
-                              : 0u;
-      }
+    constexpr int kChunks = NB / 8;
+    for (int c = tid; c < TM * kChunks; c += kThreads) {
+      const int row = c / kChunks, n = n0 + (c % kChunks) * 8;
+      const bool ok = row < rows && n < h_out;
+      cp_async_16(sy + row * L::kYPitch + (c % kChunks) * 8,
+                  ok ? y + (t0 + row) * p.y_stride + p.y_col_offset[slice] + n : y, ok ? 16 : 0);
+    }
+    cp_async_commit();
   };
   // In lora_add, y of the first tile is loaded before the wait too: the kernel this one overlaps under PDL
   // is this call's shrink (or reduce), which does not write y and lets this kernel start only after the
@@ -107,23 +108,9 @@ __global__ void __launch_bounds__(kThreads) lora_expand_kernel(const ExpandArgs 
   for (int t0 = t_first; t0 < seg_end; t0 += gridDim.y * TM) {
     const int rows = min(TM, seg_end - t0);
     if (t0 != t_first || !p.prefetch_y) load_y(t0, rows);
-    for (int e = tid; e < TM * RP; e += kThreads) {
-      const int row = e / RP, j = e % RP;
-      float val = 0.f;
-      if (row < rows && j < r) {
-        const int64_t off = (t0 + row) * v_row + slice * p.v_rank_stride + j;
-        if (p.ksplit == 1) {
-          val = p.v[off];
-        } else {
-          for (int sp = 0; sp < p.ksplit; ++sp) val += p.vpart[sp * part_stride + off];
-          if (blockIdx.x == static_cast<unsigned>(p.ntile_begin[slice])) p.v[off] = val;
-        }
-      }
-      T hi, lo;
-      split_hi_lo(val, hi, lo);
-      svh[row * L::kVPitch + j] = hi;
-      svl[row * L::kVPitch + j] = lo;
-    }
+    expand_fill_v<T, TM, RP, kThreads>(svh, svl, L::kVPitch, s_red, p.v, p.v, p.vpart, part_stride, p.ksplit, v_row,
+                                       slice * p.v_rank_stride, t0, rows, r,
+                                       blockIdx.x == static_cast<unsigned>(p.ntile_begin[slice]), split_hi_lo<T>);
     cp_async_wait<0>();
     __syncthreads();
 
@@ -152,15 +139,22 @@ __global__ void __launch_bounds__(kThreads) lora_expand_kernel(const ExpandArgs 
 
 #pragma unroll
     for (int nt = 0; nt < L::kNT; ++nt) {
-      const int n = n0 + wn * L::kColsPerWarp + nt * 8 + 2 * q;
-      if (n >= h_out) continue;  // h_out is a multiple of 8: n + 1 < h_out too
 #pragma unroll
       for (int half = 0; half < 2; ++half) {
         const int row = wm * 16 + g + half * 8;
-        if (row >= rows) continue;
-        uint32_t* dst = reinterpret_cast<uint32_t*>(y + (t0 + row) * p.y_stride + col_base + nt * 8 + 2 * q);
-        const float2 old = pair_to_float2(y_old[nt][half], T());
-        *dst = float2_to_pair(old.x + scale * acc[nt][half * 2], old.y + scale * acc[nt][half * 2 + 1], T());
+        uint32_t* cell = reinterpret_cast<uint32_t*>(sy + row * L::kYPitch + wn * L::kColsPerWarp + nt * 8 + 2 * q);
+        const float2 old = pair_to_float2(*cell, T());
+        *cell = float2_to_pair(old.x + scale * acc[nt][half * 2], old.y + scale * acc[nt][half * 2 + 1], T());
+      }
+    }
+    __syncthreads();
+    {
+      constexpr int kChunks = NB / 8;
+      for (int c = tid; c < rows * kChunks; c += kThreads) {
+        const int row = c / kChunks, n = n0 + (c % kChunks) * 8;
+        if (n < h_out)
+          *reinterpret_cast<uint4*>(y + (t0 + row) * p.y_stride + p.y_col_offset[slice] + n) =
+              *reinterpret_cast<const uint4*>(sy + row * L::kYPitch + (c % kChunks) * 8);
       }
     }
     __syncthreads();  // the v tiles are rewritten by the next tile

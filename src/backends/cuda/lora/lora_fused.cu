@@ -19,11 +19,12 @@ namespace punica::cuda::lora_detail {
 namespace {
 
 constexpr int kStages = 4;
-constexpr int kRowPitch = kStepK + 8;
 constexpr int TM = 16;
 
 template <int RP, int NB>
 struct FusedLayout {
+  static constexpr int KS = shrink_step_k(TM, RP);  // must match the host's split plan
+  static constexpr int kRowPitch = KS + 8;
   static constexpr int WN = 4 < RP / 16 ? 4 : RP / 16;  // shrink: warps over rank groups
   static constexpr int WK = 4 / WN;                     // shrink: warps over k-steps
   static constexpr int kRanksPerWarp = RP / WN;
@@ -50,6 +51,8 @@ template <typename T, int RP, int NB>
 __global__ void __launch_bounds__(kThreads) lora_fused_decode_kernel(const ShrinkArgs sp, const ExpandArgs ep,
                                                                      unsigned* sync, int n_shrink, int n_expand) {
   using L = FusedLayout<RP, NB>;
+  constexpr int KS = L::KS;
+  constexpr int kRowPitch = L::kRowPitch;
   extern __shared__ __align__(16) unsigned char smem[];
   T* sx = reinterpret_cast<T*>(smem);
   T* sa = sx + kStages * TM * kRowPitch;
@@ -57,6 +60,7 @@ __global__ void __launch_bounds__(kThreads) lora_fused_decode_kernel(const Shrin
   T* sb = reinterpret_cast<T*>(smem + L::kShrinkBytes);
   T* svh = sb + NB * L::kBPitch;
   T* svl = svh + TM * L::kBPitch;
+  __shared__ float s_red[kThreads];
   const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
   const int g = lane >> 2, q = lane & 3;
   const int T_ = sp.seg.num_tokens;
@@ -124,7 +128,7 @@ __global__ void __launch_bounds__(kThreads) lora_fused_decode_kernel(const Shrin
     int slice, split, t0, rows, r, k_begin, k_end;
     const T* a;
   };
-  const int nk = (sp.h_in + kStepK - 1) / kStepK;
+  const int nk = (sp.h_in + KS - 1) / KS;
   auto shrink_item = [&](int i) {
     ShrinkItem it{};
     it.split = i % sp.ksplit;
@@ -142,22 +146,24 @@ __global__ void __launch_bounds__(kThreads) lora_fused_decode_kernel(const Shrin
   };
   const T* x = static_cast<const T*>(sp.x);
   auto load_a = [&](const ShrinkItem& it, int stage, int ks) {
-    const int k0 = ks * kStepK;
+    const int k0 = ks * KS;
+    constexpr int kChunks = KS / 8;
     T* da = sa + stage * RP * kRowPitch;
-    for (int c = tid; c < RP * 8; c += kThreads) {
-      const int j = c >> 3, k = k0 + (c & 7) * 8;
+    for (int c = tid; c < RP * kChunks; c += kThreads) {
+      const int j = c / kChunks, k = k0 + (c % kChunks) * 8;
       const bool ok = j < it.r && k < sp.h_in;
-      cp_async_16(da + j * kRowPitch + (c & 7) * 8, ok ? it.a + static_cast<int64_t>(j) * sp.h_in + k : it.a,
+      cp_async_16(da + j * kRowPitch + (c % kChunks) * 8, ok ? it.a + static_cast<int64_t>(j) * sp.h_in + k : it.a,
                   ok ? 16 : 0);
     }
   };
   auto load_x = [&](const ShrinkItem& it, int stage, int ks) {
-    const int k0 = ks * kStepK;
+    const int k0 = ks * KS;
+    constexpr int kChunks = KS / 8;
     T* dx = sx + stage * TM * kRowPitch;
-    for (int c = tid; c < TM * 8; c += kThreads) {
-      const int row = c >> 3, k = k0 + (c & 7) * 8;
+    for (int c = tid; c < TM * kChunks; c += kThreads) {
+      const int row = c / kChunks, k = k0 + (c % kChunks) * 8;
       const bool ok = row < it.rows && k < sp.h_in;
-      cp_async_16(dx + row * kRowPitch + (c & 7) * 8, ok ? x + (it.t0 + row) * sp.x_stride + k : x, ok ? 16 : 0);
+      cp_async_16(dx + row * kRowPitch + (c % kChunks) * 8, ok ? x + (it.t0 + row) * sp.x_stride + k : x, ok ? 16 : 0);
     }
   };
 
@@ -210,7 +216,7 @@ __global__ void __launch_bounds__(kThreads) lora_fused_decode_kernel(const Shrin
       const T* cx = sx + stage * TM * kRowPitch;
       const T* ca = sa + stage * RP * kRowPitch + (wn * L::kRanksPerWarp) * kRowPitch;
 #pragma unroll
-      for (int kk = wk; kk < kStepK / 16; kk += L::WK) {
+      for (int kk = wk; kk < KS / 16; kk += L::WK) {
         uint32_t af[4];
         ldmatrix_x4(af, cx + (lane & 15) * kRowPitch + kk * 16 + (lane >> 4) * 8);
 #pragma unroll
@@ -265,20 +271,10 @@ __global__ void __launch_bounds__(kThreads) lora_fused_decode_kernel(const Shrin
       load_b(it);
       load_y(it);
     }
-    const bool writes_v = it.n0 == 0;  // the first column tile of the slice also stores v
-    for (int idx = tid; idx < TM * RP; idx += kThreads) {
-      const int row = idx / RP, j = idx % RP;
-      float val = 0.f;
-      if (row < it.rows && j < it.r) {
-        const int64_t off = (it.t0 + row) * v_row + it.slice * sp.v_rank_stride + j;
-        for (int s = 0; s < sp.ksplit; ++s) val += __ldcg(sp.vpart + s * part_stride + off);
-        if (writes_v) sp.v[off] = val;
-      }
-      T hi, lo;
-      split_hi_lo(val, hi, lo);
-      svh[row * L::kBPitch + j] = hi;
-      svl[row * L::kBPitch + j] = lo;
-    }
+    // the first column tile of the slice also stores v
+    expand_fill_v<T, TM, RP, kThreads>(svh, svl, L::kBPitch, s_red, sp.vpart, sp.v, sp.vpart, part_stride, sp.ksplit,
+                                       v_row, it.slice * sp.v_rank_stride, it.t0, it.rows, it.r, it.n0 == 0,
+                                       split_hi_lo<T>);
     cp_async_wait<0>();
     __syncthreads();
     float acc[L::kNT][4];

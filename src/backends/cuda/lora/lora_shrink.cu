@@ -15,11 +15,14 @@
 namespace punica::cuda::lora_detail {
 namespace {
 
-constexpr int kStages = 4;
-constexpr int kRowPitch = kStepK + 8;  // halves; 144-byte rows make ldmatrix conflict-free
 
 template <int TM, int RP>
 struct ShrinkLayout {
+  // 4 stages in flight; 3 for the big prefill tiles so that 4 blocks fit on an SM (Nsight Compute: 3 stages
+  // of 128-row tiles left 12% occupancy)
+  static constexpr int kStages = (TM == 64 && RP >= 64) ? 3 : 4;
+  static constexpr int KS = shrink_step_k(TM, RP);
+  static constexpr int kRowPitch = KS + 8;  // halves; rows 16 bytes off a bank multiple: ldmatrix conflict-free
   static constexpr int WM = TM / 16;
   static constexpr int WN = (4 / WM) < (RP / 16) ? (4 / WM) : (RP / 16);
   static constexpr int WK = 4 / (WM * WN);
@@ -34,6 +37,9 @@ struct ShrinkLayout {
 template <typename T, int TM, int RP>
 __global__ void __launch_bounds__(kThreads) lora_shrink_kernel(const ShrinkArgs p) {
   using L = ShrinkLayout<TM, RP>;
+  constexpr int kStages = L::kStages;
+  constexpr int KS = L::KS;
+  constexpr int kRowPitch = L::kRowPitch;
   extern __shared__ __align__(16) unsigned char smem[];
   T* sx = reinterpret_cast<T*>(smem);                         // [kStages][TM][kRowPitch]
   T* sa = sx + kStages * TM * kRowPitch;                      // [kStages][RP][kRowPitch]
@@ -50,7 +56,7 @@ __global__ void __launch_bounds__(kThreads) lora_shrink_kernel(const ShrinkArgs 
   if (r <= 0) return;
   const int seg_begin = p.seg.seg_start[seg];
   const int seg_end = p.seg.seg_start[seg + 1];
-  const int nk = (p.h_in + kStepK - 1) / kStepK;
+  const int nk = (p.h_in + KS - 1) / KS;
   const int k_begin = split * p.ksteps_per_split;
   const int k_end = min(nk, k_begin + p.ksteps_per_split);
   const T* x = static_cast<const T*>(p.x);
@@ -62,21 +68,23 @@ __global__ void __launch_bounds__(kThreads) lora_shrink_kernel(const ShrinkArgs 
   constexpr int kNJ = L::kRanksPerWarp / 16;  // 16-rank groups per warp
 
   auto load_a = [&](int stage, int ks) {
-    const int k0 = ks * kStepK;
+    const int k0 = ks * KS;
+    constexpr int kChunks = KS / 8;
     T* da = sa + stage * RP * kRowPitch;
-    for (int c = tid; c < RP * 8; c += kThreads) {
-      const int j = c >> 3, k = k0 + (c & 7) * 8;
+    for (int c = tid; c < RP * kChunks; c += kThreads) {
+      const int j = c / kChunks, k = k0 + (c % kChunks) * 8;
       const bool ok = j < r && k < p.h_in;
-      cp_async_16(da + j * kRowPitch + (c & 7) * 8, ok ? a + static_cast<int64_t>(j) * p.h_in + k : a, ok ? 16 : 0);
+      cp_async_16(da + j * kRowPitch + (c % kChunks) * 8, ok ? a + static_cast<int64_t>(j) * p.h_in + k : a, ok ? 16 : 0);
     }
   };
   auto load_x = [&](int stage, int ks, int t0, int rows) {
-    const int k0 = ks * kStepK;
+    const int k0 = ks * KS;
+    constexpr int kChunks = KS / 8;
     T* dx = sx + stage * TM * kRowPitch;
-    for (int c = tid; c < TM * 8; c += kThreads) {
-      const int row = c >> 3, k = k0 + (c & 7) * 8;
+    for (int c = tid; c < TM * kChunks; c += kThreads) {
+      const int row = c / kChunks, k = k0 + (c % kChunks) * 8;
       const bool ok = row < rows && k < p.h_in;
-      cp_async_16(dx + row * kRowPitch + (c & 7) * 8, ok ? x + (t0 + row) * p.x_stride + k : x, ok ? 16 : 0);
+      cp_async_16(dx + row * kRowPitch + (c % kChunks) * 8, ok ? x + (t0 + row) * p.x_stride + k : x, ok ? 16 : 0);
     }
   };
 
@@ -120,7 +128,7 @@ __global__ void __launch_bounds__(kThreads) lora_shrink_kernel(const ShrinkArgs 
       const T* cx = sx + stage * TM * kRowPitch + (wm * 16) * kRowPitch;
       const T* ca = sa + stage * RP * kRowPitch + (wn * L::kRanksPerWarp) * kRowPitch;
 #pragma unroll
-      for (int kk = wk; kk < kStepK / 16; kk += L::WK) {
+      for (int kk = wk; kk < KS / 16; kk += L::WK) {
         uint32_t af[4];
         ldmatrix_x4(af, cx + (lane & 15) * kRowPitch + kk * 16 + (lane >> 4) * 8);
 #pragma unroll
