@@ -5,6 +5,7 @@
 
 #include "tokenizer/detokenizer.h"
 #include "tokenizer/unicode.h"
+#include "tokenizer/unicode_nfc.h"
 
 namespace punica {
 
@@ -123,6 +124,8 @@ void Tokenizer::encode_text_piece(std::string_view text, bool at_start, std::vec
   for (const NormalizerStep& step : spec_.normalizer) {
     if (step.kind == NormalizerStep::kPrepend) {
       if (!normalized.empty()) normalized.insert(0, step.a);
+    } else if (step.kind == NormalizerStep::kNfc) {
+      normalized = tok::unicode_nfc(normalized);
     } else {
       replace_all(normalized, step.a, step.b);
     }

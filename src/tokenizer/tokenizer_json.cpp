@@ -1,7 +1,6 @@
 // Tokenizer from a HF tokenizer.json (+ tokenizer_config.json, generation_config.json and
 // special_tokens_map.json beside it). Only the pipeline pieces the Llama-family tokenizers use are
-// accepted; anything else is rejected with a message naming the field, never silently approximated
-// (one exception: the NFC normalizer of Qwen2 files is accepted but applied as identity, see below).
+// accepted; anything else is rejected with a message naming the field, never silently approximated.
 #include <filesystem>
 #include <nlohmann/json.hpp>
 
@@ -136,8 +135,7 @@ struct JsonLoader {
       spec.normalizer.push_back({tok::NormalizerStep::kReplace, n["pattern"]["String"].get<std::string>(),
                                  n["content"].get<std::string>()});
     } else if (type == "NFC") {
-      // Accepted as identity: text the model sees is almost always NFC already (and everything below
-      // U+0300 is). Recorded as a known limitation in the issue note.
+      spec.normalizer.push_back({tok::NormalizerStep::kNfc, "", ""});
     } else {
       return unsupported_field(field, "normalizer '" + type + "' is not supported");
     }

@@ -15,7 +15,7 @@
 namespace punica::tok {
 
 struct NormalizerStep {
-  enum Kind { kPrepend, kReplace } kind;
+  enum Kind { kPrepend, kReplace, kNfc } kind;
   std::string a;  // prepend: the prefix; replace: the pattern (a literal string)
   std::string b;  // replace: the replacement
 };

@@ -1,7 +1,12 @@
 #include <gtest/gtest.h>
 
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <sstream>
+
 #include "tokenizer/pretokenize.h"
 #include "tokenizer/unicode.h"
+#include "tokenizer/unicode_nfc.h"
 
 namespace punica::tok {
 namespace {
@@ -58,6 +63,20 @@ TEST(SplitPattern, Llama3AndQwen2Digits) {
   EXPECT_EQ(split(SplitPattern::kLlama3, "x 1234567 IT'S\r\n\n  (a"),
             (V{"x", " ", "123", "456", "7", " IT", "'S", "\r\n\n", " ", " (", "a"}));
   EXPECT_EQ(split(SplitPattern::kQwen2, "12"), (V{"1", "2"}));
+}
+
+// NFC against the reference's normalizer (tests/fixtures/tokenizer/nfc.json): the corpus plus cases for
+// decomposition, canonical ordering, Hangul, exclusions and singletons.
+TEST(UnicodeNfc, MatchesReference) {
+  std::ifstream f(std::string(PUNICA_SOURCE_DIR) + "/tests/fixtures/tokenizer/nfc.json");
+  std::stringstream ss;
+  ss << f.rdbuf();
+  auto j = nlohmann::json::parse(ss.str());
+  ASSERT_GT(j["inputs"].size(), 300u);
+  for (size_t i = 0; i < j["inputs"].size(); ++i) {
+    std::string in = j["inputs"][i], want = j["nfc"][i];
+    EXPECT_EQ(unicode_nfc(in), want) << i << " " << nlohmann::json(in).dump();
+  }
 }
 
 }  // namespace
