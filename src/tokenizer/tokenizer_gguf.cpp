@@ -6,6 +6,7 @@
 //          transformers' generate_merges() does; Metaspace("▁", prepend first, no split).
 // token_type 3 (control) -> special added token; 4 (user defined) -> plain added token.
 #include <algorithm>
+#include <cmath>
 #include <unordered_map>
 
 #include "formats/gguf.h"
@@ -163,6 +164,9 @@ Expected<std::unique_ptr<Tokenizer>> Tokenizer::from_gguf(const GgufFile& gguf) 
     if (scores.size() != n)
       return field_error("tokenizer.ggml.scores", "has " + std::to_string(scores.size()) +
                                                       " entries, expected one per token (" + std::to_string(n) + ")");
+    for (size_t i = 0; i < scores.size(); ++i)
+      if (!std::isfinite(scores[i]))
+        return field_error("tokenizer.ggml.scores", "entry " + std::to_string(i) + " is not a finite number");
     if (gguf.find("tokenizer.ggml.merges")) {
       PUNICA_ASSIGN_OR_RETURN(auto merges, gguf.get_string_view_array("tokenizer.ggml.merges"));
       for (size_t i = 0; i < merges.size(); ++i) {

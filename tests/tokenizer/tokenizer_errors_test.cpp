@@ -2,6 +2,7 @@
 #include <gtest/gtest.h>
 
 #include <chrono>
+#include <cmath>
 #include <functional>
 #include <cstring>
 #include <nlohmann/json.hpp>
@@ -218,6 +219,12 @@ TEST(TokenizerGgufErrors, EachDefectNamesTheKey) {
     EXPECT_NE(gguf_error(w).find("tokenizer.ggml.scores: missing"), std::string::npos);
     w.f32s("tokenizer.ggml.scores", {0.f});
     EXPECT_NE(gguf_error(w).find("tokenizer.ggml.scores: has 1 entries"), std::string::npos);
+  }
+  {
+    GgufWriter w = good_gguf("model");
+    w.str("tokenizer.ggml.model", "llama");
+    w.f32s("tokenizer.ggml.scores", {0.f, NAN, 1.f, 0.f});  // NaN would break the merge sort
+    EXPECT_NE(gguf_error(w).find("tokenizer.ggml.scores: entry 1 is not a finite number"), std::string::npos);
   }
   {
     // An absurd count that the bytes cannot back is rejected by the GGUF parser before any allocation.
