@@ -37,6 +37,11 @@ std::vector<float> rope_inv_freq(const ModelConfig& c, int64_t seq_len) {
       }
     }
   }
+  // GGUF files of Llama-3-style models carry the llama3 scaling as per-frequency divisors (rope_freqs.weight,
+  // see formats/gguf_model.cpp) instead of rope_scaling keys; llama.cpp divides each frequency by its factor.
+  if (c.rope_freq_factors.size() == inv.size()) {
+    for (size_t i = 0; i < inv.size(); ++i) inv[i] = static_cast<float>(inv[i] / c.rope_freq_factors[i]);
+  }
   return inv;
 }
 
