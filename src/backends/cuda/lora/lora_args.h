@@ -70,9 +70,12 @@ struct LaunchShape {
 struct FusedShape {
   int rp, nb, sms;
   bool pdl;
-  int n_shrink;      // slices * ksplit * segments
-  int n_expand;      // column tiles (all slices) * segments
-  unsigned* sync;    // two counters in the workspace, zero between calls
+  int tiles;         // 16-row tiles per segment (ceil(max_seg_len / 16))
+  int n_shrink;      // ksplit * slices * segments * tiles
+  int n_expand;      // column tiles (all slices) * segments * tiles
+  unsigned* sync;    // counters in the workspace (zero at first use)
+  float* acc;        // two accumulators of acc_floats each (zero at first use)
+  int acc_floats;
 };
 
 Status lora_launch_shrink(DType dtype, const LaunchShape& shape, const ShrinkArgs& args, cudaStream_t stream);

@@ -17,7 +17,9 @@ using lora_detail::ExpandArgs;
 using lora_detail::LaunchShape;
 using lora_detail::ShrinkArgs;
 
-constexpr size_t kSyncBytes = 256;            // the fused decode kernel's two counters
+constexpr size_t kSyncBytes = 256;            // the fused decode kernel's counters
+constexpr int kAccFloats = 64 * 1024;         // per accumulator buffer of the fused decode kernel (x2)
+constexpr size_t kAccBytes = 2 * sizeof(float) * kAccFloats;
 constexpr size_t kPartialBytes = size_t{8} << 20;
 constexpr int kMaxGridY = 65535;
 constexpr int kMaxBlocksPerCall = 1 << 20;  // caps the strided token-tile loop's grid
@@ -103,10 +105,10 @@ bool nothing_to_do(const ops::LoraSegments& seg) {
 }
 
 size_t partial_bytes(const LoraWorkspace& ws) {
-  return ws.ptr && ws.bytes > kSyncBytes ? std::min(ws.bytes - kSyncBytes, kPartialBytes) : 0;
+  return ws.ptr && ws.bytes > kSyncBytes + kAccBytes ? std::min(ws.bytes - kSyncBytes - kAccBytes, kPartialBytes) : 0;
 }
 float* partials(const LoraWorkspace& ws) {
-  return reinterpret_cast<float*>(static_cast<char*>(ws.ptr) + kSyncBytes);
+  return reinterpret_cast<float*>(static_cast<char*>(ws.ptr) + kSyncBytes + kAccBytes);
 }
 
 // PUNICA_LORA_FUSED=0 turns the single-launch decode kernel off, =1 uses it for every decode batch
@@ -209,7 +211,7 @@ void plan_expand(const ops::LoraExpandParams& p, const DeviceFacts& dev, int ksp
 
 }  // namespace
 
-size_t lora_workspace_size() { return kSyncBytes + kPartialBytes; }
+size_t lora_workspace_size() { return kSyncBytes + kAccBytes + kPartialBytes; }
 
 Status lora_workspace_init(const LoraWorkspace& ws, cudaStream_t stream) {
   if (ws.ptr == nullptr || ws.bytes == 0) return Status::ok();
@@ -262,32 +264,40 @@ Status lora_add(const ops::LoraShrinkParams& s, const ops::LoraExpandParams& e, 
   const double adapter_bytes =
       2.0 * s.seg.num_adapted_segments * s.v_rank_stride * (static_cast<double>(s.h_in) + sum_h_out);
   const int ov = fused_override();
-  const bool fused = s.seg.max_seg_len <= 16 && partial_bytes(ws) > 0 && ov != 0 &&
+  const int64_t v_elems = int64_t{s.seg.num_tokens} * s.num_slices * s.v_rank_stride;
+  const bool fused = s.seg.max_seg_len <= 128 && v_elems <= kAccFloats && partial_bytes(ws) > 0 && ov != 0 &&
                      (ov == 1 || adapter_bytes <= 24e6);
   if (fused) {
-    // each expand item sums ksplit x rows x rank partials: keep that under 32 KB
-    const int max_ksplit = std::max(1, (32 << 10) / (4 * s.seg.max_seg_len * s.v_rank_stride));
-    plan_shrink(s, ws, dev, max_ksplit, &ss, &sa);
-    sa.vpart = partials(ws);
+    lora_detail::FusedShape fs;
+    fs.rp = padded_rank(s.v_rank_stride);
+    fs.tiles = ceil_div(s.seg.max_seg_len, 16);
+    const int nk = ceil_div(s.h_in, lora_detail::shrink_step_k(16, fs.rp));
+    const int64_t work = int64_t{std::max(1, s.seg.num_adapted_segments)} * fs.tiles * s.num_slices;
+    int ksplit = static_cast<int>(std::clamp<int64_t>((int64_t{4} * dev.sms + work - 1) / work, 1, nk));
+    const int per = ceil_div(nk, ksplit);
+    ksplit = ceil_div(nk, per);
+    ss.tm = 16;
+    plan_shrink(s, ws, dev, 1, &ss, &sa);  // fills the pointers; the split is set below
+    sa.ksplit = ksplit;
+    sa.ksteps_per_split = per;
+    sa.vpart = nullptr;
+    plan_expand(e, dev, 1, nullptr, &es, &ea);
     int tiles64 = 0;
     for (int i = 0; i < e.num_slices; ++i) tiles64 += ceil_div(e.slices[i].h_out, 64);
-    plan_expand(e, dev, sa.ksplit, sa.vpart, &es, &ea);
-    lora_detail::FusedShape fs;
-    fs.rp = ss.rp;
-    fs.nb = int64_t{tiles64} * std::max(1, s.seg.num_adapted_segments) <= 4 * dev.sms ? 64 : 128;
+    fs.nb = int64_t{tiles64} * std::max(1, s.seg.num_adapted_segments) * fs.tiles <= 4 * dev.sms ? 64 : 128;
     fs.sms = dev.sms;
     fs.pdl = dev.pdl;
     fs.sync = static_cast<unsigned*>(ws.ptr);
-    // column tiles for the chosen width (plan_expand may have picked another)
-    int tiles = 0;
+    fs.acc = reinterpret_cast<float*>(static_cast<char*>(ws.ptr) + kSyncBytes);
+    fs.acc_floats = kAccFloats;
+    int tiles = 0;  // column tiles for the chosen width (plan_expand may have picked another)
     for (int i = 0; i < e.num_slices; ++i) {
       ea.ntile_begin[i] = tiles;
       tiles += ceil_div(e.slices[i].h_out, fs.nb);
     }
-    ea.ntile_begin[e.num_slices] = tiles;
-    for (int i = e.num_slices + 1; i <= ops::kMaxLoraSlices; ++i) ea.ntile_begin[i] = tiles;
-    fs.n_shrink = s.num_slices * sa.ksplit * s.seg.num_segments;
-    fs.n_expand = tiles * s.seg.num_segments;
+    for (int i = e.num_slices; i <= ops::kMaxLoraSlices; ++i) ea.ntile_begin[i] = tiles;
+    fs.n_shrink = ksplit * s.num_slices * s.seg.num_segments * fs.tiles;
+    fs.n_expand = tiles * s.seg.num_segments * fs.tiles;
     return lora_detail::lora_launch_fused_decode(s.dtype, fs, sa, ea, stream);
   }
   plan_shrink(s, ws, dev, 1 << 20, &ss, &sa);

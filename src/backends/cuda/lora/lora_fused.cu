@@ -1,14 +1,17 @@
 // Decode-sized LoRA add-on in ONE launch: y += scale * (x A^T) B^T for batches whose segments are at most
-// 16 tokens (one 16-row tile per segment).
+// 128 tokens (up to 8 tiles of 16 rows per segment) and whose adapters are small.
 //
-// Two kernels (shrink, expand) cost a full drain-and-launch between them (~2-3 us on H100 even with PDL),
-// more than the whole byte floor of a small batch. Here a persistent grid (never more blocks than can be
-// resident at once, so the wait below cannot deadlock) first runs the shrink work items (slice, split-K
-// chunk, segment) writing fp32 partial sums, counts itself in at a grid-wide arrival counter, and once
-// every block has arrived runs the expand items (column tile, segment), summing the partials in split order
-// (deterministic). The expand's B tile and A's first stages are loaded before griddep_wait, y right after
-// it, so they overlap the previous kernel and the shrink phase. The last block to finish resets the two
-// counters, so the next call (or graph replay) finds them at zero.
+// Two kernels (shrink, expand) cost a drain-and-launch between them (~2-3 us on H100 even with PDL), more
+// than the whole byte floor of a small batch. Here a persistent grid (never more blocks than can be
+// resident at once, so the wait below cannot deadlock) first runs the shrink items (split-K chunk, slice,
+// segment, tile) and adds each partial v tile into an fp32 accumulator with atomics, counts itself in at a
+// grid-wide arrival counter, and once every block has arrived runs the expand items (column tile, segment,
+// tile) reading v from the accumulator. B and A's first stages are loaded before griddep_wait.
+//
+// The accumulator is double-buffered in the workspace: a call adds into buffer (call count & 1) and, during
+// its expand phase, all blocks zero the other buffer (the previous call's, whose size it finds next to the
+// counters), so the next call finds zeros without a serial clean-up. The last block out resets the counters
+// and advances the call count. fp32 atomics make v's summation order vary between runs (~1e-7 relative).
 #include <algorithm>
 
 #include "backends/cuda/cuda_check.h"
@@ -49,7 +52,8 @@ __device__ __forceinline__ void split_hi_lo(float v, T& hi, T& lo) {
 
 template <typename T, int RP, int NB>
 __global__ void __launch_bounds__(kThreads) lora_fused_decode_kernel(const ShrinkArgs sp, const ExpandArgs ep,
-                                                                     unsigned* sync, int n_shrink, int n_expand) {
+                                                                     unsigned* sync, float* acc_base, int acc_floats,
+                                                                     int tiles, int n_shrink, int n_expand) {
   using L = FusedLayout<RP, NB>;
   constexpr int KS = L::KS;
   constexpr int kRowPitch = L::kRowPitch;
@@ -75,7 +79,7 @@ __global__ void __launch_bounds__(kThreads) lora_fused_decode_kernel(const Shrin
   };
   auto expand_item = [&](int e) {
     ExpandItem it{};
-    const int seg = e / ntiles, tile = e % ntiles;
+    const int tile = e % ntiles, rest = e / ntiles, seg = rest / tiles, ttile = rest % tiles;
     int slice = 0;
     while (slice + 1 < ep.num_slices && tile >= ep.ntile_begin[slice + 1]) ++slice;
     it.slice = slice;
@@ -83,8 +87,8 @@ __global__ void __launch_bounds__(kThreads) lora_fused_decode_kernel(const Shrin
     const int slot = ep.seg.seg_slot[seg];
     it.b = slot >= 0 ? static_cast<const T*>(ep.b[slice][slot]) : nullptr;
     it.r = it.b ? min(ep.rank[slice][slot], ep.v_rank_stride) : 0;
-    it.t0 = ep.seg.seg_start[seg];
-    it.rows = ep.seg.seg_start[seg + 1] - it.t0;
+    it.t0 = ep.seg.seg_start[seg] + ttile * TM;
+    it.rows = min(TM, ep.seg.seg_start[seg + 1] - it.t0);
     it.scale = it.r > 0 ? ep.scale[slice][slot] : 0.f;
     return it;
   };
@@ -134,12 +138,12 @@ __global__ void __launch_bounds__(kThreads) lora_fused_decode_kernel(const Shrin
     it.split = i % sp.ksplit;
     const int rest = i / sp.ksplit;
     it.slice = rest % sp.num_slices;
-    const int seg = rest / sp.num_slices;
+    const int seg = (rest / sp.num_slices) / tiles, ttile = (rest / sp.num_slices) % tiles;
     const int slot = sp.seg.seg_slot[seg];
     it.a = slot >= 0 ? static_cast<const T*>(sp.a[it.slice][slot]) : nullptr;
     it.r = it.a ? min(sp.rank[it.slice][slot], sp.v_rank_stride) : 0;
-    it.t0 = sp.seg.seg_start[seg];
-    it.rows = sp.seg.seg_start[seg + 1] - it.t0;
+    it.t0 = sp.seg.seg_start[seg] + ttile * TM;
+    it.rows = min(TM, sp.seg.seg_start[seg + 1] - it.t0);
     it.k_begin = it.split * sp.ksteps_per_split;
     it.k_end = min(nk, it.k_begin + sp.ksteps_per_split);
     return it;
@@ -185,6 +189,9 @@ __global__ void __launch_bounds__(kThreads) lora_fused_decode_kernel(const Shrin
   griddep_wait();
   griddep_launch_dependents();
   if (has_e0 && e0.r > 0 && e0.rows > 0) load_y(e0);
+  const unsigned parity = *reinterpret_cast<volatile unsigned*>(&sync[2]) & 1u;
+  float* acc_v = acc_base + parity * acc_floats;            // this call's accumulator
+  float* acc_other = acc_base + (parity ^ 1u) * acc_floats;  // the previous call's, to be zeroed
 
   // ---- shrink phase
   const int wn = warp % L::WN, wk = warp / L::WN;
@@ -238,14 +245,14 @@ __global__ void __launch_bounds__(kThreads) lora_fused_decode_kernel(const Shrin
       *reinterpret_cast<float2*>(dst + (g + 8) * L::kRedPitch + n8 * 8 + 2 * q) = make_float2(acc[n8][2], acc[n8][3]);
     }
     __syncthreads();
-    float* out = sp.vpart + static_cast<int64_t>(it.split) * T_ * v_row + it.slice * sp.v_rank_stride;
+    float* out = acc_v + it.slice * sp.v_rank_stride;
     for (int e = tid; e < TM * RP; e += kThreads) {
       const int row = e / RP, j = e % RP;
       if (row < it.rows && j < it.r) {
         float s = 0.f;
 #pragma unroll
         for (int w = 0; w < L::WK; ++w) s += red[(w * TM + row) * L::kRedPitch + j];
-        out[(it.t0 + row) * v_row + j] = s;
+        atomicAdd(out + (it.t0 + row) * v_row + j, s);
       }
     }
     __syncthreads();
@@ -256,13 +263,16 @@ __global__ void __launch_bounds__(kThreads) lora_fused_decode_kernel(const Shrin
   __syncthreads();
   if (tid == 0) {
     atomicAdd(&sync[0], 1u);
-    while (atomicAdd(&sync[0], 0u) < gridDim.x) __nanosleep(64);
+    while (*reinterpret_cast<volatile unsigned*>(&sync[0]) < gridDim.x) __nanosleep(32);
   }
   __syncthreads();
   __threadfence();
+  {  // zero the previous call's accumulator (nobody reads it any more) for the next call
+    const int n_other = static_cast<int>(*reinterpret_cast<volatile unsigned*>(&sync[4 + (parity ^ 1u)]));
+    for (int i = blockIdx.x * kThreads + tid; i < n_other; i += gridDim.x * kThreads) acc_other[i] = 0.f;
+  }
 
   // ---- expand phase
-  const int64_t part_stride = static_cast<int64_t>(T_) * v_row;
   for (int e = blockIdx.x; e < n_expand; e += gridDim.x) {
     const bool first = e == static_cast<int>(blockIdx.x);
     const ExpandItem it = first ? e0 : expand_item(e);
@@ -272,9 +282,8 @@ __global__ void __launch_bounds__(kThreads) lora_fused_decode_kernel(const Shrin
       load_y(it);
     }
     // the first column tile of the slice also stores v
-    expand_fill_v<T, TM, RP, kThreads>(svh, svl, L::kBPitch, s_red, sp.vpart, sp.v, sp.vpart, part_stride, sp.ksplit,
-                                       v_row, it.slice * sp.v_rank_stride, it.t0, it.rows, it.r, it.n0 == 0,
-                                       split_hi_lo<T>);
+    expand_fill_v<T, TM, RP, kThreads>(svh, svl, L::kBPitch, s_red, acc_v, sp.v, nullptr, 0, 1, v_row,
+                                       it.slice * sp.v_rank_stride, it.t0, it.rows, it.r, it.n0 == 0, split_hi_lo<T>);
     cp_async_wait<0>();
     __syncthreads();
     float acc[L::kNT][4];
@@ -320,8 +329,11 @@ __global__ void __launch_bounds__(kThreads) lora_fused_decode_kernel(const Shrin
   if (tid == 0) {
     const unsigned done = atomicAdd(&sync[1], 1u);
     if (done == gridDim.x - 1) {
+      sync[4 + parity] = static_cast<unsigned>(T_ * v_row);  // what the next call must zero
+      sync[2] += 1u;
       atomicExch(&sync[0], 0u);
       atomicExch(&sync[1], 0u);
+      __threadfence();
     }
   }
 }
@@ -347,7 +359,8 @@ Status launch(const FusedShape& fs, const ShrinkArgs& sa, const ExpandArgs& ea, 
   attr[0].val.programmaticStreamSerializationAllowed = 1;
   cfg.attrs = attr;
   cfg.numAttrs = fs.pdl ? 1 : 0;
-  PUNICA_CUDA_RETURN_IF_ERROR(cudaLaunchKernelEx(&cfg, kernel, sa, ea, fs.sync, fs.n_shrink, fs.n_expand));
+  PUNICA_CUDA_RETURN_IF_ERROR(cudaLaunchKernelEx(&cfg, kernel, sa, ea, fs.sync, fs.acc, fs.acc_floats, fs.tiles,
+                                                 fs.n_shrink, fs.n_expand));
   return cuda_status(cudaGetLastError(), "lora_fused_decode_kernel launch");
 }
 
