@@ -51,6 +51,10 @@ if [[ $mode == all || $mode == bench || $mode == quick || $mode == profile ]]; t
   echo "== benchmark, h=4096x4096 f16 rows (full table: bench.log) =="
   grep -E "^(dtype|f16 +4096x4096)" "$OUT/bench.log" | cut -c1-160
   summary+=("benchmark rc=$rc: $(grep -h "acceptance rows\|copy bw" "$OUT/bench.log" | tr '\n' ' ')")
+  if [[ $mode == all ]]; then  # the same rows with the single-launch decode kernel turned off, for comparison
+    PUNICA_LORA_FUSED=0 timeout 300 "$BIN/punica_bench_lora" --no-baselines >"$OUT/bench_split.log" 2>&1
+    summary+=("benchmark, PUNICA_LORA_FUSED=0: rc=$?: $(grep -h "acceptance rows" "$OUT/bench_split.log")")
+  fi
 fi
 if [[ $mode == profile ]]; then
   timeout 240 ncu --kernel-name regex:lora_ --launch-skip 40 --launch-count 8 --section SpeedOfLight \

@@ -78,6 +78,8 @@ struct FusedShape {
   int acc_floats;
 };
 
+// Resident shrink blocks per SM for a tile shape (from the occupancy calculator).
+int lora_shrink_blocks_per_sm(int tm, int rp);
 Status lora_launch_shrink(DType dtype, const LaunchShape& shape, const ShrinkArgs& args, cudaStream_t stream);
 // Sums the shrink's split-K partials into v (grid: slices, token rows, segments).
 Status lora_launch_reduce(const LaunchShape& shape, const ShrinkArgs& args, cudaStream_t stream);

@@ -243,6 +243,21 @@ Status launch_tm(const LaunchShape& shape, const ShrinkArgs& args, cudaStream_t 
 
 }  // namespace
 
+int lora_shrink_blocks_per_sm(int tm, int rp) {
+  int n = 0;
+  auto occ = [&](auto kernel, int smem) {
+    if (cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, smem) != cudaSuccess ||
+        cudaOccupancyMaxActiveBlocksPerMultiprocessor(&n, kernel, kThreads, smem) != cudaSuccess)
+      n = 1;
+  };
+#define PUNICA_OCC(TM_, RP_) \
+  if (tm == TM_ && rp == RP_) occ(lora_shrink_kernel<__half, TM_, RP_>, ShrinkLayout<TM_, RP_>::kSmemBytes);
+  PUNICA_OCC(16, 16) PUNICA_OCC(16, 32) PUNICA_OCC(16, 64) PUNICA_OCC(16, 128)
+  PUNICA_OCC(64, 16) PUNICA_OCC(64, 32) PUNICA_OCC(64, 64) PUNICA_OCC(64, 128)
+#undef PUNICA_OCC
+  return n > 0 ? n : 1;
+}
+
 Status lora_launch_reduce(const LaunchShape& shape, const ShrinkArgs& args, cudaStream_t stream) {
   cudaLaunchConfig_t cfg = {};
   cfg.gridDim = shape.grid;
