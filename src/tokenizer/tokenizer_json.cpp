@@ -345,6 +345,11 @@ Expected<std::unique_ptr<Tokenizer>> Tokenizer::from_json_text(std::string_view 
               spec.chat_template = e["template"].get<std::string>();
       }
     }
+    // Newer transformers save the template beside the config as chat_template.jinja.
+    fs::path jinja = dir / "chat_template.jinja";
+    if (spec.chat_template.empty() && fs::exists(jinja, ec)) {
+      PUNICA_ASSIGN_OR_RETURN(spec.chat_template, read_text_file(jinja.string(), size_t{1} << 20));
+    }
     fs::path gen = dir / "generation_config.json";
     if (fs::exists(gen, ec)) {
       PUNICA_ASSIGN_OR_RETURN(json cfg, read_json_file(gen.string()));

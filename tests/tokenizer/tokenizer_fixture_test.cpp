@@ -10,6 +10,7 @@
 #include <map>
 #include <set>
 #include <sstream>
+#include <unistd.h>
 
 #include "tokenizer/detokenizer.h"
 #include "tokenizer/tokenizer.h"
@@ -190,6 +191,29 @@ TEST(TokenizerJsonConfigs, StopIdsComeFromGenerationConfig) {
   EXPECT_FALSE((*t)->is_stop(0));
   EXPECT_TRUE((*t)->is_special(0));
   EXPECT_EQ((*t)->bos_token(), "<|begin_of_text|>");
+}
+
+TEST(TokenizerJsonConfigs, ChatTemplateFromConfigOrJinjaFile) {
+  namespace fs = std::filesystem;
+  fs::path dir = fs::temp_directory_path() / ("punica_tok_" + std::to_string(::getpid()));
+  fs::create_directories(dir);
+  fs::copy_file(kFixtures + "json/qwen25_json/tokenizer.json", dir / "tokenizer.json", fs::copy_options::overwrite_existing);
+  std::ofstream(dir / "chat_template.jinja") << "{{ messages[0]['content'] }}";
+  auto t = Tokenizer::load(dir.string());
+  ASSERT_TRUE(t.has_value()) << t.status().to_string();
+  EXPECT_EQ((*t)->chat_template(), "{{ messages[0]['content'] }}");
+  // tokenizer_config.json's chat_template wins over the file.
+  std::ofstream(dir / "tokenizer_config.json") << R"({"chat_template": "from config", "eos_token": "<|im_end|>"})";
+  t = Tokenizer::load(dir.string());
+  ASSERT_TRUE(t.has_value()) << t.status().to_string();
+  EXPECT_EQ((*t)->chat_template(), "from config");
+  EXPECT_EQ((*t)->eos_token(), "<|im_end|>");
+  std::ofstream(dir / "tokenizer_config.json") << R"({"eos_token": "<|no_such_token|>"})";
+  t = Tokenizer::load(dir.string());
+  ASSERT_FALSE(t.has_value());
+  EXPECT_NE(t.status().message().find("tokenizer_config.json: eos_token: '<|no_such_token|>'"), std::string::npos)
+      << t.status().message();
+  fs::remove_all(dir);
 }
 
 }  // namespace
