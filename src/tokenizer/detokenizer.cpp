@@ -74,8 +74,8 @@ std::string Detokenizer::push(int32_t id) {
       }
       return emit(text + piece);
     }
-    case tok::DecoderSpec::kNone:
-      return emit(token);
+    case tok::DecoderSpec::kNone:  // HF without a decoder joins the tokens with spaces
+      return emit(any_token_++ ? " " + token : token);
   }
   return "";
 }

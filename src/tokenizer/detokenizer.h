@@ -33,6 +33,7 @@ class Detokenizer {
   bool skip_special_;
   std::string pending_;   // byte-level: undecoded bytes; SentencePiece: the current run of fallback bytes
   int strip_left_ = 0;    // leading spaces still to strip from the whole text
+  size_t any_token_ = 0;  // tokens decoded so far (no decoder: they are joined with spaces)
 };
 
 }  // namespace punica

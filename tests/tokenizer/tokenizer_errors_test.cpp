@@ -35,6 +35,12 @@ TEST(TokenizerJsonErrors, GoodFileLoads) {
   ASSERT_TRUE(t.has_value()) << t.status().to_string();
   EXPECT_EQ((*t)->encode("abcab<s>"), (std::vector<int32_t>{4, 3, 5}));
   EXPECT_TRUE((*t)->is_special(5));
+  // Without a decoder, HF joins the tokens with spaces.
+  json j = good_json();
+  j.erase("decoder");
+  auto plain = Tokenizer::from_json_text(j.dump(), "good/tokenizer.json");
+  ASSERT_TRUE(plain.has_value()) << plain.status().to_string();
+  EXPECT_EQ((*plain)->decode(std::vector<int32_t>{4, 3, 5}), "abc ab <s>");
 }
 
 TEST(TokenizerJsonErrors, EachDefectNamesFileAndField) {
