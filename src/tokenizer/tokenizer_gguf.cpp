@@ -217,6 +217,9 @@ Expected<std::unique_ptr<Tokenizer>> Tokenizer::from_gguf(const GgufFile& gguf) 
   PUNICA_RETURN_IF_ERROR(get_id("tokenizer.ggml.bos_token_id", spec.bos_id));
   PUNICA_RETURN_IF_ERROR(get_id("tokenizer.ggml.eos_token_id", spec.eos_id));
   PUNICA_RETURN_IF_ERROR(get_id("tokenizer.ggml.eot_token_id", spec.eot_id));
+  int32_t eom_id = -1;  // end of message (Llama-3.1 tool calls): a stop token too
+  PUNICA_RETURN_IF_ERROR(get_id("tokenizer.ggml.eom_token_id", eom_id));
+  if (eom_id >= 0) spec.stop_ids.push_back(eom_id);
   PUNICA_RETURN_IF_ERROR(get_id("tokenizer.ggml.unknown_token_id", spec.unk_id));
   PUNICA_RETURN_IF_ERROR(get_id("tokenizer.ggml.padding_token_id", spec.pad_id));
   // llama.cpp adds BOS to a SentencePiece vocabulary that does not say otherwise; transformers follows.

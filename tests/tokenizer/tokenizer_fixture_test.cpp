@@ -8,6 +8,7 @@
 #include <fstream>
 #include <nlohmann/json.hpp>
 #include <map>
+#include <random>
 #include <set>
 #include <sstream>
 #include <unistd.h>
@@ -160,6 +161,34 @@ TEST_P(TokenizerFixture, StreamingEqualsOneShotAndNeverSplitsACharacter) {
       ASSERT_TRUE(tok::utf8_is_valid(last));
       streamed += last;
       ASSERT_EQ(streamed, tokenizer_->decode(ids, skip_special)) << i;
+    }
+  }
+}
+
+// Property test on inputs no fixture lists: random bytes (mostly invalid UTF-8) and random id sequences.
+// Ids stay in range, every streamed piece is valid UTF-8, and streaming equals one-shot decode.
+TEST_P(TokenizerFixture, RandomBytesAndIdsKeepTheInvariants) {
+  std::mt19937 rng(20261127);
+  std::printf("[ seed ] 20261127\n");
+  for (int round = 0; round < 300; ++round) {
+    std::string bytes(rng() % 48, '\0');
+    for (char& c : bytes) c = static_cast<char>(round % 2 ? rng() % 256 : 0x20 + rng() % 0x60);
+    auto ids = tokenizer_->encode(bytes, round % 3 == 0);
+    for (int32_t id : ids) ASSERT_TRUE(id >= 0 && id < tokenizer_->vocab_size());
+    std::string text = tokenizer_->decode(ids);
+    ASSERT_TRUE(tok::utf8_is_valid(text));
+    std::vector<int32_t> random_ids(rng() % 24);
+    for (int32_t& id : random_ids) id = static_cast<int32_t>(rng() % tokenizer_->vocab_size());
+    for (bool skip : {false, true}) {
+      Detokenizer d(*tokenizer_, skip);
+      std::string streamed;
+      for (int32_t id : random_ids) {
+        std::string piece = d.push(id);
+        ASSERT_TRUE(tok::utf8_is_valid(piece));
+        streamed += piece;
+      }
+      streamed += d.finish();
+      ASSERT_EQ(streamed, tokenizer_->decode(random_ids, skip));
     }
   }
 }
