@@ -8,7 +8,8 @@
 # Binaries: uses build-cuda-lora/bin (built on a CPU machine with nvcc and carried along); if they do not
 # start there, builds them with cmake + ninja from src/backends/cuda/standalone (needs only CUDA).
 #   scripts/gpu_check.sh [all|oracle|sanitize|bench|quick|profile]
-#   (quick = oracle + sanitizer + --quick bench; profile = all + Nsight Compute on the prefill kernels)
+#   (quick = oracle + sanitizer + --quick bench; profile = all + Nsight Compute on the prefill kernels;
+#    COMPARE_PATHS=1 also benches every row with the single-launch decode kernel off, PUNICA_LORA_FUSED=0)
 set -uo pipefail
 mode=${1:-all}
 OUT=${OUT:-$PWD/gpu-out}
@@ -51,7 +52,7 @@ if [[ $mode == all || $mode == bench || $mode == quick || $mode == profile ]]; t
   echo "== benchmark, h=4096x4096 f16 rows (full table: bench.log) =="
   grep -E "^(dtype|f16 +4096x4096)" "$OUT/bench.log" | cut -c1-160
   summary+=("benchmark rc=$rc: $(grep -h "acceptance rows\|copy bw" "$OUT/bench.log" | tr '\n' ' ')")
-  if [[ $mode == all ]]; then  # the same rows with the single-launch decode kernel turned off, for comparison
+  if [[ ${COMPARE_PATHS:-0} == 1 ]]; then  # the same rows with the single-launch decode kernel off
     PUNICA_LORA_FUSED=0 timeout 300 "$BIN/punica_bench_lora" --no-baselines >"$OUT/bench_split.log" 2>&1
     summary+=("benchmark, PUNICA_LORA_FUSED=0: rc=$?: $(grep -h "acceptance rows" "$OUT/bench_split.log")")
   fi

@@ -262,16 +262,22 @@ Status lora_add(const ops::LoraShrinkParams& s, const ops::LoraExpandParams& e, 
   LaunchShape ss, es;
   ShrinkArgs sa;
   ExpandArgs ea;
-  // Decode batches (segments of at most 16 tokens) whose adapters are small take the single-launch kernel:
-  // there the launch-to-launch latency, not bytes, is the cost.
+  // Decode batches (segments of at most 128 tokens) whose adapters are small may take the single-launch
+  // kernel: there the launch-to-launch latency, not bytes, is the cost.
   int sum_h_out = 0;
   for (int i = 0; i < e.num_slices; ++i) sum_h_out += e.slices[i].h_out;
   const double adapter_bytes =
       2.0 * s.seg.num_adapted_segments * s.v_rank_stride * (static_cast<double>(s.h_in) + sum_h_out);
   const int ov = fused_override();
   const int64_t v_elems = int64_t{s.seg.num_tokens} * s.num_slices * s.v_rank_stride;
+  // Measured on H100 (docs/perf/lora-kernels.md): the single launch wins for rank >= 64 with up to 16
+  // adapters and for batches of one or two adapters with longer segments; the two kernels win for small
+  // ranks spread over many one-token segments (their shrink splits K wider and needs no grid-wide wait).
+  const int rp = padded_rank(s.v_rank_stride);
+  const int segs = s.seg.num_adapted_segments;
+  const bool fused_wins = rp >= 64 ? segs <= 16 : (segs <= 2 && s.seg.max_seg_len > 4);
   const bool fused = s.seg.max_seg_len <= 128 && v_elems <= kAccFloats && partial_bytes(ws) > 0 && ov != 0 &&
-                     (ov == 1 || adapter_bytes <= 24e6);
+                     (ov == 1 || (fused_wins && adapter_bytes <= 24e6));
   if (fused) {
     lora_detail::FusedShape fs;
     fs.rp = padded_rank(s.v_rank_stride);
