@@ -5,6 +5,7 @@
 #include <nlohmann/json.hpp>
 
 #include "core/assert.h"
+#include "formats/json_nesting.h"
 #include "formats/model_config.h"
 
 namespace punica {
@@ -211,6 +212,7 @@ Expected<ModelConfig> parse_hf_config_json(const json& j, const std::string& sou
 }  // namespace
 
 Expected<ModelConfig> parse_hf_config(const std::string& json_text, const std::string& source) {
+  PUNICA_RETURN_IF_ERROR(json_check_nesting(json_text, source));
   json j = json::parse(json_text, nullptr, /*allow_exceptions=*/false);
   if (j.is_discarded()) return invalid_file(source + ": not valid JSON");
   try {

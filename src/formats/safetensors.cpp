@@ -7,6 +7,7 @@
 #include <nlohmann/json.hpp>
 
 #include "core/half.h"
+#include "formats/json_nesting.h"
 
 namespace punica {
 
@@ -102,6 +103,7 @@ Expected<std::unique_ptr<SafetensorsFile>> SafetensorsFile::parse(const uint8_t*
     return st_fail(path, "header length " + std::to_string(n) + " runs past the end of the file (" +
                              std::to_string(size - 8) + " bytes after the length)");
   const char* hb = reinterpret_cast<const char*>(data + 8);
+  PUNICA_RETURN_IF_ERROR(json_check_nesting(std::string_view(hb, n), path + ": header"));
   json header = json::parse(hb, hb + n, nullptr, /*allow_exceptions=*/false);
   if (header.is_discarded()) return st_fail(path, "header is not valid JSON");
   if (!header.is_object()) return st_fail(path, "header JSON is not an object");
@@ -211,6 +213,7 @@ class SafetensorsWeightSource : public WeightSource {
 
 Expected<std::unique_ptr<WeightSource>> open_safetensors_index(const std::string& index_path) {
   PUNICA_ASSIGN_OR_RETURN(std::string text, read_text_file(index_path, 64u << 20));
+  PUNICA_RETURN_IF_ERROR(json_check_nesting(text, index_path));
   json j = json::parse(text, nullptr, false);
   if (j.is_discarded() || !j.is_object()) return st_fail(index_path, "not a valid JSON object");
   auto wm = j.find("weight_map");

@@ -161,6 +161,12 @@ TEST(HfConfig, RejectsUnsupportedModelsRopeTypesAndBrokenJson) {
   EXPECT_TRUE(error_mentions(parse_hf_config("{\"model_type\": ", "x/config.json").status(),
                              {"x/config.json", "not valid JSON"}));
   EXPECT_TRUE(error_mentions(parse_hf_config("[]", "x/config.json").status(), {"not a JSON object"}));
+  // Two deep, equal per-layer-type rope entries: comparing them (operator==) would recurse 100000 levels.
+  const std::string deep = std::string(100000, '[') + std::string(100000, ']');
+  std::string text = base_config().dump();
+  text.insert(text.size() - 1, ", \"rope_parameters\": {\"a\": {\"x\": " + deep + "}, \"b\": {\"x\": " + deep + "}}");
+  EXPECT_TRUE(error_mentions(parse_hf_config(text, "x/config.json").status(),
+                             {"x/config.json", "JSON nests deeper than 64 levels"}));
 }
 
 }  // namespace

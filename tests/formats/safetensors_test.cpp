@@ -69,6 +69,9 @@ TEST(Safetensors, RejectsBadJson) {
   EXPECT_TRUE(error_mentions(
       open_status("noshape.safetensors", make_file(R"({"a": {"dtype": "F32", "data_offsets": [0, 0]}})", {})),
       {"'a'", "shape"}));
+  const std::string deep = std::string(100000, '[') + std::string(100000, ']');
+  EXPECT_TRUE(error_mentions(open_status("deep.safetensors", make_file(R"({"__metadata__": )" + deep + "}", {})),
+                             {"deep.safetensors: header", "nests deeper than 64 levels"}));
   EXPECT_TRUE(error_mentions(open_status("negshape.safetensors",
                                          make_file(R"({"a": {"dtype": "F32", "shape": [-1], "data_offsets": [0, 4]}})",
                                                    std::vector<uint8_t>(4))),
