@@ -10,6 +10,7 @@
 
 #include "core/mapped_file.h"
 #include "formats/gguf_lora_adapter.h"
+#include "formats/json_nesting.h"
 #include "formats/safetensors.h"
 #include "formats/weight_source.h"
 
@@ -35,10 +36,38 @@ Status config_error(const std::string& source, const std::string& field, const s
   return invalid_file(source + ": field '" + field + "': " + what);
 }
 
-// Python's re patterns as used in adapter configs are plain enough for ECMAScript std::regex.
-Expected<std::regex> compile_regex(const std::string& pattern, const std::string& what) {
+// Python's re patterns as used in adapter configs are plain enough for ECMAScript std::regex. They come
+// from an untrusted file: libstdc++'s regex compiler recurses once per nested group (a pattern of 50000
+// '(' overflows the stack) and its default backtracking matcher takes exponential time on patterns like
+// "(.*)*(.*)*x". So patterns are bounded in length and group depth, and where only the yes/no answer is
+// needed they run on libstdc++'s polynomial (Thompson NFA) matcher, which rejects back-references.
+constexpr size_t kMaxPatternChars = 1024;
+constexpr int kMaxPatternGroupDepth = 32;
+
+enum class RegexUse { kMatchOnly, kCaptures };
+
+Expected<std::regex> compile_regex(const std::string& pattern, const std::string& what,
+                                   RegexUse use = RegexUse::kMatchOnly) {
+  if (pattern.size() > kMaxPatternChars)
+    return invalid_file(what + ": regex of " + std::to_string(pattern.size()) + " characters (at most " +
+                        std::to_string(kMaxPatternChars) + ")");
+  int depth = 0;
+  for (size_t i = 0; i < pattern.size(); ++i) {
+    if (pattern[i] == '\\') {
+      ++i;
+    } else if (pattern[i] == '(' && ++depth > kMaxPatternGroupDepth) {
+      return invalid_file(what + ": regex '" + pattern.substr(0, 64) + "...' nests groups deeper than " +
+                          std::to_string(kMaxPatternGroupDepth));
+    } else if (pattern[i] == ')' && depth > 0) {
+      --depth;
+    }
+  }
+  auto flags = std::regex::ECMAScript;
+#ifdef __GLIBCXX__
+  if (use == RegexUse::kMatchOnly) flags |= std::regex_constants::__polynomial;
+#endif
   try {
-    return std::regex(pattern, std::regex::ECMAScript);
+    return std::regex(pattern, flags);
   } catch (const std::regex_error& e) {
     return invalid_file(what + ": regex '" + pattern + "' does not compile: " + e.what());
   }
@@ -220,6 +249,8 @@ std::string peft_module_key(LoraModule m, int layer) {
 }
 
 Expected<PeftLoraConfig> parse_peft_lora_config(const std::string& json_text, const std::string& source) {
+  // ordered_json copies objects recursively as they grow: bound the nesting first.
+  PUNICA_RETURN_IF_ERROR(json_check_nesting(json_text, source));
   json j;   // ordered: PEFT takes the first matching rank/alpha pattern in file order
   try {
     j = json::parse(json_text);
@@ -278,16 +309,16 @@ Expected<PeftLoraConfig> parse_peft_lora_config(const std::string& json_text, co
   }
   PUNICA_RETURN_IF_ERROR(read_string_or_list(get("exclude_modules"), source, "exclude_modules", &c.exclude_is_regex,
                                              &c.exclude_modules));
-  std::vector<std::string> regexes;
-  if (c.target_is_regex) regexes.push_back(c.target_modules[0]);
-  if (c.exclude_is_regex) regexes.push_back(c.exclude_modules[0]);
+  std::vector<std::pair<std::string, std::string>> regexes;   // (field, pattern)
+  if (c.target_is_regex) regexes.emplace_back("target_modules", c.target_modules[0]);
+  if (c.exclude_is_regex) regexes.emplace_back("exclude_modules", c.exclude_modules[0]);
 
   for (const char* field : {"rank_pattern", "alpha_pattern"}) {
     const json& v = get(field);
     if (v.is_null()) continue;
     if (!v.is_object()) return config_error(source, field, "expected an object {pattern: value}, found " + v.dump());
     for (auto it = v.begin(); it != v.end(); ++it) {
-      regexes.push_back("(.*\\.)?(" + it.key() + ")");
+      regexes.emplace_back(std::string(field) + "." + it.key().substr(0, 64), "(.*\\.)?(" + it.key() + ")");
       if (std::string(field) == "rank_pattern") {
         if (!it->is_number_integer() || it->get<int64_t>() <= 0 || it->get<int64_t>() > (1 << 20))
           return config_error(source, std::string(field) + "." + it.key(), "expected a positive integer rank, found " + it->dump());
@@ -320,10 +351,21 @@ Expected<PeftLoraConfig> parse_peft_lora_config(const std::string& json_text, co
     if (c.target_is_regex) return config_error(source, "layers_pattern", "cannot be used when target_modules is a regex string");
     bool is_string = false;
     PUNICA_RETURN_IF_ERROR(read_string_or_list(v, source, "layers_pattern", &is_string, &c.layers_pattern));
-    for (const std::string& p : c.layers_pattern) regexes.push_back("(?:^|.*?\\.)" + p + "\\.(\\d+)\\.");
+    for (const std::string& p : c.layers_pattern) {
+      // Matched with captures (the layer index), so by the backtracking matcher: no quantifiers, which
+      // keeps it linear. PEFT's layers_pattern values are plain names ("layers", "h", "blocks").
+      if (p.find_first_of("*+?{}\\") != std::string::npos)
+        return unsupported(source + ": field 'layers_pattern': '" + p.substr(0, 64) +
+                           "' is not supported (expected a plain module name such as \"layers\", without *, +, ?, {} or \\)");
+    }
   }
-  for (const std::string& re : regexes) {
-    auto compiled = compile_regex(re, source);
+  for (const std::string& p : c.layers_pattern) {
+    auto compiled = compile_regex("(?:^|.*?\\.)" + p + "\\.(\\d+)\\.", source + ": field 'layers_pattern'",
+                                  RegexUse::kCaptures);
+    if (!compiled) return compiled.status();
+  }
+  for (const auto& [field, re] : regexes) {
+    auto compiled = compile_regex(re, source + ": field '" + field + "'");
     if (!compiled) return compiled.status();
   }
   return c;
@@ -362,7 +404,8 @@ Expected<bool> peft_target_module_matches(const PeftLoraConfig& c, const std::st
     found = std::regex_search(key, m, kLayer, std::regex_constants::match_continuous);
   } else {
     for (const std::string& p : c.layers_pattern) {
-      PUNICA_ASSIGN_OR_RETURN(std::regex re, compile_regex("(?:^|.*?\\.)" + p + "\\.(\\d+)\\.", "layers_pattern"));
+      PUNICA_ASSIGN_OR_RETURN(std::regex re, compile_regex("(?:^|.*?\\.)" + p + "\\.(\\d+)\\.", "layers_pattern",
+                                                           RegexUse::kCaptures));
       found = std::regex_search(key, m, re, std::regex_constants::match_continuous);
       if (found) break;
     }

@@ -284,5 +284,47 @@ TEST_F(PeftReject, BadJsonAndBadFields) {
   EXPECT_NE(load_error().find("does not compile"), std::string::npos);
 }
 
+// Untrusted config text that used to crash or hang: ordered_json copies nested objects recursively
+// (stack overflow on deep nesting), libstdc++'s regex compiler recurses per group, and its backtracking
+// matcher is exponential on nested quantifiers.
+TEST_F(PeftReject, DeeplyNestedJsonIsRejectedNotCrashed) {
+  config_["revision"] = nullptr;
+  std::string text = config_.dump();
+  const std::string deep = std::string(100000, '[') + std::string(100000, ']');
+  text.replace(text.find("\"revision\":null"), 15, "\"revision\":" + deep);
+  std::ofstream((dir_ / "adapter_config.json").string()) << text;
+  const std::string e = load_error();
+  EXPECT_NE(e.find("adapter_config.json: JSON nests deeper than 64 levels"), std::string::npos) << e;
+}
+
+TEST_F(PeftReject, HostileRegexesAreBoundedOrRejected) {
+  config_.erase("layers_to_transform");
+  config_.erase("layers_pattern");
+  config_["target_modules"] = std::string(50000, '(') + "q_proj" + std::string(50000, ')');
+  write_config();
+  std::string e = load_error();
+  EXPECT_NE(e.find("adapter_config.json: field 'target_modules': regex of 100006 characters"), std::string::npos) << e;
+  config_["target_modules"] = std::string(40, '(') + "q_proj" + std::string(40, ')');
+  write_config();
+  e = load_error();
+  EXPECT_NE(e.find("field 'target_modules': regex '((((("), std::string::npos) << e;
+  EXPECT_NE(e.find("nests groups deeper than 32"), std::string::npos) << e;
+  // Exponential for a backtracking matcher on every 30-character module key; polynomial here. The
+  // pattern matches nothing, so the adapter selects no module.
+  config_["target_modules"] = "(.*)*(.*)*(.*)*(.*)*(.*)*(.*)*x";
+  write_config();
+  e = load_error();
+  EXPECT_NE(e.find("field 'target_modules' selects no module"), std::string::npos) << e;
+  config_["target_modules"] = "(q)_proj\\1";   // a back-reference: not supported by the polynomial matcher
+  write_config();
+  e = load_error();
+  EXPECT_NE(e.find("field 'target_modules': regex '(q)_proj\\1' does not compile"), std::string::npos) << e;
+  config_ = read_json((fs::path(fixture_dir("llama_gqa")) / "adapters/qv_r8/adapter_config.json").string());
+  config_["layers_pattern"] = "(l*)*ayers";
+  write_config();
+  e = load_error();
+  EXPECT_NE(e.find("field 'layers_pattern': '(l*)*ayers' is not supported"), std::string::npos) << e;
+}
+
 }  // namespace
 }  // namespace punica
