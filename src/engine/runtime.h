@@ -10,12 +10,13 @@
 namespace punica::engine {
 
 struct RuntimeOptions {
-  int num_threads = 2;
+  int num_threads = 2;   // 1..kMaxThreads: a thread per unit, so a typo like 100000 must not reach the OS
   bool keep_quantized = true;   // compute on GGUF blocks (see model::LoadOptions)
 };
 
 class Runtime {
  public:
+  static constexpr int kMaxThreads = 256;
   // PATH: a Hugging Face folder or a .gguf file. Errors name the file and what is wrong.
   static Expected<std::unique_ptr<Runtime>> open(const std::string& path, const RuntimeOptions& options = {});
   model::LlamaModel& model() { return *model_; }

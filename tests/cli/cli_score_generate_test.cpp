@@ -96,6 +96,13 @@ TEST(CliScore, RejectsBadInputNamingLineAndField) {
       {"{\"id\": \"a\", \"tokens\": [1, \"x\"]}\n", ":1: field 'tokens'[1]"},
       {"{\"id\": \"a\", \"tokens\": [1, -3]}\n", ":1: field 'tokens'[1]"},
       {"{\"id\": \"a\", \"tokens\": [1, 2]}\n{\"id\": \"b\", \"tokens\": [512]}\n", "tokens[0] = 512 is outside"},
+      {"{\"id\": \"a\", \"tokens\": [1, 2.5]}\n", ":1: field 'tokens'[1] must be a non-negative integer"},
+      {"{\"id\": \"a\", \"tokens\": [1, 18446744073709551615]}\n", ":1: field 'tokens'[1]"},
+      {"{\"id\": \"a\", \"tokens\": \"12\"}\n", ":1: field 'tokens' must be a non-empty array"},
+      {"{\"id\": [1], \"tokens\": [1, 2]}\n", ":1: field 'id' must be a string"},
+      {"{\"id\": \"a\", \"tokens\": [1, 2], \"adapter\": 5}\n", ":1: field 'adapter' must be a string"},
+      {"[1, 2]\n", ":1: expected a JSON object"},
+      {"{\"id\": \"a\", \"tokens\": [1, 2]} trailing\n", ":1: not valid JSON"},
   };
   for (const Case& c : cases) {
     const std::string path = write_file("bad.jsonl", c.text);
@@ -104,6 +111,11 @@ TEST(CliScore, RejectsBadInputNamingLineAndField) {
     EXPECT_NE(r.err.find(c.needle), std::string::npos) << "stderr: " << r.err << "\nexpected: " << c.needle;
     EXPECT_TRUE(r.out.empty()) << r.out;
   }
+  // One thread per unit: an absurd count is refused before any thread starts (it used to abort the process).
+  CliRun threads = run("score --model " + model + " --input " + write_file("ok.jsonl", "{\"id\":\"a\",\"tokens\":[1]}\n") +
+                       " --threads 100000");
+  EXPECT_EQ(threads.code, 1);
+  EXPECT_NE(threads.err.find("--threads 100000: expected 1..256"), std::string::npos) << threads.err;
   CliRun missing = run("score --model " + kFixtures + "no_such_model --input " + write_file("ok.jsonl", "{\"id\":\"a\",\"tokens\":[1]}\n"));
   EXPECT_NE(missing.code, 0);
   EXPECT_NE(missing.err.find("no_such_model"), std::string::npos) << missing.err;
