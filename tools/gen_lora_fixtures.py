@@ -8,6 +8,10 @@ For each tiny random base model (llama with GQA; qwen2 with q/k/v bias and tied 
                           float64 log-probabilities of every token and float64 greedy continuations
   llama_gqa/gguf/<name>.gguf  one adapter converted the way llama.cpp's convert_lora_to_gguf.py does it
                           (llama.cpp names, q/k lora_b rows permuted, token_embd.lora_a transposed)
+  llama_gqa/gguf/base.gguf    the same base model as an F32 GGUF (llama.cpp names, q/k rows permuted like
+                          convert_hf_to_gguf.py), so a GGUF adapter can be run on a GGUF base end to end
+                          against the PEFT references of expected.json (--gguf-base writes only this file,
+                          from the existing base/model.safetensors)
 
 PEFT initialises lora_B to zero; every lora weight is overwritten with random values large enough to change
 the logits visibly. Usage: /opt/punica-tools/venv/bin/python tools/gen_lora_fixtures.py
@@ -166,7 +170,56 @@ def write_gguf_adapter(adapter_dir, cfg, out_path):
     w.close()
 
 
+GGUF_BASE_NAMES = {"model.embed_tokens.weight": "token_embd.weight", "model.norm.weight": "output_norm.weight",
+                   "lm_head.weight": "output.weight"}
+GGUF_LAYER_NAMES = {"self_attn.q_proj": "attn_q", "self_attn.k_proj": "attn_k", "self_attn.v_proj": "attn_v",
+                    "self_attn.o_proj": "attn_output", "mlp.gate_proj": "ffn_gate", "mlp.up_proj": "ffn_up",
+                    "mlp.down_proj": "ffn_down", "input_layernorm": "attn_norm",
+                    "post_attention_layernorm": "ffn_norm"}
+
+
+def write_gguf_base(base_dir, out_path):
+    import gguf
+    from safetensors.torch import load_file
+    cfg = json.load(open(os.path.join(base_dir, "config.json")))
+    sd = load_file(os.path.join(base_dir, "model.safetensors"))
+    w = gguf.GGUFWriter(out_path, "llama")
+    w.add_block_count(cfg["num_hidden_layers"])
+    w.add_context_length(cfg["max_position_embeddings"])
+    w.add_embedding_length(cfg["hidden_size"])
+    w.add_feed_forward_length(cfg["intermediate_size"])
+    w.add_head_count(cfg["num_attention_heads"])
+    w.add_head_count_kv(cfg["num_key_value_heads"])
+    w.add_layer_norm_rms_eps(cfg["rms_norm_eps"])
+    w.add_rope_freq_base(cfg["rope_parameters"]["rope_theta"] if "rope_parameters" in cfg else cfg["rope_theta"])
+    w.add_rope_dimension_count(cfg["hidden_size"] // cfg["num_attention_heads"])
+    w.add_vocab_size(cfg["vocab_size"])
+    w.add_bos_token_id(cfg["bos_token_id"])
+    w.add_eos_token_id(cfg["eos_token_id"])
+    w.add_tokenizer_model("gpt2")
+    w.add_token_list([f"tok{i}" for i in range(cfg["vocab_size"])])
+    for name in sorted(sd):
+        x = sd[name].float()
+        if name in GGUF_BASE_NAMES:
+            dest = GGUF_BASE_NAMES[name]
+        else:
+            parts = name.split(".")  # model.layers.N.<sub...>.weight
+            dest = f"blk.{parts[2]}.{GGUF_LAYER_NAMES['.'.join(parts[3:-1])]}.weight"
+            if parts[4] == "q_proj":
+                x = permute_llama(x, cfg["num_attention_heads"])
+            elif parts[4] == "k_proj":
+                x = permute_llama(x, cfg["num_key_value_heads"])
+        w.add_tensor(dest, x.numpy().astype(np.float32))
+    w.write_header_to_file()
+    w.write_kv_data_to_file()
+    w.write_tensors_to_file()
+    w.close()
+
+
 def main():
+    if "--gguf-base" in sys.argv:
+        write_gguf_base(os.path.join(OUT, "llama_gqa", "base"), os.path.join(OUT, "llama_gqa", "gguf", "base.gguf"))
+        return
     if os.path.exists(OUT):
         shutil.rmtree(OUT)
     os.makedirs(OUT)
@@ -213,6 +266,7 @@ def main():
             for aname in ("all7_patterns", "embed_head"):
                 write_gguf_adapter(os.path.join(root, "adapters", aname), cfg,
                                    os.path.join(root, "gguf", aname + ".gguf"))
+            write_gguf_base(os.path.join(root, "base"), os.path.join(root, "gguf", "base.gguf"))
         print(f"{mname}: {len(rows)} requests, min greedy margin {min_margin:.4f}")
 
 

@@ -110,6 +110,44 @@ TEST_P(LoraCli, UnknownAdapterIsAClearError) {
   EXPECT_NE(out.find("--lora 'broken': expected NAME=PATH"), std::string::npos) << out;
 }
 
+// llama.cpp's path: a GGUF base (q/k rows permuted) with GGUF LoRA adapters (q/k lora_b permuted,
+// token_embd.lora_a transposed) gives PEFT's float64 numbers. all7_patterns is left out of the comparison:
+// its alpha_pattern cannot be expressed in a GGUF adapter (one alpha per file).
+TEST(LoraCliGguf, GgufAdaptersOnAGgufBaseMatchPeft) {
+  if (FILE* f = std::fopen(punica_bin().c_str(), "r")) {
+    std::fclose(f);
+  } else {
+    GTEST_SKIP() << punica_bin() << " is not built";
+  }
+  const std::string d = fixture_dir("llama_gqa");
+  std::string flags;
+  for (const char* a : kAdapters) {
+    const std::string name(a);
+    const bool gguf = name == "embed_head" || name == "all7_patterns";
+    flags += " --lora " + name + "=" + d + (gguf ? "/gguf/" + name + ".gguf" : "/adapters/" + name);
+  }
+  int rc = -1;
+  const std::string out = run(punica_bin() + " score --model " + d + "/gguf/base.gguf --input " + d +
+                              "/score_input.jsonl" + flags, &rc);
+  ASSERT_EQ(rc, 0) << out;
+  const nlohmann::json expected = read_json(d + "/expected.json");
+  std::istringstream lines(out);
+  std::string line;
+  size_t r = 0, compared = 0;
+  for (; std::getline(lines, line); ++r) {
+    ASSERT_LT(r, expected["requests"].size());
+    const nlohmann::json& want_row = expected["requests"][r];
+    if (want_row["adapter"] == "all7_patterns") continue;
+    const auto got = nlohmann::json::parse(line)["token_logprobs"].get<std::vector<double>>();
+    const auto want = want_row["logprobs"].get<std::vector<double>>();
+    ASSERT_EQ(got.size(), want.size()) << "request " << r;
+    for (size_t p = 0; p < want.size(); ++p, ++compared)
+      EXPECT_NEAR(got[p], want[p], 2e-3) << "request " << r << " token " << p + 1;
+  }
+  EXPECT_EQ(r, expected["requests"].size());
+  EXPECT_GT(compared, 40u);
+}
+
 INSTANTIATE_TEST_SUITE_P(Models, LoraCli, ::testing::Values("llama_gqa", "qwen2_tied"));
 
 }  // namespace
