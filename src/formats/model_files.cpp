@@ -107,6 +107,14 @@ Expected<ModelFiles> open_model(const std::string& path) {
   struct stat st{};
   if (::stat(path.c_str(), &st) != 0) return not_found(path + ": no such file or folder");
   if (S_ISDIR(st.st_mode)) return open_hf_model(path);
+  // A single safetensors/json file is a common mistake: the GGUF magic error alone would not say what to pass.
+  const std::string name = std::filesystem::path(path).filename().string();
+  for (const char* ext : {".safetensors", ".json"}) {
+    const std::string e(ext);
+    if (name.size() >= e.size() && name.compare(name.size() - e.size(), e.size(), e) == 0)
+      return invalid_argument(path + ": a model is a Hugging Face folder (config.json + model.safetensors or "
+                                     "model.safetensors.index.json) or a .gguf file; pass the folder");
+  }
   return open_gguf_model(path);   // its magic check says clearly when the file is something else
 }
 

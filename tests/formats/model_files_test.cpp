@@ -155,6 +155,9 @@ TEST_F(BrokenHfFolder, BadConfigAndMissingWeights) {
   fs::copy_file(fixture("hf_llama/config.json"), dir + "/config.json", fs::copy_options::overwrite_existing);
   EXPECT_TRUE(error_mentions(open_status(dir), {"no model.safetensors"}));
   EXPECT_EQ(open_model(dir + "/nothing-here").status().code(), StatusCode::kNotFound);
+  // The weights file itself instead of its folder: say what to pass, not "bad GGUF magic".
+  EXPECT_TRUE(error_mentions(open_model(fixture("hf_llama/model.safetensors")).status(),
+                             {"hf_llama/model.safetensors", "Hugging Face folder", "pass the folder"}));
 }
 
 TEST(ModelFiles, GgufNameMapping) {
