@@ -8,6 +8,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "core/assert.h"
 #include "core/mapped_file.h"
 #include "formats/gguf_lora_adapter.h"
 #include "formats/json_nesting.h"
@@ -567,6 +568,28 @@ Expected<LoraAdapter> load_lora_adapter(const std::string& path, const ModelConf
   if (std::filesystem::is_directory(path, ec)) return load_peft_adapter(path, base, options);
   if (std::filesystem::is_regular_file(path, ec)) return load_gguf_lora_adapter(path, base, options);
   return not_found(path + ": no such adapter (expected a PEFT folder or a .gguf LoRA file)");
+}
+
+int fuzz_peft_config_one_input(const uint8_t* data, size_t size) {
+  auto c = parse_peft_lora_config(std::string(reinterpret_cast<const char*>(data), size), "fuzz/adapter_config.json");
+  if (!c) return 0;
+  ModelConfig base;
+  base.architecture = "llama";
+  base.vocab_size = 32;
+  base.hidden_size = 16;
+  base.intermediate_size = 24;
+  base.num_hidden_layers = 2;
+  base.num_attention_heads = 2;
+  base.num_key_value_heads = 1;
+  base.head_dim = 8;
+  for (const ModuleKey& k : all_lora_module_keys(base)) {
+    const std::string key = peft_module_key(k.module, k.layer);
+    auto hit = peft_target_module_matches(*c, key);
+    auto rank = peft_module_rank(*c, key);
+    if (rank) PUNICA_ASSERT(rank->rank > 0);
+    (void)hit;
+  }
+  return 0;
 }
 
 }  // namespace punica

@@ -79,4 +79,8 @@ Expected<LoraAdapter> load_peft_adapter(const std::string& dir, const ModelConfi
 Expected<LoraAdapter> load_lora_adapter(const std::string& path, const ModelConfig& base,
                                         const LoraLoadOptions& options = {});
 
+// Fuzz entry point for adapter_config.json (replayed by tests/lora/peft_adapter_test.cpp): parses the
+// bytes and, when they parse, runs PEFT's matching and rank/alpha rules over every module of a 2-layer base.
+int fuzz_peft_config_one_input(const uint8_t* data, size_t size);
+
 }  // namespace punica

@@ -8,6 +8,7 @@
 #include <filesystem>
 #include <fstream>
 #include <limits>
+#include <random>
 
 #include "formats/safetensors.h"
 #include "lora_test_util.h"
@@ -324,6 +325,36 @@ TEST_F(PeftReject, HostileRegexesAreBoundedOrRejected) {
   write_config();
   e = load_error();
   EXPECT_NE(e.find("field 'layers_pattern': '(l*)*ayers' is not supported"), std::string::npos) << e;
+}
+
+// The fixture adapter configs and deterministic byte mutations of them through the fuzz entry point: every
+// input must return (an error or a config), never crash, hang or trip a sanitizer.
+TEST(PeftFuzz, AdapterConfigMutationsReturn) {
+  std::vector<std::string> seeds;
+  for (const char* m : {"llama_gqa", "qwen2_tied"})
+    for (const auto& e : fs::directory_iterator(fixture_dir(m) + "/adapters")) {
+      std::ifstream in(e.path() / "adapter_config.json");
+      seeds.emplace_back(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
+    }
+  ASSERT_GE(seeds.size(), 8u);
+  std::mt19937_64 rng(4242);
+  const char kBytes[] = "[]{}\"\\:,0123456789.*+?()|^$-eE \n";
+  for (const std::string& s : seeds) {
+    fuzz_peft_config_one_input(reinterpret_cast<const uint8_t*>(s.data()), s.size());
+    for (int i = 0; i < 150; ++i) {
+      std::string m = s;
+      for (int e = 1 + static_cast<int>(rng() % 4); e > 0 && !m.empty(); --e) {
+        const size_t at = rng() % m.size();
+        switch (rng() % 4) {
+          case 0: m[at] = kBytes[rng() % (sizeof kBytes - 1)]; break;           // a JSON/regex metacharacter
+          case 1: m.erase(at, 1 + rng() % 16); break;
+          case 2: m.insert(at, m.substr(rng() % m.size(), 1 + rng() % 32)); break;
+          default: m.resize(at); break;                                           // truncation
+        }
+      }
+      fuzz_peft_config_one_input(reinterpret_cast<const uint8_t*>(m.data()), m.size());
+    }
+  }
 }
 
 }  // namespace
