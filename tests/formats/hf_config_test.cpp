@@ -111,6 +111,37 @@ TEST(HfConfig, RopeParametersPerLayerTypeAndBiasOverrides) {
   EXPECT_EQ(c->max_position_embeddings, 32768);
 }
 
+// The fidelity fixtures (tests/fixtures/model, written by transformers 5) carry rope_parameters; the same
+// model written by transformers 4 has rope_theta + rope_scaling. Both must give the same config, so the
+// fixtures' float64 references cover the classic form too.
+TEST(HfConfig, ClassicRopeScalingEqualsRopeParametersOfTheFixtures) {
+  for (const char* name : {"llama3_rope", "llama_linear_long", "llama_dynamic_long"}) {
+    SCOPED_TRACE(name);
+    auto text = read_text_file(std::string(PUNICA_SOURCE_DIR) + "/tests/fixtures/model/" + name + "/config.json");
+    ASSERT_TRUE(text);
+    json modern = json::parse(*text);
+    ASSERT_TRUE(modern.contains("rope_parameters"));
+    json classic = modern;
+    json scaling = classic["rope_parameters"];
+    classic.erase("rope_parameters");
+    classic["rope_theta"] = scaling["rope_theta"];
+    scaling.erase("rope_theta");
+    scaling["type"] = scaling["rope_type"];   // transformers 4.3x wrote both keys
+    classic["rope_scaling"] = scaling;
+    auto a = parse(modern), b = parse(classic);
+    ASSERT_TRUE(a) << a.status().to_string();
+    ASSERT_TRUE(b) << b.status().to_string();
+    EXPECT_NE(a->rope_scaling.type, RopeScalingType::kNone);
+    EXPECT_EQ(a->rope_scaling.type, b->rope_scaling.type);
+    EXPECT_EQ(a->rope_scaling.factor, b->rope_scaling.factor);
+    EXPECT_EQ(a->rope_scaling.low_freq_factor, b->rope_scaling.low_freq_factor);
+    EXPECT_EQ(a->rope_scaling.high_freq_factor, b->rope_scaling.high_freq_factor);
+    EXPECT_EQ(a->rope_scaling.original_max_position_embeddings, b->rope_scaling.original_max_position_embeddings);
+    EXPECT_EQ(a->rope_theta, b->rope_theta);
+    EXPECT_EQ(a->max_position_embeddings, b->max_position_embeddings);
+  }
+}
+
 TEST(HfConfig, RejectsBadValuesNamingTheKey) {
   struct Case {
     const char* key;
