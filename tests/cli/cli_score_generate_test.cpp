@@ -147,6 +147,17 @@ TEST(CliGenerate, SeededSamplingIsReproducibleAndErrorsAreClear) {
   ASSERT_EQ(a.code, 0) << a.err;
   EXPECT_EQ(a.out, b.out);
   EXPECT_EQ(std::count(a.out.begin(), a.out.end(), ','), 5);
+  // The options take effect: another seed samples another continuation, and both differ from greedy
+  // (which top-k 1 must reproduce whatever the temperature).
+  CliRun other = run(base + " --temperature 1.0 --top-k 50 --top-p 0.9 --seed 8");
+  CliRun greedy = run(base);
+  CliRun top1 = run(base + " --temperature 1.0 --top-k 1 --seed 8");
+  ASSERT_EQ(other.code, 0) << other.err;
+  ASSERT_EQ(greedy.code, 0) << greedy.err;
+  EXPECT_NE(other.out, a.out);
+  EXPECT_NE(greedy.out, a.out);
+  EXPECT_NE(greedy.out, other.out);
+  EXPECT_EQ(top1.out, greedy.out);
   CliRun bad_tok = run("generate --model " + kFixtures + "mistral_mha --tokens 5,x");
   EXPECT_NE(bad_tok.code, 0);
   EXPECT_NE(bad_tok.err.find("'x' is not a non-negative token id"), std::string::npos) << bad_tok.err;
