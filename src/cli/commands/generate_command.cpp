@@ -3,8 +3,10 @@
 // one line per prompt (comma-separated, same order). Several --tokens run as one batch.
 // GenerateArgs collects every option, so further options (text prompts, --lora) are added as fields.
 // LoRA: --lora NAME=PATH (repeatable); --adapter NAME applies to every --tokens prompt; --input FILE.jsonl
-// adds one prompt per line, {"adapter": "NAME" or null, "tokens": [...]}, all run as one batch with the
-// --tokens prompts. ("prompt": text lines need the tokenizer, which this command does not load yet.)
+// adds one prompt per line, {"id": optional, "adapter": "NAME" or null, "prompt": TEXT} or {..., "tokens":
+// [ids]}, all run as one batch with the --tokens prompts. Text prompts are encoded with the model's
+// tokenizer and BOS rules (as --prompt). With --input, every result is printed as one JSON line
+// {"id", "adapter", "tokens", "text"} ("text" when the model has a tokenizer), in input order.
 // Text: --prompt TEXT (encoded with the model's BOS rules) or --chat TEXT [--system TEXT] (the model's
 // chat template with a generation prompt, as apply_chat_template(tokenize=True)); the reply is streamed
 // as text to stdout while it is generated, it stops at the model's EOS / end-of-turn tokens or
@@ -14,7 +16,9 @@
 #include <cstdio>
 #include <fstream>
 #include <iostream>
+#include <memory>
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <sstream>
 #include <string>
 #include <vector>
@@ -52,7 +56,9 @@ struct GenerateArgs {
 
 struct Prompt {
   std::vector<int32_t> tokens;
+  std::optional<std::string> text;          // a "prompt" line: encoded once the tokenizer is loaded
   std::string adapter;                      // "" = base model
+  nlohmann::json id;                        // the line's "id", echoed in the output (null when absent)
   std::string where;                        // for messages
 };
 
@@ -74,13 +80,23 @@ Expected<std::vector<Prompt>> read_generate_input(const std::string& path) {
     if (ad != j.end() && !ad->is_null() && !ad->is_string())
       return invalid_argument(where + ": field 'adapter' must be a string (an adapter name given with --lora) or null");
     if (ad != j.end() && ad->is_string()) p.adapter = ad->get<std::string>();
-    auto toks = j.find("tokens");
-    if (toks == j.end()) {
-      if (j.contains("prompt"))
-        return unsupported(where + ": field 'prompt': text prompts need the tokenizer, not wired into generate yet; "
-                                   "give \"tokens\": [ids]");
-      return invalid_argument(where + ": field 'tokens' is missing");
+    if (auto id = j.find("id"); id != j.end()) {
+      if (!id->is_string() && !id->is_number_integer() && !id->is_null())
+        return invalid_argument(where + ": field 'id' must be a string or an integer");
+      p.id = *id;
     }
+    auto text = j.find("prompt");
+    auto toks = j.find("tokens");
+    if (text != j.end() && toks != j.end())
+      return invalid_argument(where + ": give either 'prompt' (text) or 'tokens' (ids), not both");
+    if (text != j.end()) {
+      if (!text->is_string() || text->get<std::string>().empty())
+        return invalid_argument(where + ": field 'prompt' must be a non-empty string");
+      p.text = text->get<std::string>();
+      out.push_back(std::move(p));
+      continue;
+    }
+    if (toks == j.end()) return invalid_argument(where + ": field 'prompt' or 'tokens' is missing");
     if (!toks->is_array() || toks->empty())
       return invalid_argument(where + ": field 'tokens' must be a non-empty array of token ids");
     for (size_t i = 0; i < toks->size(); ++i) {
@@ -220,13 +236,25 @@ void run_generate(const GenerateArgs& args) {
     adapter_of.push_back(args.adapter);
     where_of.push_back("--tokens #" + std::to_string(i + 1));
   }
+  std::vector<nlohmann::json> id_of(prompts.size());
+  // The tokenizer is needed for "prompt" lines and gives --input results their text; tiny test models
+  // without one still run token prompts.
+  std::unique_ptr<Tokenizer> tokenizer;
   if (!args.input.empty()) {
     auto lines = read_generate_input(args.input);
     if (!lines) fail(lines.status().message());
+    auto tok = Tokenizer::load(args.model);
+    if (tok) tokenizer = std::move(*tok);
     for (Prompt& p : *lines) {
+      if (p.text) {
+        if (!tokenizer) fail(p.where + ": field 'prompt': " + tok.status().message());
+        p.tokens = tokenizer->encode(*p.text, /*add_special_tokens=*/true);
+        if (p.tokens.empty()) fail(p.where + ": field 'prompt' encodes to no tokens");
+      }
       prompts.push_back(std::move(p.tokens));
       adapter_of.push_back(p.adapter);
       where_of.push_back(p.where);
+      id_of.push_back(std::move(p.id));
     }
   }
   if (prompts.empty()) fail("give a prompt with --tokens or --input");
@@ -270,6 +298,15 @@ void run_generate(const GenerateArgs& args) {
   if (!st) fail(st.message());
   for (size_t i = 0; i < prompts.size(); ++i) {
     const auto& toks = gen.generated(i);
+    if (!args.input.empty()) {
+      nlohmann::ordered_json out;
+      out["id"] = id_of[i].is_null() ? nlohmann::json(i) : id_of[i];
+      out["adapter"] = adapter_of[i].empty() ? nlohmann::json(nullptr) : nlohmann::json(adapter_of[i]);
+      out["tokens"] = toks;
+      if (tokenizer) out["text"] = tokenizer->decode(toks, /*skip_special_tokens=*/true);
+      std::cout << out.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) << '\n';
+      continue;
+    }
     std::string line;
     for (size_t k = 0; k < toks.size(); ++k) line += (k ? "," : "") + std::to_string(toks[k]);
     std::cout << line << '\n';
@@ -281,7 +318,7 @@ void run_generate(const GenerateArgs& args) {
 
 void add_generate_command(CLI::App& app) {
   auto args = std::make_shared<GenerateArgs>();
-  auto* cmd = app.add_subcommand("generate", "Generate tokens from token-id prompts");
+  auto* cmd = app.add_subcommand("generate", "Generate from token-id, text or chat prompts");
   cmd->add_option("--model", args->model, "Hugging Face model folder or .gguf file")->required();
   cmd->add_option("--tokens", args->token_prompts, "Prompt token ids, comma-separated (repeat for a batch)");
   cmd->add_option("--max-tokens", args->max_tokens, "New tokens per prompt")->default_val(16);
@@ -294,7 +331,8 @@ void add_generate_command(CLI::App& app) {
   cmd->add_option("--threads", args->threads, "CPU threads")->default_val(2);
   add_lora_options(cmd, &args->lora);
   cmd->add_option("--adapter", args->adapter, "LoRA adapter (a --lora NAME) for the --tokens prompts");
-  cmd->add_option("--input", args->input, "JSONL prompts: {\"adapter\": NAME|null, \"tokens\": [...]} per line");
+  cmd->add_option("--input", args->input,
+                  "JSONL prompts, one batch: {\"adapter\": NAME|null, \"prompt\": TEXT or \"tokens\": [...]} per line");
   cmd->add_option("--prompt", args->prompt_text, "Text prompt (streams the generated text)");
   cmd->add_option("--chat", args->chat_text, "User message, rendered with the model's chat template");
   cmd->add_option("--system", args->system_text, "System message for --chat");
