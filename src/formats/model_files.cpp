@@ -72,6 +72,10 @@ Status model_validate_weights(const ModelConfig& config, const WeightSource& wei
 
 Expected<ModelFiles> open_gguf_model(const std::string& path) {
   PUNICA_ASSIGN_OR_RETURN(auto file, GgufFile::open(path));
+  if (const GgufValue* t = file->find("general.type");
+      t && t->type() == GgufType::kString && t->as_string() == "adapter")
+    return invalid_argument(path + ": metadata key 'general.type' is \"adapter\": this is a LoRA adapter, not a "
+                                   "model; pass it with --lora NAME=PATH");
   std::shared_ptr<const GgufFile> shared(std::move(file));
   PUNICA_ASSIGN_OR_RETURN(ModelConfig config, gguf_model_config(*shared));
   ModelFiles m;
@@ -85,9 +89,12 @@ Expected<ModelFiles> open_hf_model(const std::string& dir) {
   namespace fs = std::filesystem;
   const fs::path d(dir);
   const std::string config_path = (d / "config.json").string();
+  std::error_code ec;
+  if (!fs::exists(config_path, ec) && fs::exists(d / "adapter_config.json", ec))
+    return invalid_argument(dir + ": holds adapter_config.json, not config.json: this is a PEFT LoRA adapter, not a "
+                                  "model; pass it with --lora NAME=PATH");
   PUNICA_ASSIGN_OR_RETURN(std::string text, read_text_file(config_path, 16u << 20));
   PUNICA_ASSIGN_OR_RETURN(ModelConfig config, parse_hf_config(text, config_path));
-  std::error_code ec;
   std::string weights_path;
   if (fs::exists(d / "model.safetensors.index.json", ec)) {
     weights_path = (d / "model.safetensors.index.json").string();

@@ -158,6 +158,12 @@ TEST_F(BrokenHfFolder, BadConfigAndMissingWeights) {
   // The weights file itself instead of its folder: say what to pass, not "bad GGUF magic".
   EXPECT_TRUE(error_mentions(open_model(fixture("hf_llama/model.safetensors")).status(),
                              {"hf_llama/model.safetensors", "Hugging Face folder", "pass the folder"}));
+  // A LoRA adapter (PEFT folder or GGUF) given as the model.
+  const std::string lora = std::string(PUNICA_SOURCE_DIR) + "/tests/fixtures/lora/llama_gqa";
+  EXPECT_TRUE(error_mentions(open_model(lora + "/adapters/qv_r8").status(),
+                             {"adapters/qv_r8", "adapter_config.json", "pass it with --lora"}));
+  EXPECT_TRUE(error_mentions(open_model(lora + "/gguf/embed_head.gguf").status(),
+                             {"embed_head.gguf", "'general.type'", "pass it with --lora"}));
 }
 
 TEST(ModelFiles, GgufNameMapping) {
