@@ -7,9 +7,12 @@
 #
 # Binaries: uses build-cuda-lora/bin (built on a CPU machine with nvcc and carried along); if they do not
 # start there, builds them with cmake + ninja from src/backends/cuda/standalone (needs only CUDA).
-#   scripts/gpu_check.sh [all|oracle|sanitize|bench|quick|profile]
+#   scripts/gpu_check.sh [all|oracle|sanitize|bench|quick|profile|cluster]
 #   (quick = oracle + sanitizer + --quick bench; profile = all + Nsight Compute on the prefill kernels;
-#    COMPARE_PATHS=1 also benches every row with the single-launch decode kernel off, PUNICA_LORA_FUSED=0)
+#    COMPARE_PATHS=1 also benches every row with the single-launch decode kernel off, PUNICA_LORA_FUSED=0;
+#    cluster = the cluster decode kernel's check in one short call: oracle with the kernel forced (16-CTA
+#    clusters, full; 8-CTA, reduced) and by shape, the 4096x4096 path comparison (bench --compare), and
+#    compute-sanitizer memcheck + racecheck on the reduced oracle with the kernel forced)
 set -uo pipefail
 mode=${1:-all}
 OUT=${OUT:-$PWD/gpu-out}
@@ -62,6 +65,29 @@ if [[ $mode == profile ]]; then
     --section Occupancy --section LaunchStats --section WarpStateStats --section MemoryWorkloadAnalysis \
     "$BIN/punica_bench_lora" --quick --only prefill --rank 64 --no-baselines >"$OUT/ncu.log" 2>&1
   summary+=("ncu rc=$?: $(grep -c 'lora_' "$OUT/ncu.log") kernel lines in ncu.log")
+fi
+if [[ $mode == cluster ]]; then
+  run_oracle() {  # name, timeout, args...
+    local name=$1 t=$2; shift 2
+    timeout "$t" "$BIN/punica_lora_oracle" "$@" >"$OUT/$name.log" 2>&1
+    local rc=$?; [[ $rc == 0 ]] || status=1
+    summary+=("$name ($*): rc=$rc, $(tail -1 "$OUT/$name.log")")
+    [[ $(grep -c FAIL "$OUT/$name.log") == 0 ]] || summary+=("$(grep FAIL "$OUT/$name.log" | head -6 | cut -c1-300)")
+  }
+  run_oracle oracle_c16 40 --dtype all --cluster 16
+  timeout 130 "$BIN/punica_bench_lora" --compare --csv "$OUT/compare.csv" >"$OUT/compare.log" 2>&1
+  rc=$?; [[ $rc == 0 ]] || status=1
+  summary+=("bench --compare rc=$rc: $(grep -h "copy bw" "$OUT/compare.log")")
+  run_oracle oracle_auto 30 --dtype all
+  run_oracle oracle_c8 15 --dtype all --reduced --cluster 8
+  for tool in memcheck racecheck; do
+    timeout 35 compute-sanitizer --tool $tool --error-exitcode 3 "$BIN/punica_lora_oracle" --reduced --dtype all \
+      --cluster 16 >"$OUT/$tool.log" 2>&1
+    rc=$?; [[ $rc == 0 ]] || status=1
+    summary+=("compute-sanitizer $tool (reduced oracle, cluster 16): rc=$rc, $(grep -h "ERROR SUMMARY\|RACECHECK SUMMARY\|lora oracle:" "$OUT/$tool.log" | tr '\n' ' ' | cut -c1-300)")
+  done
+  echo "== compare (f16/bf16 4096x4096, us) =="
+  grep -E "^(dtype|f16 |bf16 )" "$OUT/compare.log" | cut -c1-100
 fi
 echo "== summary =="
 printf '%s\n' "${summary[@]}"

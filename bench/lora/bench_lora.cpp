@@ -3,7 +3,9 @@
 // segments, gather + batched GEMM, the base model's dense GEMM of the projection).
 // Timing: every measured call is captured n_inv times in one CUDA graph (weights, x and y rotating over
 // sets larger than 3x L2), the graph is replayed `reps` times, the median per-call time is reported.
-//   punica_bench_lora [--quick] [--csv FILE] [--only WORKLOAD] [--rank R] [--no-baselines]
+//   punica_bench_lora [--quick] [--csv FILE] [--only WORKLOAD] [--rank R] [--no-baselines] [--compare]
+// --compare: only the 4096x4096 rows, lora_add timed per decode path in the same run: the existing paths
+// (cluster kernel off), the cluster kernel with 16-CTA and with 8-CTA clusters, and the default choice.
 #include <algorithm>
 #include <cmath>
 #include <cstring>
@@ -122,7 +124,11 @@ AdapterPool make_pool(Shape sh, int r, bool bf16, cudaStream_t s) {
   return p;
 }
 
+constexpr int kCompareModes[] = {0, 16, 8, -1};  // lora_set_cluster_override values timed by --compare
+constexpr int kNumCompareModes = 4;
+
 struct RowResult {
+  double cmp[kNumCompareModes] = {};
   double ours = 0, shrink = 0, expand = 0, seg_loop = 0, batched = 0, dense = 0;
   double bytes = 0, flops = 0;
 };
@@ -134,7 +140,8 @@ struct Ctx {
   bool quick;
 };
 
-RowResult run_row(Ctx& ctx, Shape sh, const AdapterPool& pool, bool bf16, Workload w, int n, bool baselines) {
+RowResult run_row(Ctx& ctx, Shape sh, const AdapterPool& pool, bool bf16, Workload w, int n, bool baselines,
+                  bool compare) {
   RowResult res;
   const Batch bt = make_batch(w, n, 1234 + n);
   const int T = bt.tokens, S = static_cast<int>(bt.seg_len.size()), r = pool.r;
@@ -192,6 +199,20 @@ RowResult run_row(Ctx& ctx, Shape sh, const AdapterPool& pool, bool bf16, Worklo
     }
   };
   const int reps = ctx.quick ? 5 : 15;
+  if (compare) {
+    for (int m = 0; m < kNumCompareModes; ++m) {
+      cuda::lora_set_cluster_override(kCompareModes[m]);
+      res.cmp[m] = time_graph(ctx.s, n_inv, reps, [&](int i) {
+        ops::LoraShrinkParams sp;
+        ops::LoraExpandParams ep;
+        params(i, sp, ep);
+        check(cuda::lora_add(sp, ep, ctx.ws, ctx.s));
+      });
+    }
+    cuda::lora_set_cluster_override(-1);
+    res.ours = res.cmp[kNumCompareModes - 1];
+    return res;
+  }
   res.ours = time_graph(ctx.s, n_inv, reps, [&](int i) {
     ops::LoraShrinkParams sp;
     ops::LoraExpandParams ep;
@@ -296,7 +317,7 @@ RowResult run_row(Ctx& ctx, Shape sh, const AdapterPool& pool, bool bf16, Worklo
 int main(int argc, char** argv) {
   using namespace punica;
   using namespace punica::bench;
-  bool quick = false, no_baselines = false;
+  bool quick = false, no_baselines = false, compare = false;
   const char* csv_path = nullptr;
   std::string only;  // run only rows of this workload (e.g. for ncu)
   int only_rank = 0;
@@ -306,8 +327,9 @@ int main(int argc, char** argv) {
     else if (!std::strcmp(argv[i], "--only") && i + 1 < argc) only = argv[++i];
     else if (!std::strcmp(argv[i], "--rank") && i + 1 < argc) only_rank = std::atoi(argv[++i]);
     else if (!std::strcmp(argv[i], "--no-baselines")) no_baselines = true;
+    else if (!std::strcmp(argv[i], "--compare")) compare = no_baselines = true;
     else {
-      std::fprintf(stderr, "usage: %s [--quick] [--csv FILE] [--only WORKLOAD] [--rank R] [--no-baselines]\n",
+      std::fprintf(stderr, "usage: %s [--quick] [--csv FILE] [--only WORKLOAD] [--rank R] [--no-baselines] [--compare]\n",
                    argv[0]);
       return 2;
     }
@@ -333,16 +355,25 @@ int main(int argc, char** argv) {
   std::printf("tensor rate (cuBLAS 8192^3): f16 %.0f TFLOP/s, bf16 %.0f TFLOP/s\n", tc_f16 / 1e12, tc_bf16 / 1e12);
 
   FILE* csv = csv_path ? std::fopen(csv_path, "w") : nullptr;
-  if (csv)
+  if (csv && compare)
+    std::fprintf(csv, "dtype,h_in,h_out,rank,workload,B,distinct,old_us,c16_us,c8_us,auto_us,byte_floor_us\n");
+  else if (csv)
     std::fprintf(csv, "dtype,h_in,h_out,rank,workload,B,distinct,us,shrink_us,expand_us,GBps,pct_copy,byte_floor_us,"
                       "flop_floor_us,rule,pass,seg_loop_us,batched_us,dense_us\n");
-  const std::vector<Shape> shapes = {{4096, 4096}, {4096, 11008}, {11008, 4096}};
+  const std::vector<Shape> shapes = compare ? std::vector<Shape>{{4096, 4096}}
+                                            : std::vector<Shape>{{4096, 4096}, {4096, 11008}, {11008, 4096}};
+  if (compare) {
+    std::printf("\ncompare: lora_add us per path (old = cluster kernel off; c16 / c8 = cluster kernel forced; auto = "
+                "default choice)\n%-5s %-3s %-9s %-4s %3s %8s %8s %8s %8s %7s %-6s %-6s\n", "dtype", "r", "workload", "B",
+                "D", "old", "c16", "c8", "auto", "floorB", "best", "auto");
+  }
   const std::vector<Workload> decode = {Workload::kDistinct, Workload::kUniform, Workload::kZipf,
                                         Workload::kIdentical, Workload::kSplit1, Workload::kNoAdapterRows};
   const std::vector<int> batch_sizes = quick ? std::vector<int>{1, 16, 128} : std::vector<int>{1, 4, 16, 32, 64, 128};
   std::map<std::tuple<int, int, int, int, int>, double> f16_time;  // (h_in, h_out, rank, workload, B)
   int pass = 0, fail = 0, bf_within = 0, bf_rows = 0;
-  std::printf("\n%-5s %-11s %-3s %-9s %-4s %3s %8s %7s %7s %7s %5s %7s %7s %-10s %8s %8s %8s\n", "dtype", "shape", "r",
+  if (!compare)
+    std::printf("\n%-5s %-11s %-3s %-9s %-4s %3s %8s %7s %7s %7s %5s %7s %7s %-10s %8s %8s %8s\n", "dtype", "shape", "r",
               "workload", "B", "D", "us", "shrink", "expand", "GB/s", "%cp", "floorB", "floorF", "rule", "segloop",
               "batched", "dense");
   for (bool bf16 : {false, true}) {
@@ -356,8 +387,21 @@ int main(int argc, char** argv) {
         rows.push_back({Workload::kPrefill, 2048});
         for (auto [w, n] : rows) {
           if (!only.empty() && only != workload_name(w)) continue;
-          const RowResult rr = run_row(ctx, sh, pool, bf16, w, n, /*baselines=*/!bf16 && !no_baselines);
+          const RowResult rr = run_row(ctx, sh, pool, bf16, w, n, /*baselines=*/!bf16 && !no_baselines, compare);
           const Batch bt = make_batch(w, n, 1234 + n);
+          if (compare) {
+            const double fb = rr.bytes / copy_bw * 1e6;
+            const double best = std::min({rr.cmp[0], rr.cmp[1], rr.cmp[2]});
+            const char* who = best == rr.cmp[0] ? "old" : best == rr.cmp[1] ? "c16" : "c8";
+            const char* verdict = fb >= 3.0 ? "(bw)" : rr.cmp[3] <= 4.0 ? "<=4ok" : "MISS";
+            std::printf("%-5s %-3d %-9s %-4d %3d %8.2f %8.2f %8.2f %8.2f %7.2f %-6s %-6s\n", bf16 ? "bf16" : "f16", r,
+                        workload_name(w), n, bt.distinct, rr.cmp[0], rr.cmp[1], rr.cmp[2], rr.cmp[3], fb, who, verdict);
+            std::fflush(stdout);
+            if (csv)
+              std::fprintf(csv, "%s,%d,%d,%d,%s,%d,%d,%.3f,%.3f,%.3f,%.3f,%.3f\n", bf16 ? "bf16" : "f16", sh.h_in,
+                           sh.h_out, r, workload_name(w), n, bt.distinct, rr.cmp[0], rr.cmp[1], rr.cmp[2], rr.cmp[3], fb);
+            continue;
+          }
           const double floor_b = rr.bytes / copy_bw * 1e6;
           const double floor_f = rr.flops / (bf16 ? tc_bf16 : tc_f16) * 1e6;
           const double gbps = rr.bytes / (rr.ours * 1e-6) / 1e9;

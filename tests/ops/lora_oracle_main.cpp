@@ -1,11 +1,13 @@
 // Plain command-line front end of the LoRA op oracle (no GTest), for scripts/gpu_check.sh and
 // compute-sanitizer runs:  punica_lora_oracle [--dtype f16|bf16|all] [--reduced] [--seed N] [--filter S]
+//                          [--cluster 0|8|16]   (lora_add's cluster decode kernel: off, or forced with that size)
 // Exit code 0 only if every case passes.
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <string>
 
+#include "backends/cuda/lora/lora_cuda.h"
 #include "lora_oracle.h"
 
 int main(int argc, char** argv) {
@@ -13,18 +15,22 @@ int main(int argc, char** argv) {
   std::string dtype = "all", filter;
   bool reduced = false;
   uint64_t seed = 20261127;
+  int cluster = -1;
   for (int i = 1; i < argc; ++i) {
     const std::string a = argv[i];
     if (a == "--dtype" && i + 1 < argc) dtype = argv[++i];
     else if (a == "--reduced") reduced = true;
     else if (a == "--seed" && i + 1 < argc) seed = std::strtoull(argv[++i], nullptr, 10);
     else if (a == "--filter" && i + 1 < argc) filter = argv[++i];
+    else if (a == "--cluster" && i + 1 < argc) cluster = std::atoi(argv[++i]);
     else {
-      std::fprintf(stderr, "usage: %s [--dtype f16|bf16|all] [--reduced] [--seed N] [--filter S]\n", argv[0]);
+      std::fprintf(stderr, "usage: %s [--dtype f16|bf16|all] [--reduced] [--seed N] [--filter S] [--cluster 0|8|16]\n", argv[0]);
       return 2;
     }
   }
-  std::printf("lora oracle: seed %llu%s\n", static_cast<unsigned long long>(seed), reduced ? " (reduced)" : "");
+  if (cluster >= 0) cuda::lora_set_cluster_override(cluster);
+  std::printf("lora oracle: seed %llu%s, cluster kernel %s\n", static_cast<unsigned long long>(seed),
+              reduced ? " (reduced)" : "", cluster < 0 ? "by shape" : cluster == 0 ? "off" : std::to_string(cluster).c_str());
   oracle::LoraOracle o;
   int pass = 0, fail = 0;
   for (DType t : {DType::kF16, DType::kBF16}) {

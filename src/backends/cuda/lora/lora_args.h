@@ -78,6 +78,34 @@ struct FusedShape {
   int acc_floats;
 };
 
+// The cluster decode kernel (lora_cluster.cu): one cluster of CS CTAs per (segment, 16-token tile).
+struct ClusterArgs {
+  const void* x;
+  int64_t x_stride;
+  int h_in;
+  void* y;
+  int64_t y_stride;
+  float* v;                 // [T, num_slices, v_rank_stride]
+  int v_rank_stride;
+  int num_slices;
+  const void* const* a[ops::kMaxLoraSlices];
+  const void* const* b[ops::kMaxLoraSlices];
+  const int32_t* rank[ops::kMaxLoraSlices];
+  const float* scale[ops::kMaxLoraSlices];
+  int h_out[ops::kMaxLoraSlices];
+  int y_col_offset[ops::kMaxLoraSlices];
+  SegmentArgs seg;
+  int tiles;                // 16-token tiles per segment (ceil(max_seg_len / 16))
+  int num_items;            // clusters: segments * tiles
+  int k_per;                // h_in elements per CTA, a multiple of 64
+  int x_pitch;              // k_per + 8 (shared-memory row pitch of x)
+};
+
+// Dynamic shared memory of one cluster-kernel CTA.
+int lora_cluster_smem_bytes(int rp, int x_pitch);
+Status lora_launch_cluster_decode(DType dtype, const ClusterArgs& args, int rp, int cluster_size, bool pdl,
+                                  cudaStream_t stream);
+
 // Resident shrink blocks per SM for a tile shape (from the occupancy calculator).
 int lora_shrink_blocks_per_sm(int tm, int rp);
 Status lora_launch_shrink(DType dtype, const LaunchShape& shape, const ShrinkArgs& args, cudaStream_t stream);

@@ -121,6 +121,65 @@ int fused_override() {
   return v;
 }
 
+// lora_set_cluster_override / PUNICA_LORA_CLUSTER: -1 by shape, 0 off, 8 or 16 forced.
+int& cluster_override() {
+  static int v = [] {
+    const char* e = std::getenv("PUNICA_LORA_CLUSTER");
+    return e ? std::atoi(e) : -1;
+  }();
+  return v;
+}
+
+constexpr int kMaxSmemPerBlock = 227 * 1024;
+
+// Fills the cluster kernel's arguments for cluster size cs; false when the shape does not fit it.
+bool plan_cluster(const ops::LoraShrinkParams& s, const ops::LoraExpandParams& e, int cs, lora_detail::ClusterArgs* a) {
+  if (s.h_in > 16384 || e.v_rank_stride > ops::kMaxLoraRank) return false;
+  const int tiles = std::max(1, ceil_div(s.seg.max_seg_len, 16));
+  const int64_t items = int64_t{s.seg.num_segments} * tiles;
+  if (items * cs > (int64_t{1} << 30)) return false;
+  a->k_per = round_up(ceil_div(s.h_in, cs), 64);
+  a->x_pitch = a->k_per + 8;
+  if (lora_detail::lora_cluster_smem_bytes(padded_rank(s.v_rank_stride), a->x_pitch) > kMaxSmemPerBlock) return false;
+  a->x = s.x;
+  a->x_stride = s.x_stride;
+  a->h_in = s.h_in;
+  a->y = e.y;
+  a->y_stride = e.y_stride;
+  a->v = s.v;
+  a->v_rank_stride = s.v_rank_stride;
+  a->num_slices = s.num_slices;
+  for (int i = 0; i < ops::kMaxLoraSlices; ++i) {
+    const bool on = i < s.num_slices;
+    a->a[i] = on ? s.slices[i].a : nullptr;
+    a->b[i] = on ? e.slices[i].b : nullptr;
+    a->rank[i] = on ? s.slices[i].rank : nullptr;
+    a->scale[i] = on ? e.slices[i].scale : nullptr;
+    a->h_out[i] = on ? e.slices[i].h_out : 0;
+    a->y_col_offset[i] = on ? e.slices[i].y_col_offset : 0;
+  }
+  a->seg = {s.seg.seg_start, s.seg.seg_slot, s.seg.num_tokens};
+  a->tiles = tiles;
+  a->num_items = static_cast<int>(items);
+  return true;
+}
+
+// The cluster size lora_add uses for this batch by shape, 0 for the other paths. Provisional (before the
+// H100 comparison): decode batches whose byte floor is small (< ~9 MB moved).
+int pick_cluster_size(const ops::LoraShrinkParams& s, const ops::LoraExpandParams& e, const DeviceFacts& dev) {
+  const int ov = cluster_override();
+  if (ov == 0 || !dev.pdl) return 0;  // clusters need sm_90
+  if (ov == 8 || ov == 16) return ov;
+  if (s.seg.max_seg_len > 128) return 0;
+  int sum_h_out = 0;
+  for (int i = 0; i < e.num_slices; ++i) sum_h_out += e.slices[i].h_out;
+  const double bytes = 2.0 * s.seg.num_adapted_segments * s.v_rank_stride * (static_cast<double>(s.h_in) + sum_h_out) +
+                       2.0 * s.seg.num_tokens * (s.h_in + 2.0 * sum_h_out);
+  if (bytes > 9e6) return 0;
+  const int64_t clusters = int64_t{s.seg.num_segments} * std::max(1, ceil_div(s.seg.max_seg_len, 16));
+  return clusters * 16 <= 2 * dev.sms ? 16 : 8;
+}
+
 // Fills the shrink launch. Split-K is chosen so that one wave of resident blocks runs, within the
 // workspace; ksplit > 1 leaves partial sums in the workspace.
 void plan_shrink(const ops::LoraShrinkParams& p, const LoraWorkspace& ws, const DeviceFacts& dev, int max_ksplit,
@@ -216,6 +275,8 @@ void plan_expand(const ops::LoraExpandParams& p, const DeviceFacts& dev, int ksp
 
 }  // namespace
 
+void lora_set_cluster_override(int cluster_size) { cluster_override() = cluster_size; }
+
 size_t lora_workspace_size() { return kSyncBytes + kAccBytes + kPartialBytes; }
 
 Status lora_workspace_init(const LoraWorkspace& ws, cudaStream_t stream) {
@@ -259,6 +320,12 @@ Status lora_add(const ops::LoraShrinkParams& s, const ops::LoraExpandParams& e, 
   if (nothing_to_do(s.seg)) return Status::ok();
   DeviceFacts dev;
   PUNICA_RETURN_IF_ERROR(device_facts(&dev));
+  if (const int cs = pick_cluster_size(s, e, dev); cs > 0) {
+    lora_detail::ClusterArgs ca;
+    if (plan_cluster(s, e, cs, &ca))
+      return lora_detail::lora_launch_cluster_decode(s.dtype, ca, padded_rank(s.v_rank_stride), cs, dev.pdl,
+                                                     stream);
+  }
   LaunchShape ss, es;
   ShrinkArgs sa;
   ExpandArgs ea;
