@@ -30,7 +30,8 @@ int main(int argc, char** argv) {
   }
   if (cluster >= 0) cuda::lora_set_cluster_override(cluster);
   std::printf("lora oracle: seed %llu%s, cluster kernel %s\n", static_cast<unsigned long long>(seed),
-              reduced ? " (reduced)" : "", cluster < 0 ? "by shape" : cluster == 0 ? "off" : std::to_string(cluster).c_str());
+              reduced ? " (reduced)" : "",
+              cluster <= 0 ? "off (default)" : ("forced, " + std::to_string(cluster) + " CTAs").c_str());
   oracle::LoraOracle o;
   int pass = 0, fail = 0;
   for (DType t : {DType::kF16, DType::kBF16}) {

@@ -72,6 +72,10 @@ struct SliceInfo {
 
 template <typename T, int RP>
 __global__ void __launch_bounds__(kThreads) lora_cluster_decode_kernel(const ClusterArgs p) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ < 900
+  (void)p;  // clusters need sm_90; the host launches this kernel only there
+  (void)ClusterLayout<RP>::kNJ;
+#else
   using L = ClusterLayout<RP>;
   extern __shared__ __align__(16) unsigned char smem[];
   T* sa = reinterpret_cast<T*>(smem);
@@ -360,6 +364,7 @@ __global__ void __launch_bounds__(kThreads) lora_cluster_decode_kernel(const Clu
   }
   cp_async_wait<0>();
   cluster_wait();  // nobody reads this CTA's shared memory any more
+#endif
 }
 
 template <typename T, int RP>

@@ -164,20 +164,13 @@ bool plan_cluster(const ops::LoraShrinkParams& s, const ops::LoraExpandParams& e
   return true;
 }
 
-// The cluster size lora_add uses for this batch by shape, 0 for the other paths. Provisional (before the
-// H100 comparison): decode batches whose byte floor is small (< ~9 MB moved).
-int pick_cluster_size(const ops::LoraShrinkParams& s, const ops::LoraExpandParams& e, const DeviceFacts& dev) {
+// The cluster size lora_add uses for this batch, 0 for the other paths. Measured on H100 (docs/perf/
+// lora-kernels.md, "Cluster decode kernel"): the cluster kernel was slower than the existing paths on every
+// 4096x4096 decode row (1.1-2.1x with 16-CTA clusters, worse with 8), so it runs only when forced.
+int pick_cluster_size(const DeviceFacts& dev) {
   const int ov = cluster_override();
-  if (ov == 0 || !dev.pdl) return 0;  // clusters need sm_90
-  if (ov == 8 || ov == 16) return ov;
-  if (s.seg.max_seg_len > 128) return 0;
-  int sum_h_out = 0;
-  for (int i = 0; i < e.num_slices; ++i) sum_h_out += e.slices[i].h_out;
-  const double bytes = 2.0 * s.seg.num_adapted_segments * s.v_rank_stride * (static_cast<double>(s.h_in) + sum_h_out) +
-                       2.0 * s.seg.num_tokens * (s.h_in + 2.0 * sum_h_out);
-  if (bytes > 9e6) return 0;
-  const int64_t clusters = int64_t{s.seg.num_segments} * std::max(1, ceil_div(s.seg.max_seg_len, 16));
-  return clusters * 16 <= 2 * dev.sms ? 16 : 8;
+  if (!dev.pdl) return 0;  // clusters need sm_90
+  return ov == 8 || ov == 16 ? ov : 0;
 }
 
 // Fills the shrink launch. Split-K is chosen so that one wave of resident blocks runs, within the
@@ -320,7 +313,7 @@ Status lora_add(const ops::LoraShrinkParams& s, const ops::LoraExpandParams& e, 
   if (nothing_to_do(s.seg)) return Status::ok();
   DeviceFacts dev;
   PUNICA_RETURN_IF_ERROR(device_facts(&dev));
-  if (const int cs = pick_cluster_size(s, e, dev); cs > 0) {
+  if (const int cs = pick_cluster_size(dev); cs > 0) {
     lora_detail::ClusterArgs ca;
     if (plan_cluster(s, e, cs, &ca))
       return lora_detail::lora_launch_cluster_decode(s.dtype, ca, padded_rank(s.v_rank_stride), cs, dev.pdl,

@@ -54,9 +54,11 @@ Status lora_expand(const ops::LoraExpandParams& p, cudaStream_t stream);
 Status lora_add(const ops::LoraShrinkParams& shrink, const ops::LoraExpandParams& expand, const LoraWorkspace& ws,
                 cudaStream_t stream);
 
-// Benchmarking and testing only (not thread-safe): forces lora_add's decode path. -1: by shape (default,
-// or the PUNICA_LORA_CLUSTER environment variable at first use), 0: never the cluster kernel, 8 or 16: the
-// cluster kernel with that cluster size for every call it can take (h_in <= 16384), whatever the shape.
+// Benchmarking and testing only (not thread-safe): the cluster decode kernel (lora_cluster.cu, one launch,
+// partial v summed through distributed shared memory). It measured slower than the existing paths on every
+// H100 decode row, so lora_add never picks it by itself. -1 or 0: off (default; the PUNICA_LORA_CLUSTER
+// environment variable sets the initial value), 8 or 16: forced with that cluster size for every lora_add
+// call it can take (sm_90, h_in <= 16384), whatever the shape.
 void lora_set_cluster_override(int cluster_size);
 
 }  // namespace punica::cuda
