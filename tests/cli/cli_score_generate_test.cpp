@@ -2,6 +2,7 @@
 // check its stdout against the float64 references of tools/gen_model_fixtures.py, and its errors.
 #include <gtest/gtest.h>
 #include <sys/wait.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <array>
@@ -24,7 +25,8 @@ struct CliRun {
 };
 
 CliRun run(const std::string& args) {
-  const std::string err_path = ::testing::TempDir() + "punica_cli_stderr.txt";
+  // ctest runs each test in its own process, in parallel: every temp file carries the pid.
+  const std::string err_path = ::testing::TempDir() + "punica_cli_stderr_" + std::to_string(::getpid()) + ".txt";
   CliRun r;
   FILE* p = popen((kBin + " " + args + " 2>" + err_path).c_str(), "r");
   if (!p) return r;
@@ -41,7 +43,7 @@ CliRun run(const std::string& args) {
 }
 
 std::string write_file(const std::string& name, const std::string& text) {
-  const std::string path = ::testing::TempDir() + name;
+  const std::string path = ::testing::TempDir() + std::to_string(::getpid()) + "_" + name;
   std::ofstream(path) << text;
   return path;
 }

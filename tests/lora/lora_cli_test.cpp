@@ -8,6 +8,8 @@
 #include <fstream>
 #include <sstream>
 
+#include <unistd.h>
+
 #include "lora_test_util.h"
 
 namespace punica {
@@ -71,7 +73,7 @@ TEST_P(LoraCli, ScoreMixedBatchMatchesPeft) {
 TEST_P(LoraCli, GenerateInputBatchMatchesPeftGreedy) {
   const std::string m = GetParam();
   const nlohmann::json expected = read_json(fixture_dir(m) + "/expected.json");
-  const std::string input = ::testing::TempDir() + "/lora_generate_" + m + ".jsonl";
+  const std::string input = ::testing::TempDir() + "/lora_generate_" + m + "_" + std::to_string(::getpid()) + ".jsonl";
   {
     std::ofstream f(input);
     for (const auto& r : expected["requests"]) f << nlohmann::json{{"adapter", r["adapter"]}, {"tokens", r["tokens"]}}.dump() << "\n";
@@ -102,7 +104,8 @@ TEST_P(LoraCli, UnknownAdapterIsAClearError) {
                         lora_flags(m), &rc);
   EXPECT_NE(rc, 0);
   EXPECT_NE(out.find("unknown adapter 'nope' (loaded with --lora: qv_r8,"), std::string::npos) << out;
-  const std::string input = ::testing::TempDir() + "/lora_unknown.jsonl";
+  // ctest runs the two instances of this test in parallel processes: one file each.
+  const std::string input = ::testing::TempDir() + "/lora_unknown_" + std::to_string(::getpid()) + ".jsonl";
   std::ofstream(input) << "{\"id\": \"a\", \"adapter\": \"missing_one\", \"tokens\": [1, 2]}\n";
   out = run(punica_bin() + " score --model " + fixture_dir(m) + "/base --input " + input + lora_flags(m), &rc);
   EXPECT_NE(rc, 0);
