@@ -12,31 +12,13 @@
 #include <sstream>
 #include <string>
 
+#include "cli_run.h"
+
 namespace {
 
-const std::string kBin = std::string(PUNICA_BINARY_DIR) + "/bin/punica";
+using punica::cli_test::CliRun;
 
-struct CliRun {
-  int code = -1;
-  std::string out, err;
-};
-
-CliRun run(const std::string& args) {
-  const std::string err_path = ::testing::TempDir() + "punica_default_cli_stderr.txt";
-  CliRun r;
-  FILE* p = popen((kBin + " " + args + " 2>" + err_path).c_str(), "r");
-  if (!p) return r;
-  std::array<char, 4096> buf;
-  size_t n;
-  while ((n = fread(buf.data(), 1, buf.size(), p)) > 0) r.out.append(buf.data(), n);
-  const int st = pclose(p);
-  r.code = WIFEXITED(st) ? WEXITSTATUS(st) : -1;
-  std::ifstream e(err_path);
-  std::stringstream ss;
-  ss << e.rdbuf();
-  r.err = ss.str();
-  return r;
-}
+CliRun run(const std::string& args) { return punica::cli_test::run_punica(args); }
 
 nlohmann::json chat_fixture() {
   std::ifstream f(std::string(PUNICA_SOURCE_DIR) + "/tests/fixtures/tokenizer/chat_greedy_smollm2.json");
@@ -83,7 +65,7 @@ TEST(CliDefaultModel, GenerateInputTextPromptsRunAsOneBatch) {
   while (!ids.empty() && (ids.back() == '\n' || ids.back() == ' ')) ids.pop_back();
   ASSERT_FALSE(ids.empty());
 
-  const std::string input = ::testing::TempDir() + "default_generate_input.jsonl";
+  const std::string input = punica::cli_test::temp_path("default_generate_input.jsonl");
   {
     std::ofstream f(input);
     f << nlohmann::json{{"id", "as-text"}, {"prompt", text}}.dump() << "\n";
@@ -111,7 +93,7 @@ TEST(CliDefaultModel, GenerateInputRejectsBadPromptLines) {
   const nlohmann::json fx = chat_fixture();
   const std::string model = default_model(fx);
   if (!std::filesystem::exists(model)) GTEST_SKIP() << model << " is missing: run scripts/setup.sh";
-  const std::string input = ::testing::TempDir() + "default_generate_bad.jsonl";
+  const std::string input = punica::cli_test::temp_path("default_generate_bad.jsonl");
   std::ofstream(input) << "{\"prompt\": \"hi\"}\n{\"prompt\": \"x\", \"tokens\": [1]}\n";
   CliRun r = run("generate --model " + model + " --input " + input);
   EXPECT_EQ(r.code, 1);

@@ -14,38 +14,18 @@
 #include <string>
 #include <vector>
 
+#include "cli_run.h"
+
 namespace {
 
-const std::string kBin = std::string(PUNICA_BINARY_DIR) + "/bin/punica";
 const std::string kFixtures = std::string(PUNICA_SOURCE_DIR) + "/tests/fixtures/model/";
 
-struct CliRun {
-  int code = -1;
-  std::string out, err;
-};
+using punica::cli_test::CliRun;
 
-CliRun run(const std::string& args) {
-  // ctest runs each test in its own process, in parallel: every temp file carries the pid.
-  const std::string err_path = ::testing::TempDir() + "punica_cli_stderr_" + std::to_string(::getpid()) + ".txt";
-  CliRun r;
-  FILE* p = popen((kBin + " " + args + " 2>" + err_path).c_str(), "r");
-  if (!p) return r;
-  std::array<char, 4096> buf;
-  size_t n;
-  while ((n = fread(buf.data(), 1, buf.size(), p)) > 0) r.out.append(buf.data(), n);
-  const int st = pclose(p);
-  r.code = WIFEXITED(st) ? WEXITSTATUS(st) : -1;
-  std::ifstream e(err_path);
-  std::stringstream ss;
-  ss << e.rdbuf();
-  r.err = ss.str();
-  return r;
-}
+CliRun run(const std::string& args) { return punica::cli_test::run_punica(args); }
 
 std::string write_file(const std::string& name, const std::string& text) {
-  const std::string path = ::testing::TempDir() + std::to_string(::getpid()) + "_" + name;
-  std::ofstream(path) << text;
-  return path;
+  return punica::cli_test::write_temp_file(name, text);
 }
 
 nlohmann::json expected(const std::string& model) {
