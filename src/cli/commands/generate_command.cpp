@@ -12,9 +12,9 @@
 // as text to stdout while it is generated, it stops at the model's EOS / end-of-turn tokens or
 // --max-tokens, and tokens/s go to stderr. --print-ids also prints the generated ids to stderr.
 #include <CLI/CLI.hpp>
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
-#include <fstream>
 #include <iostream>
 #include <memory>
 #include <nlohmann/json.hpp>
@@ -24,6 +24,7 @@
 #include <vector>
 
 #include "cli/commands/commands.h"
+#include "cli/commands/jsonl_input.h"
 #include "cli/commands/lora_options.h"
 #include "tokenizer/chat_prompt.h"
 #include "tokenizer/detokenizer.h"
@@ -63,50 +64,35 @@ struct Prompt {
 };
 
 Expected<std::vector<Prompt>> read_generate_input(const std::string& path) {
-  std::ifstream in(path);
-  if (!in) return not_found(path + ": cannot open the input file");
   std::vector<Prompt> out;
-  std::string line;
-  int64_t line_no = 0;
-  while (std::getline(in, line)) {
-    ++line_no;
-    const std::string where = path + ":" + std::to_string(line_no);
-    if (line.find_first_not_of(" \t\r") == std::string::npos) continue;
-    nlohmann::json j = nlohmann::json::parse(line, nullptr, /*allow_exceptions=*/false);
-    if (j.is_discarded() || !j.is_object()) return invalid_argument(where + ": expected a JSON object");
+  Status st = jsonl_for_each_object(path, [&](const nlohmann::json& j, const std::string& where) -> Status {
     Prompt p;
     p.where = where;
-    auto ad = j.find("adapter");
-    if (ad != j.end() && !ad->is_null() && !ad->is_string())
-      return invalid_argument(where + ": field 'adapter' must be a string (an adapter name given with --lora) or null");
-    if (ad != j.end() && ad->is_string()) p.adapter = ad->get<std::string>();
+    auto adapter = jsonl_adapter_field(j, where);
+    if (!adapter) return adapter.status();
+    p.adapter = std::move(*adapter);
     if (auto id = j.find("id"); id != j.end()) {
       if (!id->is_string() && !id->is_number_integer() && !id->is_null())
         return invalid_argument(where + ": field 'id' must be a string or an integer");
       p.id = *id;
     }
     auto text = j.find("prompt");
-    auto toks = j.find("tokens");
-    if (text != j.end() && toks != j.end())
+    if (text != j.end() && j.contains("tokens"))
       return invalid_argument(where + ": give either 'prompt' (text) or 'tokens' (ids), not both");
     if (text != j.end()) {
       if (!text->is_string() || text->get<std::string>().empty())
         return invalid_argument(where + ": field 'prompt' must be a non-empty string");
       p.text = text->get<std::string>();
-      out.push_back(std::move(p));
-      continue;
-    }
-    if (toks == j.end()) return invalid_argument(where + ": field 'prompt' or 'tokens' is missing");
-    if (!toks->is_array() || toks->empty())
-      return invalid_argument(where + ": field 'tokens' must be a non-empty array of token ids");
-    for (size_t i = 0; i < toks->size(); ++i) {
-      const auto& t = (*toks)[i];
-      if (!t.is_number_integer() || t.get<int64_t>() < 0 || t.get<int64_t>() > INT32_MAX)
-        return invalid_argument(where + ": field 'tokens'[" + std::to_string(i) + "] must be a non-negative integer");
-      p.tokens.push_back(static_cast<int32_t>(t.get<int64_t>()));
+    } else {
+      if (!j.contains("tokens")) return invalid_argument(where + ": field 'prompt' or 'tokens' is missing");
+      auto tokens = jsonl_tokens_field(j, where);
+      if (!tokens) return tokens.status();
+      p.tokens = std::move(*tokens);
     }
     out.push_back(std::move(p));
-  }
+    return Status::ok();
+  });
+  if (!st) return st;
   return out;
 }
 
@@ -140,6 +126,66 @@ Expected<std::vector<int32_t>> parse_token_list(const std::string& text, size_t 
   return out;
 }
 
+// The model with its --lora adapters; fails the command with the error otherwise.
+struct LoadedModel {
+  std::unique_ptr<engine::Runtime> runtime;
+  std::unique_ptr<model::LoraAdapterSet> adapters;
+  model::LlamaModel& model() { return runtime->model(); }
+};
+
+LoadedModel load_model(const GenerateArgs& args) {
+  engine::RuntimeOptions ro;
+  ro.num_threads = args.threads;
+  auto rt = engine::Runtime::open(args.model, ro);
+  if (!rt) fail(rt.status().message());
+  auto adapters = load_lora_cli_adapters(args.lora, (*rt)->model());
+  if (!adapters) fail(adapters.status().message());
+  return {std::move(*rt), std::move(*adapters)};
+}
+
+// The slot of a --lora adapter name ("" = base model, -1); `where` prefixes the error.
+int32_t adapter_slot(const LoadedModel& loaded, const std::string& name, const std::string& where) {
+  if (name.empty()) return -1;
+  auto slot = loaded.adapters->slot_of(name);
+  if (!slot) fail(where + ": " + slot.status().message());
+  return *slot;
+}
+
+// Generation stops at the config's EOS ids and, when the tokenizer is loaded, at its end-of-turn ids.
+std::vector<int32_t> stop_token_ids(const GenerateArgs& args, const model::LlamaModel& m, const Tokenizer* tokenizer) {
+  std::vector<int32_t> ids;
+  if (args.ignore_eos) return ids;
+  if (tokenizer) ids = tokenizer->stop_ids();
+  for (int64_t id : m.config().eos_token_ids) {
+    const auto i = static_cast<int32_t>(id);
+    if (std::find(ids.begin(), ids.end(), i) == ids.end()) ids.push_back(i);
+  }
+  return ids;
+}
+
+engine::GenerationRequest make_request(const GenerateArgs& args, std::string id, std::vector<int32_t> prompt,
+                                       int32_t slot, std::vector<int32_t> stop_ids) {
+  engine::GenerationRequest req;
+  req.id = std::move(id);
+  req.prompt = std::move(prompt);
+  req.max_tokens = args.max_tokens;
+  req.sampling.temperature = args.temperature;
+  req.sampling.top_k = args.top_k;
+  req.sampling.top_p = args.top_p;
+  req.sampling.min_p = args.min_p;
+  req.sampling.seed = args.seed;
+  req.adapter_slot = slot;
+  req.stop_token_ids = std::move(stop_ids);
+  return req;
+}
+
+// KV room for the prompts and their new tokens (+16 spare tokens each).
+int64_t kv_tokens_for(const std::vector<std::vector<int32_t>>& prompts, int64_t max_tokens) {
+  int64_t n = 0;
+  for (const auto& p : prompts) n += static_cast<int64_t>(p.size()) + std::max<int64_t>(max_tokens, 0) + 16;
+  return n;
+}
+
 // --prompt / --chat: one text prompt, its reply streamed as text.
 void run_generate_text(const GenerateArgs& args) {
   if (!args.token_prompts.empty() || !args.input.empty()) fail("--prompt/--chat cannot be combined with --tokens/--input");
@@ -157,37 +203,13 @@ void run_generate_text(const GenerateArgs& args) {
     prompt = tokenizer.encode(args.prompt_text, /*add_special_tokens=*/true);
   }
   if (prompt.empty()) fail("the prompt has no tokens");
-  engine::RuntimeOptions ro;
-  ro.num_threads = args.threads;
-  auto rt = engine::Runtime::open(args.model, ro);
-  if (!rt) fail(rt.status().message());
-  model::LlamaModel& m = (*rt)->model();
-  auto adapters = load_lora_cli_adapters(args.lora, m);
-  if (!adapters) fail(adapters.status().message());
-  int32_t slot = -1;
-  if (!args.adapter.empty()) {
-    auto s = (*adapters)->slot_of(args.adapter);
-    if (!s) fail("--adapter: " + s.status().message());
-    slot = *s;
-  }
-  auto kv = m.make_kv_cache(static_cast<int64_t>(prompt.size()) + std::max<int64_t>(args.max_tokens, 0) + 16);
+  LoadedModel loaded = load_model(args);
+  model::LlamaModel& m = loaded.model();
+  const int32_t slot = adapter_slot(loaded, args.adapter, "--adapter");
+  auto kv = m.make_kv_cache(kv_tokens_for({prompt}, args.max_tokens));
   if (!kv) fail(kv.status().message());
   engine::Generator gen(m, *kv);
-  engine::GenerationRequest req;
-  req.id = "0";
-  req.prompt = prompt;
-  req.max_tokens = args.max_tokens;
-  req.sampling.temperature = args.temperature;
-  req.sampling.top_k = args.top_k;
-  req.sampling.top_p = args.top_p;
-  req.sampling.min_p = args.min_p;
-  req.sampling.seed = args.seed;
-  req.adapter_slot = slot;
-  if (!args.ignore_eos) {
-    req.stop_token_ids = tokenizer.stop_ids();
-    for (int64_t id : m.config().eos_token_ids)
-      if (!tokenizer.is_stop(static_cast<int32_t>(id))) req.stop_token_ids.push_back(static_cast<int32_t>(id));
-  }
+  engine::GenerationRequest req = make_request(args, "0", prompt, slot, stop_token_ids(args, m, &tokenizer));
   auto added = gen.add(std::move(req));
   if (!added) fail(added.status().message());
   Detokenizer detok(tokenizer, /*skip_special_tokens=*/true);
@@ -258,40 +280,16 @@ void run_generate(const GenerateArgs& args) {
     }
   }
   if (prompts.empty()) fail("give a prompt with --tokens or --input");
-  engine::RuntimeOptions ro;
-  ro.num_threads = args.threads;
-  auto rt = engine::Runtime::open(args.model, ro);
-  if (!rt) fail(rt.status().message());
-  model::LlamaModel& m = (*rt)->model();
-  auto adapters = load_lora_cli_adapters(args.lora, m);
-  if (!adapters) fail(adapters.status().message());
-  std::vector<int32_t> slot_of(prompts.size(), -1);
-  for (size_t i = 0; i < prompts.size(); ++i) {
-    if (adapter_of[i].empty()) continue;
-    auto slot = (*adapters)->slot_of(adapter_of[i]);
-    if (!slot) fail(where_of[i] + ": " + slot.status().message());
-    slot_of[i] = *slot;
-  }
-  int64_t kv_tokens = 0;
-  for (const auto& p : prompts) kv_tokens += static_cast<int64_t>(p.size()) + std::max<int64_t>(args.max_tokens, 0) + 16;
-  auto kv = m.make_kv_cache(kv_tokens);
+  LoadedModel loaded = load_model(args);
+  model::LlamaModel& m = loaded.model();
+  std::vector<int32_t> slot_of(prompts.size());
+  for (size_t i = 0; i < prompts.size(); ++i) slot_of[i] = adapter_slot(loaded, adapter_of[i], where_of[i]);
+  auto kv = m.make_kv_cache(kv_tokens_for(prompts, args.max_tokens));
   if (!kv) fail(kv.status().message());
   engine::Generator gen(m, *kv);
+  const std::vector<int32_t> stop_ids = stop_token_ids(args, m, tokenizer.get());
   for (size_t i = 0; i < prompts.size(); ++i) {
-    engine::GenerationRequest req;
-    req.id = std::to_string(i);
-    req.prompt = prompts[i];
-    req.max_tokens = args.max_tokens;
-    req.sampling.temperature = args.temperature;
-    req.sampling.top_k = args.top_k;
-    req.sampling.top_p = args.top_p;
-    req.sampling.min_p = args.min_p;
-    req.sampling.seed = args.seed;
-    req.adapter_slot = slot_of[i];
-    if (!args.ignore_eos) {
-      for (int64_t id : m.config().eos_token_ids) req.stop_token_ids.push_back(static_cast<int32_t>(id));
-    }
-    auto added = gen.add(std::move(req));
+    auto added = gen.add(make_request(args, std::to_string(i), prompts[i], slot_of[i], stop_ids));
     if (!added) fail(where_of[i] + ": " + added.status().message());
   }
   Status st = gen.run_to_completion();

@@ -5,13 +5,13 @@
 // null = base model); lines with different adapters run in the same batch.
 #include <CLI/CLI.hpp>
 #include <cstdio>
-#include <fstream>
 #include <iostream>
 #include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
 
 #include "cli/commands/commands.h"
+#include "cli/commands/jsonl_input.h"
 #include "cli/commands/lora_options.h"
 #include "engine/runtime.h"
 #include "engine/scorer.h"
@@ -35,18 +35,8 @@ struct ScoreArgs {
 // adapters[i]: the "adapter" name of request i ("" = base model); where[i]: "FILE:LINE" for messages.
 Expected<std::vector<engine::ScoreRequest>> read_score_input(const std::string& path, std::vector<std::string>* adapters,
                                                              std::vector<std::string>* where_of) {
-  std::ifstream in(path);
-  if (!in) return not_found(path + ": cannot open the input file");
   std::vector<engine::ScoreRequest> out;
-  std::string line;
-  int64_t line_no = 0;
-  while (std::getline(in, line)) {
-    ++line_no;
-    const std::string where = path + ":" + std::to_string(line_no);
-    if (line.find_first_not_of(" \t\r") == std::string::npos) continue;   // blank line
-    nlohmann::json j = nlohmann::json::parse(line, nullptr, /*allow_exceptions=*/false);
-    if (j.is_discarded()) return invalid_argument(where + ": not valid JSON");
-    if (!j.is_object()) return invalid_argument(where + ": expected a JSON object");
+  Status st = jsonl_for_each_object(path, [&](const nlohmann::json& j, const std::string& where) -> Status {
     engine::ScoreRequest req;
     auto id = j.find("id");
     if (id == j.end()) return invalid_argument(where + ": field 'id' is missing");
@@ -57,24 +47,17 @@ Expected<std::vector<engine::ScoreRequest>> read_score_input(const std::string& 
     } else {
       return invalid_argument(where + ": field 'id' must be a string");
     }
-    auto adapter = j.find("adapter");
-    if (adapter != j.end() && !adapter->is_null() && !adapter->is_string())
-      return invalid_argument(where + ": field 'adapter' must be a string (an adapter name given with --lora) or null");
-    adapters->push_back(adapter != j.end() && adapter->is_string() ? adapter->get<std::string>() : "");
+    auto adapter = jsonl_adapter_field(j, where);
+    if (!adapter) return adapter.status();
+    auto tokens = jsonl_tokens_field(j, where);
+    if (!tokens) return tokens.status();
+    req.tokens = std::move(*tokens);
+    adapters->push_back(std::move(*adapter));
     where_of->push_back(where);
-    auto toks = j.find("tokens");
-    if (toks == j.end()) return invalid_argument(where + ": field 'tokens' is missing");
-    if (!toks->is_array() || toks->empty())
-      return invalid_argument(where + ": field 'tokens' must be a non-empty array of token ids");
-    for (size_t i = 0; i < toks->size(); ++i) {
-      const auto& t = (*toks)[i];
-      if (!t.is_number_integer() || t.get<int64_t>() < 0 || t.get<int64_t>() > INT32_MAX)
-        return invalid_argument(where + ": field 'tokens'[" + std::to_string(i) + "] must be a non-negative integer");
-      req.tokens.push_back(static_cast<int32_t>(t.get<int64_t>()));
-    }
     out.push_back(std::move(req));
-  }
-  if (in.bad()) return io_error(path + ": read error");
+    return Status::ok();
+  });
+  if (!st) return st;
   return out;
 }
 
