@@ -255,7 +255,7 @@ Expected<PeftLoraConfig> parse_peft_lora_config(const std::string& json_text, co
   json j;   // ordered: PEFT takes the first matching rank/alpha pattern in file order
   try {
     j = json::parse(json_text);
-  } catch (const json::parse_error& e) {
+  } catch (const json::exception& e) {   // parse_error, and out_of_range for numbers like 1E500000
     return invalid_file(source + ": not valid JSON: " + e.what());
   }
   if (!j.is_object()) return invalid_file(source + ": expected a JSON object");

@@ -337,6 +337,14 @@ TEST(PeftFuzz, AdapterConfigMutationsReturn) {
       seeds.emplace_back(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
     }
   ASSERT_GE(seeds.size(), 8u);
+  // The libFuzzer corpus (fuzz/corpus/peft_config) holds what the fuzzer found, e.g. a number that
+  // overflows a double (nlohmann throws out_of_range for it even when parse errors are not thrown).
+  const fs::path corpus = fs::path(PUNICA_SOURCE_DIR) / "fuzz" / "corpus" / "peft_config";
+  ASSERT_TRUE(fs::exists(corpus / "number_overflow")) << corpus;
+  for (const auto& e : fs::directory_iterator(corpus)) {
+    std::ifstream in(e.path(), std::ios::binary);
+    seeds.emplace_back(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
+  }
   std::mt19937_64 rng(4242);
   const char kBytes[] = "[]{}\"\\:,0123456789.*+?()|^$-eE \n";
   for (const std::string& s : seeds) {
