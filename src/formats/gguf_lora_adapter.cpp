@@ -37,21 +37,6 @@ bool parse_gguf_base_name(const std::string& name, int64_t num_layers, GgufLoraT
   return false;
 }
 
-std::pair<int64_t, int64_t> gguf_module_dims(LoraModule m, const ModelConfig& c) {
-  switch (m) {
-    case LoraModule::kQ: return {c.hidden_size, c.q_dim()};
-    case LoraModule::kK:
-    case LoraModule::kV: return {c.hidden_size, c.kv_dim()};
-    case LoraModule::kO: return {c.q_dim(), c.hidden_size};
-    case LoraModule::kGate:
-    case LoraModule::kUp: return {c.hidden_size, c.intermediate_size};
-    case LoraModule::kDown: return {c.intermediate_size, c.hidden_size};
-    case LoraModule::kEmbedTokens: return {c.vocab_size, c.hidden_size};
-    case LoraModule::kLmHead: return {c.hidden_size, c.vocab_size};
-  }
-  return {0, 0};
-}
-
 std::string dims_string(const std::vector<int64_t>& d) {
   std::string s = "[";
   for (size_t i = 0; i < d.size(); ++i) s += (i ? ", " : "") + std::to_string(d[i]);
@@ -122,7 +107,7 @@ Expected<LoraAdapter> gguf_lora_adapter_from_file(const GgufFile& f, const Model
     const GgufTensorInfo* present = p.a ? p.a : p.b;
     const std::string stem = present->name.substr(0, present->name.size() - 7);
     if (!p.a || !p.b) return invalid_file(src + ": tensor '" + stem + (p.a ? ".lora_b" : ".lora_a") + "' missing");
-    const auto [in, out] = gguf_module_dims(p.t.module, base);
+    const auto [in, out] = lora_module_dims(p.t.module, base);
     const bool embed = p.t.module == LoraModule::kEmbedTokens;
     // lora_b numpy [out, rank] -> GGUF dims {rank, out}.
     if (p.b->dims.size() != 2 || p.b->dims[1] != out)

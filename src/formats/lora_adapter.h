@@ -7,7 +7,10 @@
 
 #include <cstdint>
 #include <string>
+#include <utility>
 #include <vector>
+
+#include "formats/model_config.h"
 
 namespace punica {
 
@@ -19,6 +22,8 @@ constexpr int kNumLoraLayerModules = 7;   // q, k, v, o, gate, up, down (per lay
 // "q_proj", ..., "embed_tokens", "lm_head" (the HF module names).
 const char* lora_module_name(LoraModule m);
 bool lora_module_is_per_layer(LoraModule m);
+// (in_features, out_features) of the module in the base model; embed_tokens: (vocab, hidden).
+std::pair<int64_t, int64_t> lora_module_dims(LoraModule m, const ModelConfig& c);
 
 struct LoraModuleWeights {
   LoraModule module = LoraModule::kQ;

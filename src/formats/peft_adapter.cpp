@@ -127,22 +127,6 @@ bool list_matches(const std::vector<std::string>& names, const std::string& key)
   return false;
 }
 
-// (in_features, out_features) of a module in the base model; embed_tokens: (vocab, hidden).
-std::pair<int64_t, int64_t> module_dims(LoraModule m, const ModelConfig& c) {
-  switch (m) {
-    case LoraModule::kQ: return {c.hidden_size, c.q_dim()};
-    case LoraModule::kK:
-    case LoraModule::kV: return {c.hidden_size, c.kv_dim()};
-    case LoraModule::kO: return {c.q_dim(), c.hidden_size};
-    case LoraModule::kGate:
-    case LoraModule::kUp: return {c.hidden_size, c.intermediate_size};
-    case LoraModule::kDown: return {c.intermediate_size, c.hidden_size};
-    case LoraModule::kEmbedTokens: return {c.vocab_size, c.hidden_size};
-    case LoraModule::kLmHead: return {c.hidden_size, c.vocab_size};
-  }
-  return {0, 0};
-}
-
 std::optional<ModuleKey> parse_module_key(const std::string& key, const ModelConfig& base) {
   if (key == "model.embed_tokens") return ModuleKey{LoraModule::kEmbedTokens, -1};
   if (key == "lm_head") return ModuleKey{LoraModule::kLmHead, -1};
@@ -209,6 +193,21 @@ Status check_finite(const std::vector<float>& v, const std::string& source, cons
 }
 
 }  // namespace
+
+std::pair<int64_t, int64_t> lora_module_dims(LoraModule m, const ModelConfig& c) {
+  switch (m) {
+    case LoraModule::kQ: return {c.hidden_size, c.q_dim()};
+    case LoraModule::kK:
+    case LoraModule::kV: return {c.hidden_size, c.kv_dim()};
+    case LoraModule::kO: return {c.q_dim(), c.hidden_size};
+    case LoraModule::kGate:
+    case LoraModule::kUp: return {c.hidden_size, c.intermediate_size};
+    case LoraModule::kDown: return {c.intermediate_size, c.hidden_size};
+    case LoraModule::kEmbedTokens: return {c.vocab_size, c.hidden_size};
+    case LoraModule::kLmHead: return {c.hidden_size, c.vocab_size};
+  }
+  return {0, 0};
+}
 
 const char* lora_module_name(LoraModule m) {
   switch (m) {
@@ -483,7 +482,7 @@ Expected<LoraAdapter> peft_adapter_from_tensors(const PeftLoraConfig& config, co
       return unsupported(source + ": tensor '" + name + "': DoRA magnitude vectors are not supported");
     if (p.role == TensorRole::kBaseLayer && (p.module_key == "model.embed_tokens" || p.module_key == "lm_head")) {
       // save_embedding_layers=True stores the (unchanged) base embedding; its shape must still fit.
-      const auto [in, out] = module_dims(p.module_key == "lm_head" ? LoraModule::kLmHead : LoraModule::kEmbedTokens, base);
+      const auto [in, out] = lora_module_dims(p.module_key == "lm_head" ? LoraModule::kLmHead : LoraModule::kEmbedTokens, base);
       const std::vector<int64_t> want = p.module_key == "lm_head" ? std::vector<int64_t>{out, in} : std::vector<int64_t>{in, out};
       if (info->shape != want)
         return invalid_file(source + ": tensor '" + name + "': shape " + shape_string(info->shape) + ", expected " +
@@ -508,7 +507,7 @@ Expected<LoraAdapter> peft_adapter_from_tensors(const PeftLoraConfig& config, co
     if (seen) return invalid_file(source + ": tensor '" + name + "': duplicate " + (p.role == TensorRole::kA ? "A" : "B") +
                                   " for module '" + p.module_key + "'");
     seen = true;
-    const auto [in, out] = module_dims(e.id.module, base);
+    const auto [in, out] = lora_module_dims(e.id.module, base);
     const int64_t r = e.rank.rank;
     const std::vector<int64_t> want = p.role == TensorRole::kA ? std::vector<int64_t>{r, in} : std::vector<int64_t>{out, r};
     if (info->shape != want)
@@ -527,7 +526,7 @@ Expected<LoraAdapter> peft_adapter_from_tensors(const PeftLoraConfig& config, co
     if (!e.has_a || !e.has_b)
       return invalid_file(source + ": module '" + key + "': missing its " + (e.has_a ? "lora_B" : "lora_A") +
                           " tensor (adapter_config.json targets it)");
-    const auto [in, out] = module_dims(e.id.module, base);
+    const auto [in, out] = lora_module_dims(e.id.module, base);
     e.w.module = e.id.module;
     e.w.layer = e.id.layer;
     e.w.rank = e.rank.rank;
