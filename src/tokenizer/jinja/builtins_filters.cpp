@@ -24,24 +24,6 @@ Value arg(const CallArgs& a, size_t index, const char* name, const Value& fallba
   return fallback;
 }
 
-ValueList to_items(const Value& v) {
-  switch (v.kind()) {
-    case Value::Kind::kUndefined: return {};
-    case Value::Kind::kList: return v.as_list();
-    case Value::Kind::kDict: {
-      ValueList keys;
-      for (const auto& kv : v.as_dict().items) keys.push_back(Value::string(kv.first));
-      return keys;
-    }
-    case Value::Kind::kString: {
-      ValueList chars;
-      for (auto cp : utf8_code_points(v.as_string())) chars.push_back(Value::string(std::string(cp)));
-      return chars;
-    }
-    default: throw_render_error("'" + v.type_name() + "' object is not iterable");
-  }
-}
-
 int64_t length_of(const Value& v) {
   switch (v.kind()) {
     case Value::Kind::kUndefined: return 0;
@@ -85,7 +67,7 @@ Value filter_select(Interpreter& in, Value& input, CallArgs& a, bool by_attribut
     test_args.positional.assign(a.positional.begin() + static_cast<long>(next) + 1, a.positional.end());
   }
   ValueList out;
-  for (const auto& item : to_items(input)) {
+  for (const auto& item : value_items(input)) {
     Value subject = by_attribute ? get_attribute_path(in, item, attribute) : item;
     bool r = test.empty() ? subject.truthy() : jinja_apply_test(in, test, subject, test_args);
     if (r == keep_when) out.push_back(item);
@@ -102,7 +84,7 @@ Value f_map(Interpreter& in, Value& v, CallArgs& a) {
   ValueList out;
   if (const Value* attr = a.keyword_arg("attribute")) {
     const Value* def = a.keyword_arg("default");
-    for (const auto& item : to_items(v)) {
+    for (const auto& item : value_items(v)) {
       Value x = get_attribute_path(in, item, attr->to_str());
       out.push_back(x.is_undefined() && def ? *def : x);
     }
@@ -111,7 +93,7 @@ Value f_map(Interpreter& in, Value& v, CallArgs& a) {
   if (a.positional.empty() || !a.positional[0].is_string()) throw_render_error("map needs a filter name or attribute=");
   std::string filter = a.positional[0].as_string();
   if (!jinja_is_known_filter(filter)) throw JinjaError(ErrorKind::kUnsupported, "unknown filter '" + filter + "'");
-  for (const auto& item : to_items(v)) {
+  for (const auto& item : value_items(v)) {
     CallArgs rest;
     rest.positional.assign(a.positional.begin() + 1, a.positional.end());
     rest.keyword = a.keyword;
@@ -183,7 +165,7 @@ Value f_join(Interpreter& in, Value& v, CallArgs& a) {
   const Value& attr = arg(a, 1, "attribute", Value::none());
   std::string out;
   bool first = true;
-  for (const auto& item : to_items(v)) {
+  for (const auto& item : value_items(v)) {
     if (!first) out += sep;
     first = false;
     out += attr.is_none() ? item.to_str() : get_attribute_path(in, item, attr.to_str()).to_str();
@@ -196,14 +178,14 @@ Value f_default(Interpreter&, Value& v, CallArgs& a) {
   return v;
 }
 Value f_first(Interpreter&, Value& v, CallArgs&) {
-  ValueList items = to_items(v);
+  ValueList items = value_items(v);
   return items.empty() ? Value::undefined("No first item, sequence was empty.") : items.front();
 }
 Value f_last(Interpreter&, Value& v, CallArgs&) {
-  ValueList items = to_items(v);
+  ValueList items = value_items(v);
   return items.empty() ? Value::undefined("No last item, sequence was empty.") : items.back();
 }
-Value f_list(Interpreter&, Value& v, CallArgs&) { return Value::list(to_items(v)); }
+Value f_list(Interpreter&, Value& v, CallArgs&) { return Value::list(value_items(v)); }
 Value f_string(Interpreter&, Value& v, CallArgs&) { return Value::string(v.to_str()); }
 // Python int(float) truncates; outside int64 we fall back to the default rather than overflow.
 bool double_to_int64(double d, int64_t* out) {
@@ -271,7 +253,7 @@ Value f_abs(Interpreter&, Value& v, CallArgs&) {
 }
 Value f_reverse(Interpreter&, Value& v, CallArgs&) {
   if (v.is_string()) return python_slice(v, Value(), Value(), Value::integer(-1));
-  ValueList items = to_items(v);
+  ValueList items = value_items(v);
   std::reverse(items.begin(), items.end());
   return Value::list(std::move(items));
 }
@@ -284,7 +266,7 @@ Value f_sort(Interpreter& in, Value& v, CallArgs& a) {
   bool reverse = arg(a, 0, "reverse", Value::boolean(false)).truthy();
   bool case_sensitive = arg(a, 1, "case_sensitive", Value::boolean(false)).truthy();
   Value attr = arg(a, 2, "attribute", Value::none());
-  ValueList items = to_items(v);
+  ValueList items = value_items(v);
   std::vector<std::pair<Value, Value>> keyed;
   for (auto& item : items) keyed.emplace_back(sort_key(in, item, attr, case_sensitive), item);
   std::stable_sort(keyed.begin(), keyed.end(), [&](const auto& x, const auto& y) {
@@ -298,7 +280,7 @@ Value f_unique(Interpreter& in, Value& v, CallArgs& a) {
   bool case_sensitive = arg(a, 0, "case_sensitive", Value::boolean(false)).truthy();
   Value attr = arg(a, 1, "attribute", Value::none());
   ValueList out, seen;
-  for (const auto& item : to_items(v)) {
+  for (const auto& item : value_items(v)) {
     Value k = sort_key(in, item, attr, case_sensitive);
     bool dup = std::any_of(seen.begin(), seen.end(), [&](const Value& s) { return values_equal(s, k); });
     if (!dup) {
@@ -311,7 +293,7 @@ Value f_unique(Interpreter& in, Value& v, CallArgs& a) {
 Value min_max(Interpreter& in, Value& v, CallArgs& a, bool want_max) {
   bool case_sensitive = arg(a, 0, "case_sensitive", Value::boolean(false)).truthy();
   Value attr = arg(a, 1, "attribute", Value::none());
-  ValueList items = to_items(v);
+  ValueList items = value_items(v);
   if (items.empty()) return Value::undefined("No aggregated item, sequence was empty.");
   size_t best = 0;
   for (size_t i = 1; i < items.size(); ++i) {
@@ -325,7 +307,7 @@ Value f_max(Interpreter& in, Value& v, CallArgs& a) { return min_max(in, v, a, t
 Value f_sum(Interpreter& in, Value& v, CallArgs& a) {
   Value attr = arg(a, 0, "attribute", Value::none());
   Value total = arg(a, 1, "start", Value::integer(0));
-  for (const auto& item : to_items(v)) {
+  for (const auto& item : value_items(v)) {
     total = python_binary_op("+", total, attr.is_none() ? item : get_attribute_path(in, item, attr.to_str()));
   }
   return total;

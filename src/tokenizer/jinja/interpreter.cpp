@@ -10,25 +10,6 @@ namespace {
   throw_render_error(v.undefined_hint().empty() ? "undefined value used" : v.undefined_hint());
 }
 
-// The items a for loop (or `in`, list(), join) walks: list items, dict keys, str code points.
-ValueList iterate(const Value& v) {
-  switch (v.kind()) {
-    case Value::Kind::kUndefined: return {};
-    case Value::Kind::kList: return v.as_list();
-    case Value::Kind::kDict: {
-      ValueList keys;
-      for (const auto& kv : v.as_dict().items) keys.push_back(Value::string(kv.first));
-      return keys;
-    }
-    case Value::Kind::kString: {
-      ValueList chars;
-      for (auto cp : utf8_code_points(v.as_string())) chars.push_back(Value::string(std::string(cp)));
-      return chars;
-    }
-    default: throw_render_error("'" + v.type_name() + "' object is not iterable");
-  }
-}
-
 }  // namespace
 
 std::string Interpreter::render(std::unordered_map<std::string, Value> globals) {
@@ -131,7 +112,7 @@ void Interpreter::assign(const std::vector<std::string>& targets, const Value& v
     frame[targets[0]] = v;
     return;
   }
-  ValueList items = iterate(v);
+  ValueList items = value_items(v);
   if (items.size() != targets.size()) {
     throw JinjaError(ErrorKind::kRender,
                      "cannot unpack " + std::to_string(items.size()) + " values into " +
@@ -170,7 +151,7 @@ void Interpreter::exec_set(const Stmt& s) {
 }
 
 void Interpreter::exec_for(const Stmt& s) {
-  ValueList items = iterate(eval(*s.expr));
+  ValueList items = value_items(eval(*s.expr));
   if (s.filter) {
     ValueList kept;
     for (auto& item : items) {

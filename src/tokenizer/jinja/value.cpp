@@ -487,4 +487,22 @@ size_t utf8_length(std::string_view s) {
   return ascii ? s.size() : utf8_code_points(s).size();
 }
 
+ValueList value_items(const Value& v) {
+  switch (v.kind()) {
+    case Value::Kind::kUndefined: return {};
+    case Value::Kind::kList: return v.as_list();
+    case Value::Kind::kDict: {
+      ValueList keys;
+      for (const auto& kv : v.as_dict().items) keys.push_back(Value::string(kv.first));
+      return keys;
+    }
+    case Value::Kind::kString: {
+      ValueList chars;
+      for (auto cp : utf8_code_points(v.as_string())) chars.push_back(Value::string(std::string(cp)));
+      return chars;
+    }
+    default: throw_render_error("'" + v.type_name() + "' object is not iterable");
+  }
+}
+
 }  // namespace punica::jinja

@@ -171,6 +171,10 @@ struct JsonDumpOptions {
 // json.dumps(value, ...) as Python does it (transformers' tojson filter).
 std::string json_dumps(const Value& v, const JsonDumpOptions& opts);
 
+// The items a for loop, `in`, list(), join and the sequence filters walk: list items, dict keys, str code
+// points; undefined walks as empty; anything else is a render error.
+ValueList value_items(const Value& v);
+
 // UTF-8 helpers: Python indexes str by code point.
 std::vector<std::string_view> utf8_code_points(std::string_view s);
 size_t utf8_length(std::string_view s);
