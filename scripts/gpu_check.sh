@@ -7,12 +7,13 @@
 #
 # Binaries: uses build-cuda-lora/bin (built on a CPU machine with nvcc and carried along); if they do not
 # start there, builds them with cmake + ninja from src/backends/cuda/standalone (needs only CUDA).
-#   scripts/gpu_check.sh [all|oracle|sanitize|bench|quick|profile|cluster]
-#   (quick = oracle + sanitizer + --quick bench; profile = all + Nsight Compute on the prefill kernels;
+#   scripts/gpu_check.sh [all|oracle|sanitize|bench|quick|profile|compare]
+#   (all = oracle by shape + oracle with the cluster kernel off (the older paths) + sanitizers + bench;
+#    quick = oracle + sanitizer + --quick bench; profile = all + Nsight Compute on the prefill kernels;
 #    COMPARE_PATHS=1 also benches every row with the single-launch decode kernel off, PUNICA_LORA_FUSED=0;
-#    cluster = the cluster decode kernel's check in one short call: oracle with the kernel forced (16-CTA
-#    clusters, full; 8-CTA, reduced) and by shape, the 4096x4096 path comparison (bench --compare), and
-#    compute-sanitizer memcheck + racecheck on the reduced oracle with the kernel forced)
+#    compare = every path in one call: oracle with the cluster kernel forced at each token-tile height
+#    (16 / 32 / 64 rows) and by shape, the 4096x4096 path comparison (bench --compare), compute-sanitizer
+#    memcheck + racecheck on the reduced oracle by shape and with 64-row tiles forced)
 set -uo pipefail
 mode=${1:-all}
 OUT=${OUT:-$PWD/gpu-out}
@@ -33,20 +34,28 @@ fi
 
 status=0
 summary=()
+run_oracle() {  # log name, timeout (s), oracle args...
+  local name=$1 t=$2; shift 2
+  timeout "$t" "$BIN/punica_lora_oracle" "$@" >"$OUT/$name.log" 2>&1
+  local rc=$?; [[ $rc == 0 ]] || status=1
+  summary+=("$name ($*): rc=$rc, $(tail -1 "$OUT/$name.log")")
+  [[ $(grep -c FAIL "$OUT/$name.log") == 0 ]] || summary+=("$(grep FAIL "$OUT/$name.log" | head -6 | cut -c1-400)")
+}
+run_sanitizer() {  # tool, timeout (s), oracle args...
+  local tool=$1 t=$2; shift 2
+  local name="${tool}${*// /}"; name=${name//-/}
+  timeout "$t" compute-sanitizer --tool "$tool" --error-exitcode 3 "$BIN/punica_lora_oracle" --reduced --dtype all "$@" \
+    >"$OUT/$name.log" 2>&1
+  local rc=$?; [[ $rc == 0 ]] || status=1
+  summary+=("compute-sanitizer $tool (reduced oracle $*): rc=$rc, $(grep -h "ERROR SUMMARY\|RACECHECK SUMMARY\|lora oracle:" "$OUT/$name.log" | tr '\n' ' ' | cut -c1-300)")
+}
 if [[ $mode == all || $mode == oracle || $mode == quick || $mode == profile ]]; then
-  timeout 300 "$BIN/punica_lora_oracle" --dtype all >"$OUT/oracle.log" 2>&1
-  rc=$?; [[ $rc == 0 ]] || status=1
-  summary+=("oracle (f16+bf16, full): rc=$rc, $(tail -1 "$OUT/oracle.log")")
-  fails=$(grep -c "FAIL" "$OUT/oracle.log")
-  [[ $fails == 0 ]] || summary+=("$(grep FAIL "$OUT/oracle.log" | head -8 | cut -c1-400)")
+  run_oracle oracle 300 --dtype all
+  run_oracle oracle_old_paths 300 --dtype all --cluster 0
 fi
 if [[ $mode == all || $mode == sanitize || $mode == quick || $mode == profile ]]; then
-  for tool in memcheck racecheck; do
-    timeout 240 compute-sanitizer --tool $tool --error-exitcode 3 "$BIN/punica_lora_oracle" --reduced --dtype all \
-      >"$OUT/$tool.log" 2>&1
-    rc=$?; [[ $rc == 0 ]] || status=1
-    summary+=("compute-sanitizer $tool (reduced oracle, f16+bf16): rc=$rc, $(grep -h "ERROR SUMMARY\|RACECHECK SUMMARY\|lora oracle:" "$OUT/$tool.log" | tr '\n' ' ')")
-  done
+  for tool in memcheck racecheck; do run_sanitizer $tool 240; done
+  run_sanitizer memcheck 240 --cluster 0
 fi
 if [[ $mode == all || $mode == bench || $mode == quick || $mode == profile ]]; then
   flag=""; [[ $mode == quick ]] && flag="--quick"
@@ -66,28 +75,20 @@ if [[ $mode == profile ]]; then
     "$BIN/punica_bench_lora" --quick --only prefill --rank 64 --no-baselines >"$OUT/ncu.log" 2>&1
   summary+=("ncu rc=$?: $(grep -c 'lora_' "$OUT/ncu.log") kernel lines in ncu.log")
 fi
-if [[ $mode == cluster ]]; then
-  run_oracle() {  # name, timeout, args...
-    local name=$1 t=$2; shift 2
-    timeout "$t" "$BIN/punica_lora_oracle" "$@" >"$OUT/$name.log" 2>&1
-    local rc=$?; [[ $rc == 0 ]] || status=1
-    summary+=("$name ($*): rc=$rc, $(tail -1 "$OUT/$name.log")")
-    [[ $(grep -c FAIL "$OUT/$name.log") == 0 ]] || summary+=("$(grep FAIL "$OUT/$name.log" | head -6 | cut -c1-300)")
-  }
-  run_oracle oracle_c16 40 --dtype all --cluster 16
-  timeout 130 "$BIN/punica_bench_lora" --compare --csv "$OUT/compare.csv" >"$OUT/compare.log" 2>&1
+if [[ $mode == compare ]]; then
+  run_oracle oracle_m16 60 --dtype all --cluster 1
+  timeout 300 "$BIN/punica_bench_lora" --compare --csv "$OUT/compare.csv" >"$OUT/compare.log" 2>&1
   rc=$?; [[ $rc == 0 ]] || status=1
-  summary+=("bench --compare rc=$rc: $(grep -h "copy bw" "$OUT/compare.log")")
-  run_oracle oracle_auto 30 --dtype all
-  run_oracle oracle_c8 15 --dtype all --reduced --cluster 8
-  for tool in memcheck racecheck; do
-    timeout 35 compute-sanitizer --tool $tool --error-exitcode 3 "$BIN/punica_lora_oracle" --reduced --dtype all \
-      --cluster 16 >"$OUT/$tool.log" 2>&1
-    rc=$?; [[ $rc == 0 ]] || status=1
-    summary+=("compute-sanitizer $tool (reduced oracle, cluster 16): rc=$rc, $(grep -h "ERROR SUMMARY\|RACECHECK SUMMARY\|lora oracle:" "$OUT/$tool.log" | tr '\n' ' ' | cut -c1-300)")
-  done
-  echo "== compare (f16/bf16 4096x4096, us) =="
-  grep -E "^(dtype|f16 |bf16 )" "$OUT/compare.log" | cut -c1-100
+  summary+=("bench --compare rc=$rc: $(grep -h "copy bw\|launch floor\|acceptance rows" "$OUT/compare.log" | tr '\n' ' ')")
+  run_oracle oracle_m32 60 --dtype all --cluster 2
+  run_oracle oracle_m64 60 --dtype all --cluster 4
+  run_oracle oracle_auto 60 --dtype all
+  run_oracle oracle_old_paths 60 --dtype all --cluster 0
+  run_sanitizer memcheck 120
+  run_sanitizer racecheck 150
+  run_sanitizer memcheck 90 --cluster 4
+  echo "== compare (us) =="
+  grep -E "^(launch floor|dtype|f16 |bf16 )" "$OUT/compare.log" | cut -c1-120
 fi
 echo "== summary =="
 printf '%s\n' "${summary[@]}"

@@ -1,4 +1,5 @@
-// Device fill for the LoRA benchmark: zero-mean pseudo-random values (never time on zeros).
+// Device pieces of the LoRA benchmark: zero-mean pseudo-random fill (never time on zeros) and the probe
+// kernels that measure the fixed cost of one launch under CUDA-graph replay.
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
 
@@ -23,7 +24,42 @@ __global__ void fill_kernel(T* p, int64_t n, float amp, uint64_t seed) {
     p[i] = static_cast<T>(amp * hash_uniform(i, seed));
 }
 
+// The fixed-cost probe: 16 CTAs of 128 threads, launched with Programmatic Dependent Launch like the LoRA
+// kernels. mode 0: nothing but the PDL handshake; mode 1: + one 16-CTA cluster barrier; mode 2: + after the
+// wait, every thread reads 16 bytes (cold: the buffer rotates over more than the L2) and writes them back.
+__global__ void __cluster_dims__(16, 1, 1) probe_kernel(uint4* buf, int64_t stride, int mode) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  asm volatile("griddepcontrol.launch_dependents;" ::: "memory");
+  asm volatile("griddepcontrol.wait;" ::: "memory");
+  if (mode >= 1) {
+    asm volatile("barrier.cluster.arrive.release.aligned;\n" ::: "memory");
+    asm volatile("barrier.cluster.wait.acquire.aligned;\n" ::: "memory");
+  }
+  if (mode >= 2) {
+    uint4* p = buf + stride + blockIdx.x * blockDim.x + threadIdx.x;
+    uint4 v = *p;
+    v.x += 1;
+    *p = v;
+  }
+#else
+  (void)buf, (void)stride, (void)mode;
+#endif
+}
+
 }  // namespace
+
+cudaError_t bench_probe(void* buf, int64_t offset_vec16, int mode, cudaStream_t s) {
+  cudaLaunchConfig_t cfg = {};
+  cfg.gridDim = dim3(16);
+  cfg.blockDim = dim3(128);
+  cfg.stream = s;
+  cudaLaunchAttribute attr;
+  attr.id = cudaLaunchAttributeProgrammaticStreamSerialization;
+  attr.val.programmaticStreamSerializationAllowed = 1;
+  cfg.attrs = &attr;
+  cfg.numAttrs = 1;
+  return cudaLaunchKernelEx(&cfg, probe_kernel, static_cast<uint4*>(buf), offset_vec16, mode);
+}
 
 cudaError_t bench_fill(void* p, int64_t n, bool bf16, float amp, uint64_t seed, cudaStream_t s) {
   if (bf16) fill_kernel<<<1024, 256, 0, s>>>(static_cast<__nv_bfloat16*>(p), n, amp, seed);

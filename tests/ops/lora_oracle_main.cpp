@@ -1,6 +1,7 @@
 // Plain command-line front end of the LoRA op oracle (no GTest), for scripts/gpu_check.sh and
 // compute-sanitizer runs:  punica_lora_oracle [--dtype f16|bf16|all] [--reduced] [--seed N] [--filter S]
-//                          [--cluster 0|8|16]   (lora_add's cluster decode kernel: off, or forced with that size)
+//                          [--cluster 0|1|2|4]  (lora_add's cluster kernel: off, or forced with token tiles
+//                                                of 16 / 32 / 64 rows; default: chosen by shape)
 // Exit code 0 only if every case passes.
 #include <cstdio>
 #include <cstdlib>
@@ -24,14 +25,16 @@ int main(int argc, char** argv) {
     else if (a == "--filter" && i + 1 < argc) filter = argv[++i];
     else if (a == "--cluster" && i + 1 < argc) cluster = std::atoi(argv[++i]);
     else {
-      std::fprintf(stderr, "usage: %s [--dtype f16|bf16|all] [--reduced] [--seed N] [--filter S] [--cluster 0|8|16]\n", argv[0]);
+      std::fprintf(stderr, "usage: %s [--dtype f16|bf16|all] [--reduced] [--seed N] [--filter S] [--cluster 0|1|2|4]\n", argv[0]);
       return 2;
     }
   }
   if (cluster >= 0) cuda::lora_set_cluster_override(cluster);
   std::printf("lora oracle: seed %llu%s, cluster kernel %s\n", static_cast<unsigned long long>(seed),
               reduced ? " (reduced)" : "",
-              cluster <= 0 ? "off (default)" : ("forced, " + std::to_string(cluster) + " CTAs").c_str());
+              cluster < 0 ? "by shape (default)"
+              : cluster == 0 ? "off"
+                             : ("forced, token tiles of " + std::to_string(16 * cluster) + " rows").c_str());
   oracle::LoraOracle o;
   int pass = 0, fail = 0;
   for (DType t : {DType::kF16, DType::kBF16}) {

@@ -78,7 +78,11 @@ struct FusedShape {
   int acc_floats;
 };
 
-// The cluster decode kernel (lora_cluster.cu): one cluster of CS CTAs per (segment, 16-token tile).
+// The cluster kernel (lora_cluster.cu): the whole add-on in one launch, one cluster of kLoraClusterSize CTAs
+// per (segment, token tile of 16 * mt rows). The host fills everything; lora_cluster_layout the smem plan.
+constexpr int kLoraClusterSize = 16;
+constexpr int kLoraClusterMaxSmem = 227 * 1024;  // sm_90's largest dynamic shared memory per block
+
 struct ClusterArgs {
   const void* x;
   int64_t x_stride;
@@ -95,16 +99,26 @@ struct ClusterArgs {
   int h_out[ops::kMaxLoraSlices];
   int y_col_offset[ops::kMaxLoraSlices];
   SegmentArgs seg;
-  int tiles;                // 16-token tiles per segment (ceil(max_seg_len / 16))
+  int tiles;                // token tiles per segment (ceil(max_seg_len / (16 * mt)))
   int num_items;            // clusters: segments * tiles
-  int k_per;                // h_in elements per CTA, a multiple of 64
-  int x_pitch;              // k_per + 8 (shared-memory row pitch of x)
+  int k_per;                // h_in elements per CTA, a multiple of 16
+  int a_pitch;              // k_per + 8: shared-memory row pitch of A and x (elements)
+  int cspan[ops::kMaxLoraSlices];  // y columns per CTA of each slice, a multiple of 8
+  int bcol[ops::kMaxLoraSlices];   // first shared-memory B row of each slice (unused slices: b_rows)
+  int ycol[ops::kMaxLoraSlices];   // first column of each slice in the shared-memory y tile
+  int b_rows;               // B rows in shared memory: sum of round_up(cspan, 16)
+  int y_pitch;              // sum of cspan + 8
+  // shared-memory plan (bytes), filled by lora_cluster_layout
+  int off_b, off_x, off_y, off_vp, off_vr, off_hilo, smem_bytes;
+  int direct_max;           // v tiles of at most this many elements are summed by every CTA (one barrier)
 };
 
-// Dynamic shared memory of one cluster-kernel CTA.
-int lora_cluster_smem_bytes(int rp, int x_pitch);
-Status lora_launch_cluster_decode(DType dtype, const ClusterArgs& args, int rp, int cluster_size, bool pdl,
-                                  cudaStream_t stream);
+// Fills the shared-memory plan of `a` (num_slices, a_pitch, b_rows, y_pitch set); false if it exceeds
+// kLoraClusterMaxSmem or (rp, mt) has no kernel (rp 16/32/64/128, mt 1/2/4).
+bool lora_cluster_layout(int rp, int mt, ClusterArgs* a);
+// Whether a cluster of this instance with a.smem_bytes can be resident on this device (cached per size).
+Status lora_cluster_fits(DType dtype, const ClusterArgs& args, int rp, int mt, bool* ok);
+Status lora_launch_cluster(DType dtype, const ClusterArgs& args, int rp, int mt, bool pdl, cudaStream_t stream);
 
 // Resident shrink blocks per SM for a tile shape (from the occupancy calculator).
 int lora_shrink_blocks_per_sm(int tm, int rp);

@@ -1,19 +1,33 @@
-// Decode-sized LoRA add-on in ONE launch without any grid-wide dependency: one thread-block CLUSTER
-// (sm_90, 8 or 16 CTAs) per (segment, 16-token tile).
+// The whole LoRA add-on (shrink + expand, every slice) in ONE launch with no grid-wide dependency: one
+// thread-block CLUSTER of 16 CTAs (sm_90) per (segment, token tile of 16 * MT rows).
 //
-// The two-kernel path pays a kernel boundary between shrink and expand and the persistent single-launch
-// kernel a grid-wide barrier (each ~2 us on H100). Here the only dependency of the expand on the shrink is
-// inside the cluster: each CTA computes a partial v over 1/CS of h_in (mma.sync, A and x in shared
-// memory), the partials are summed through distributed shared memory after a cluster barrier in a fixed
-// rank order (deterministic, no atomics, no workspace), and each CTA then adds scale * v B^T into its
-// 1/CS of every slice's y columns. Small v tiles: every CTA sums all CS partials itself (one barrier).
-// Larger ones: CTA c sums the elements e % CS == c (reduce-scatter), a second barrier, and every CTA
-// gathers the sums (all-gather). The first A chunks and B chunks are loaded before griddep_wait (the slot
-// tables and weights are not written by the previous kernel), x after it; y is prefetched into L2.
-// Segments longer than 16 tokens get several clusters, each re-reading A and B (from L2).
+// Why: under CUDA-graph replay the fixed cost of the add-on is not bytes but dependent steps. The
+// two-kernel path pays a kernel boundary between shrink and expand and the persistent kernel a grid-wide
+// barrier (each ~2 us on H100). Here the only dependency of the expand on the shrink is inside the
+// cluster, and every CTA does each step in one round trip:
+//   1. before the PDL wait (metadata, slot tables and weights are never written by the kernel before):
+//      every thread reads the segment's words, one warp the slot tables of all slices at once, then ALL of
+//      this CTA's A (its 1/16 of h_in, every slice) and B (its 1/16 of every slice's columns) are issued
+//      as cp.async in one go: no ring, no refill (a first version with rings and per-chunk y loads spent
+//      ~0.4 us per chunk waiting, docs/perf/lora-kernels.md).
+//   2. after the wait: the x tile (this CTA's k range) and the y tile (this CTA's columns) in one go.
+//   3. partial v = x A^T over the k range with mma.sync (warps split rank groups, m tiles and k steps);
+//      warp partials summed in shared memory in a fixed order.
+//   4. cluster barrier; v = the sum of the 16 partials read through distributed shared memory in rank
+//      order 0..15 (deterministic, no atomics, no workspace). Small tiles: every CTA sums every element.
+//      Larger ones: CTA c sums the elements e % 16 == c, a second barrier, every CTA gathers.
+//   5. y += scale * v B^T for this CTA's columns (v as f16/bf16 hi + lo halves, two mma, as the expand
+//      kernel does), in shared memory, then 16-byte coalesced stores; y is rounded once.
+// The CTA lets the next kernel launch (griddepcontrol.launch_dependents) as its first act, so the next
+// call's steps 1 overlap this call. Its last act is the cluster wait that keeps its shared memory alive
+// until every reader is done.
 #include <cooperative_groups.h>
 
 #include <algorithm>
+#include <map>
+#include <mutex>
+#include <string>
+#include <tuple>
 
 #include "backends/cuda/cuda_check.h"
 #include "backends/cuda/lora/lora_args.h"
@@ -24,365 +38,371 @@ namespace {
 
 namespace cg = cooperative_groups;
 
-constexpr int TM = 16;   // token rows per cluster (one mma M tile)
-constexpr int KA = 64;   // h_in elements per A chunk
-constexpr int NB = 64;   // y columns per B chunk (16 per warp)
-constexpr int kAPitch = KA + 8;
+constexpr int CS = kLoraClusterSize;
 
-template <int RP>
-struct ClusterLayout {
-  static constexpr int NA = RP == 16 ? 8 : RP == 32 ? 6 : RP == 64 ? 4 : 2;   // A ring stages
-  static constexpr int NBS = RP == 16 ? 8 : RP == 32 ? 6 : RP == 64 ? 3 : 2;  // B ring stages
-  static constexpr int WN = 4 < RP / 16 ? 4 : RP / 16;  // shrink: warps over rank groups
-  static constexpr int WK = 4 / WN;                     // shrink: warps over k16 steps of a chunk
-  static constexpr int kRanksPerWarp = RP / WN;
-  static constexpr int kNJ = kRanksPerWarp / 16;
-  static constexpr int kVPitch = RP + 4;   // fp32 partial v rows
-  static constexpr int kBPitch = RP + 8;   // B rows and v hi/lo rows (halves)
-  static constexpr int kABytes = NA * RP * kAPitch * 2;
-  static constexpr int kBBytes = NBS * NB * kBPitch * 2;
-  static constexpr int kRedBytes = ops::kMaxLoraSlices * WK * TM * kVPitch * 4;
-  static constexpr int kSumBytes = ops::kMaxLoraSlices * TM * kVPitch * 4;  // aliases the A ring
-  static constexpr int kHiLoBytes = 2 * ops::kMaxLoraSlices * TM * kBPitch * 2;
-  static constexpr int kFixedBytes = kABytes + kBBytes + kRedBytes + kHiLoBytes;  // x follows
-  static_assert(kSumBytes <= kABytes, "the reduce-scatter sums live in the A ring");
-  static_assert(KA / 16 % WK == 0, "k16 steps split evenly over warps");
+// Warp layout of the shrink: 4 warps over rank groups (WN), m tiles (WM) and k steps (WK).
+template <int RP, int MT>
+struct ClusterWarps {
+  static constexpr int WN = RP / 16 < 4 ? RP / 16 : 4;
+  static constexpr int WM = MT < 4 / WN ? MT : 4 / WN;
+  static constexpr int WK = 4 / WN / WM;
+  static constexpr int kNJ = RP / WN / 16;  // 16-rank groups per warp
+  static constexpr int kMI = MT / WM;       // m tiles per warp
+  static constexpr int VP = RP + 4;         // fp32 row pitch of partial v
+  static constexpr int HP = RP + 8;         // 16-bit row pitch of B rows and of v hi / lo
+  static_assert(WN * WM * WK == 4, "4 warps");
 };
 
-template <typename T>
-__device__ __forceinline__ void split_hi_lo(float v, T& hi, T& lo) {
-  hi = T(v);
-  const float h = to_float(hi);
-  lo = isinf(h) ? T(0.f) : T(v - h);
+__device__ __forceinline__ void cluster_arrive() {
+  asm volatile("barrier.cluster.arrive.release.aligned;\n" ::: "memory");
 }
-
-__device__ __forceinline__ void cluster_arrive() { asm volatile("barrier.cluster.arrive.release.aligned;\n" ::: "memory"); }
 __device__ __forceinline__ void cluster_wait() { asm volatile("barrier.cluster.wait.acquire.aligned;\n" ::: "memory"); }
-__device__ __forceinline__ void prefetch_l2(const void* p) { asm volatile("prefetch.global.L2 [%0];\n" ::"l"(p)); }
 
-struct SliceInfo {
+struct CtaSlice {
   const void* a;
   const void* b;
-  int r;
+  int r;       // 0: this slice is not adapted by the segment's slot
   float scale;
-  int nq;            // A chunks of this CTA's k range
-  int col_b, col_e;  // this CTA's y columns of the slice [col_b, col_e)
-  int nc;            // B chunks
+  int col_b;   // this CTA's first column of the slice
+  int ncols;   // this CTA's columns of the slice (a multiple of 8, may be 0)
 };
 
-template <typename T, int RP>
-__global__ void __launch_bounds__(kThreads) lora_cluster_decode_kernel(const ClusterArgs p) {
+template <typename T, int RP, int MT>
+__global__ void __launch_bounds__(kThreads) lora_cluster_kernel(const ClusterArgs p) {
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ < 900
   (void)p;  // clusters need sm_90; the host launches this kernel only there
-  (void)ClusterLayout<RP>::kNJ;
 #else
-  using L = ClusterLayout<RP>;
+  using W = ClusterWarps<RP, MT>;
+  constexpr int TMR = 16 * MT;
+  constexpr int VP = W::VP, HP = W::HP;
   extern __shared__ __align__(16) unsigned char smem[];
-  T* sa = reinterpret_cast<T*>(smem);
-  float* ssum = reinterpret_cast<float*>(smem);  // after the shrink
-  T* sb = reinterpret_cast<T*>(smem + L::kABytes);
-  float* sred = reinterpret_cast<float*>(smem + L::kABytes + L::kBBytes);
-  T* svh = reinterpret_cast<T*>(smem + L::kABytes + L::kBBytes + L::kRedBytes);
-  T* svl = svh + ops::kMaxLoraSlices * TM * L::kBPitch;
-  T* sx = reinterpret_cast<T*>(smem + L::kFixedBytes);
+  griddep_launch_dependents();
 
   cg::cluster_group cluster = cg::this_cluster();
-  const int CS = static_cast<int>(cluster.num_blocks());
   const int crank = static_cast<int>(cluster.block_rank());
   const int item = blockIdx.x / CS;
   const int seg = item / p.tiles, ttile = item % p.tiles;
   const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
   const int g = lane >> 2, q = lane & 3;
 
-  // ---- the cluster's work (identical in every CTA of the cluster, so they all leave together)
+  // ---- 1. metadata: two dependent round trips, each issued by all threads (or all slices) at once
   const int slot = p.seg.seg_slot[seg];
-  const int t0 = p.seg.seg_start[seg] + ttile * TM;
-  const int rows = min(TM, p.seg.seg_start[seg + 1] - t0);
-  if (slot < 0 || rows <= 0) return;
-  const int kb = crank * p.k_per;
-  const int kspan = min(p.k_per, p.h_in - kb);
-  // per-slice facts of this CTA (computed once, read by all threads from shared memory)
-  __shared__ SliceInfo si[ops::kMaxLoraSlices];
-  __shared__ int s_any;
-  if (tid == 0) {
-    int any = 0;
-    for (int i = 0; i < ops::kMaxLoraSlices; ++i) {
-      SliceInfo s{};
-      if (i < p.num_slices) {
-        s.a = p.a[i][slot];
-        s.b = p.b[i][slot];
-        s.r = (s.a && s.b) ? min(p.rank[i][slot], p.v_rank_stride) : 0;
-        if (s.r > 0) {
-          any = 1;
-          s.scale = p.scale[i][slot];
-          s.nq = kspan > 0 ? (kspan + KA - 1) / KA : 0;
-          const int span = (p.h_out[i] + CS - 1) / CS;
-          const int cspan = (span + 7) / 8 * 8;
-          s.col_b = crank * cspan;
-          s.col_e = min(p.h_out[i], s.col_b + cspan);
-          s.nc = s.col_e > s.col_b ? (s.col_e - s.col_b + NB - 1) / NB : 0;
-        } else {
-          s = SliceInfo{};
-        }
+  const int seg_b = p.seg.seg_start[seg], seg_e = p.seg.seg_start[seg + 1];
+  const int t0 = seg_b + ttile * TMR;
+  const int rows = min(TMR, seg_e - t0);
+  if (slot < 0 || rows <= 0) return;  // the same in every CTA of the cluster: nobody waits at a barrier
+  __shared__ CtaSlice si[ops::kMaxLoraSlices];
+  if (tid < ops::kMaxLoraSlices) {
+    CtaSlice s{};
+    if (tid < p.num_slices) {
+      const void* const* at = tid == 0 ? p.a[0] : tid == 1 ? p.a[1] : p.a[2];
+      const void* const* bt = tid == 0 ? p.b[0] : tid == 1 ? p.b[1] : p.b[2];
+      const int32_t* rt = tid == 0 ? p.rank[0] : tid == 1 ? p.rank[1] : p.rank[2];
+      const float* st = tid == 0 ? p.scale[0] : tid == 1 ? p.scale[1] : p.scale[2];
+      const void* a = at[slot];
+      const void* b = bt[slot];
+      const int r = rt[slot];
+      const float sc = st[slot];
+      if (a && b && r > 0) {
+        const int h_out = tid == 0 ? p.h_out[0] : tid == 1 ? p.h_out[1] : p.h_out[2];
+        const int span = tid == 0 ? p.cspan[0] : tid == 1 ? p.cspan[1] : p.cspan[2];
+        s.a = a;
+        s.b = b;
+        s.r = min(r, p.v_rank_stride);
+        s.scale = sc;
+        s.col_b = crank * span;
+        s.ncols = max(0, min(h_out - s.col_b, span));
       }
-      si[i] = s;
     }
-    s_any = any;
+    si[tid] = s;
   }
   __syncthreads();
-  if (!s_any) return;  // the same in every CTA of the cluster
-  const int na_total = si[0].nq + si[1].nq + si[2].nq;
-  const int nb_total = si[0].nc + si[1].nc + si[2].nc;
+  if (si[0].r == 0 && si[1].r == 0 && si[2].r == 0) return;  // the same in every CTA of the cluster
 
-  // chunk c of the A sequence (slices in order) -> slice, chunk in slice
-  auto a_chunk = [&](int c, int& slice, int& qq) {
-    slice = 0;
-    while (slice < ops::kMaxLoraSlices - 1 && c >= si[slice].nq) c -= si[slice++].nq;
-    qq = c;
-  };
-  auto load_a = [&](int c) {
-    int slice, qq;
-    a_chunk(c, slice, qq);
-    const SliceInfo& s = si[slice];
-    const T* a = static_cast<const T*>(s.a);
-    T* da = sa + (c % L::NA) * RP * kAPitch;
-    const int k0 = kb + qq * KA;
-    const int rows16 = (s.r + 15) / 16 * 16;
-    constexpr int kChunks = KA / 8;
-    for (int e = tid; e < rows16 * kChunks; e += kThreads) {
-      const int j = e / kChunks, k = k0 + (e % kChunks) * 8;
-      const bool ok = j < s.r && k < p.h_in;
-      cp_async_16(da + j * kAPitch + (e % kChunks) * 8, ok ? a + static_cast<int64_t>(j) * p.h_in + k : a, ok ? 16 : 0);
+  T* sa = reinterpret_cast<T*>(smem);                    // [S][RP][a_pitch]; later v hi / lo
+  T* sb = reinterpret_cast<T*>(smem + p.off_b);          // [b_rows][HP]
+  T* sx = reinterpret_cast<T*>(smem + p.off_x);          // [TMR][a_pitch]
+  T* sy = reinterpret_cast<T*>(smem + p.off_y);          // [TMR][y_pitch]
+  float* svp = reinterpret_cast<float*>(smem + p.off_vp);  // [WK][S][TMR][VP]; [0] = this CTA's partial
+  float* svr = reinterpret_cast<float*>(smem + p.off_vr);  // reduce-scatter sums
+  T* svh = reinterpret_cast<T*>(smem + p.off_hilo);      // [S][TMR][HP]
+  T* svl = svh + p.num_slices * TMR * HP;
+
+  const int kb = crank * p.k_per;
+  const int kspan = min(p.k_per, p.h_in - kb);  // <= 0: this CTA has no k range (small h_in)
+  const int kchunks = p.k_per / 8;
+  const int mt_used = (rows + 15) / 16;
+  const int ap = p.a_pitch;
+
+  // A: rows j < round16(r) (zeros past r), this CTA's k range (zeros past h_in)
+  for (int s = 0; s < p.num_slices; ++s) {
+    const CtaSlice& c = si[s];
+    if (c.r == 0 || kspan <= 0) continue;
+    const T* a = static_cast<const T*>(c.a);
+    T* da = sa + s * RP * ap;
+    const int n = ((c.r + 15) & ~15) * kchunks;
+    for (int e = tid; e < n; e += kThreads) {
+      const int j = e / kchunks, kc = e % kchunks, k = kb + kc * 8;
+      const bool ok = j < c.r && k < p.h_in;
+      cp_async_16(da + j * ap + kc * 8, ok ? a + static_cast<int64_t>(j) * p.h_in + k : a, ok ? 16 : 0);
     }
-  };
-  auto b_chunk = [&](int c, int& slice, int& n0) {
-    slice = 0;
-    while (slice < ops::kMaxLoraSlices - 1 && c >= si[slice].nc) c -= si[slice++].nc;
-    n0 = si[slice].col_b + c * NB;
-  };
-  auto load_b = [&](int c) {
-    int slice, n0;
-    b_chunk(c, slice, n0);
-    const SliceInfo& s = si[slice];
-    const T* b = static_cast<const T*>(s.b);
-    T* db = sb + (c % L::NBS) * NB * L::kBPitch;
-    if ((s.r & 7) == 0 && (reinterpret_cast<uintptr_t>(b) & 15) == 0) {
-      constexpr int kChunks = RP / 8;
-      for (int e = tid; e < NB * kChunks; e += kThreads) {
-        const int n = e / kChunks, k = (e % kChunks) * 8;
-        const bool ok = n0 + n < s.col_e && k < s.r;
-        cp_async_16(db + n * L::kBPitch + k, ok ? b + static_cast<int64_t>(n0 + n) * s.r + k : b, ok ? 16 : 0);
+  }
+  // B: this CTA's columns (rows of B), ranks < round16(r) (zeros past r and past the columns)
+  for (int s = 0; s < p.num_slices; ++s) {
+    const CtaSlice& c = si[s];
+    if (c.r == 0 || c.ncols == 0) continue;
+    const T* b = static_cast<const T*>(c.b);
+    T* db = sb + p.bcol[s] * HP;
+    const int nrows = (c.ncols + 15) & ~15, r16 = (c.r + 15) & ~15;
+    if ((c.r & 7) == 0 && (reinterpret_cast<uintptr_t>(b) & 15) == 0) {
+      const int rch = r16 / 8;
+      for (int e = tid; e < nrows * rch; e += kThreads) {
+        const int n = e / rch, k = (e % rch) * 8;
+        const bool ok = n < c.ncols && k < c.r;
+        cp_async_16(db + n * HP + k, ok ? b + static_cast<int64_t>(c.col_b + n) * c.r + k : b, ok ? 16 : 0);
       }
     } else {  // odd ranks: B rows are not 16-byte aligned
-      for (int e = tid; e < NB * RP; e += kThreads) {
-        const int n = e / RP, k = e % RP;
-        db[n * L::kBPitch + k] = (n0 + n < s.col_e && k < s.r) ? b[static_cast<int64_t>(n0 + n) * s.r + k] : T(0.f);
+      for (int e = tid; e < nrows * r16; e += kThreads) {
+        const int n = e / r16, k = e % r16;
+        db[n * HP + k] = (n < c.ncols && k < c.r) ? b[static_cast<int64_t>(c.col_b + n) * c.r + k] : T(0.f);
       }
     }
-  };
-
-  // ---- before the wait: weights only
-  for (int c = 0; c < min(na_total, L::NA); ++c) load_a(c);
-  for (int c = 0; c < min(nb_total, L::NBS); ++c) load_b(c);
+  }
   cp_async_commit();
-  griddep_wait();
-  griddep_launch_dependents();
-  const T* x = static_cast<const T*>(p.x);
-  {  // this CTA's k range of x, zeros past h_in and past the tile's rows
-    const int kChunks = p.k_per / 8;
-    for (int e = tid; e < TM * kChunks; e += kThreads) {
-      const int row = e / kChunks, k = kb + (e % kChunks) * 8;
-      const bool ok = row < rows && k < p.h_in;
-      cp_async_16(sx + row * p.x_pitch + (e % kChunks) * 8, ok ? x + (t0 + row) * p.x_stride + k : x, ok ? 16 : 0);
-    }
-    cp_async_commit();
-  }
-  T* y = static_cast<T*>(p.y);
-#pragma unroll
-  for (int i = 0; i < ops::kMaxLoraSlices; ++i) {  // y into L2 while the shrink runs
-    if (si[i].nc == 0) continue;
-    const int lines = (si[i].col_e - si[i].col_b + 63) / 64;  // 128-byte lines
-    for (int e = tid; e < rows * lines; e += kThreads)
-      prefetch_l2(y + (t0 + e / lines) * p.y_stride + p.y_col_offset[i] +
-                  min(si[i].col_b + (e % lines) * 64, si[i].col_e - 1));
-  }
 
-  // ---- shrink: partial v over this CTA's k range, per slice, into sred[slice][wk]
-  const int wn = warp % L::WN, wk = warp / L::WN;
+  // ---- 2. after the previous kernel: x and y tiles
+  griddep_wait();
   {
-    float acc[L::kNJ * 2][4];
-    for (int c = 0; c < na_total; ++c) {
-      if (c == 0) cp_async_wait<0>();
-      else if (c >= L::NA) cp_async_wait<L::NA - 1>();
-      __syncthreads();
-      int slice, qq;
-      a_chunk(c, slice, qq);
-      const int r = si[slice].r;
-      if (qq == 0) {
+    const T* x = static_cast<const T*>(p.x);
+    const int n = mt_used * 16 * kchunks;
+    for (int e = tid; e < n; e += kThreads) {
+      const int row = e / kchunks, kc = e % kchunks, k = kb + kc * 8;
+      const bool ok = row < rows && k < p.h_in && kspan > 0;
+      cp_async_16(sx + row * ap + kc * 8, ok ? x + (t0 + row) * p.x_stride + k : x, ok ? 16 : 0);
+    }
+  }
+  cp_async_commit();
+  T* y = static_cast<T*>(p.y);
+  for (int s = 0; s < p.num_slices; ++s) {
+    const CtaSlice& c = si[s];
+    if (c.r == 0 || c.ncols == 0) continue;
+    const int cch = c.ncols / 8;
+    const T* src = y + p.y_col_offset[s] + c.col_b;
+    for (int e = tid; e < rows * cch; e += kThreads) {
+      const int row = e / cch, cc = e % cch;
+      cp_async_16(sy + row * p.y_pitch + p.ycol[s] + cc * 8, src + (t0 + row) * p.y_stride + cc * 8, 16);
+    }
+  }
+  cp_async_commit();
+  cp_async_wait<1>();  // A, B, x (y may still be in flight)
+  __syncthreads();
+
+  // ---- 3. partial v over this CTA's k range
+  const int wn = warp % W::WN, wm = (warp / W::WN) % W::WM, wk = warp / (W::WN * W::WM);
+  const int ksteps = kspan > 0 ? (kspan + 15) / 16 : 0;
+  for (int s = 0; s < p.num_slices; ++s) {
+    const int r = si[s].r;
+    if (r == 0) continue;
+    float acc[W::kMI][W::kNJ * 2][4];
 #pragma unroll
-        for (int n8 = 0; n8 < L::kNJ * 2; ++n8) acc[n8][0] = acc[n8][1] = acc[n8][2] = acc[n8][3] = 0.f;
+    for (int mi = 0; mi < W::kMI; ++mi)
+#pragma unroll
+      for (int n8 = 0; n8 < W::kNJ * 2; ++n8) acc[mi][n8][0] = acc[mi][n8][1] = acc[mi][n8][2] = acc[mi][n8][3] = 0.f;
+    const T* ca = sa + s * RP * ap;
+    for (int kk = wk; kk < ksteps; kk += W::WK) {
+      uint32_t af[W::kMI][4];
+#pragma unroll
+      for (int mi = 0; mi < W::kMI; ++mi) {
+        const int m = wm + mi * W::WM;
+        if (m < mt_used) ldmatrix_x4(af[mi], sx + (m * 16 + (lane & 15)) * ap + kk * 16 + (lane >> 4) * 8);
       }
-      const T* ca = sa + (c % L::NA) * RP * kAPitch + (wn * L::kRanksPerWarp) * kAPitch;
-      const T* cx = sx + qq * KA;
 #pragma unroll
-      for (int kk = wk; kk < KA / 16; kk += L::WK) {
-        uint32_t af[4];
-        ldmatrix_x4(af, cx + (lane & 15) * p.x_pitch + kk * 16 + (lane >> 4) * 8);
+      for (int jj = 0; jj < W::kNJ; ++jj) {
+        const int rg = (wn * W::kNJ + jj) * 16;
+        if (rg >= r) break;
+        uint32_t bf[4];
+        ldmatrix_x4(bf, ca + (rg + (lane & 7) + (lane >> 4) * 8) * ap + kk * 16 + ((lane >> 3) & 1) * 8);
 #pragma unroll
-        for (int jj = 0; jj < L::kNJ; ++jj) {
-          if (wn * L::kRanksPerWarp + jj * 16 >= r) break;
-          uint32_t bf[4];
-          ldmatrix_x4(bf, ca + (jj * 16 + (lane & 7) + (lane >> 4) * 8) * kAPitch + kk * 16 + ((lane >> 3) & 1) * 8);
-          MmaF16<T>::run(acc[jj * 2], af, bf);
-          MmaF16<T>::run(acc[jj * 2 + 1], af, bf + 2);
+        for (int mi = 0; mi < W::kMI; ++mi) {
+          if (wm + mi * W::WM >= mt_used) break;
+          MmaF16<T>::run(acc[mi][jj * 2], af[mi], bf);
+          MmaF16<T>::run(acc[mi][jj * 2 + 1], af[mi], bf + 2);
         }
       }
-      if (qq == si[slice].nq - 1) {  // the slice's last chunk: park this warp's partial
-        float* dst = sred + ((slice * L::WK + wk) * TM) * L::kVPitch + wn * L::kRanksPerWarp;
+    }
+    float* dst = svp + ((wk * p.num_slices + s) * TMR) * VP;
 #pragma unroll
-        for (int n8 = 0; n8 < L::kNJ * 2; ++n8) {
-          *reinterpret_cast<float2*>(dst + g * L::kVPitch + n8 * 8 + 2 * q) = make_float2(acc[n8][0], acc[n8][1]);
-          *reinterpret_cast<float2*>(dst + (g + 8) * L::kVPitch + n8 * 8 + 2 * q) = make_float2(acc[n8][2], acc[n8][3]);
-        }
+    for (int mi = 0; mi < W::kMI; ++mi) {
+      const int m = wm + mi * W::WM;
+      if (m >= mt_used) break;
+#pragma unroll
+      for (int n8 = 0; n8 < W::kNJ * 2; ++n8) {
+        const int j = wn * W::kNJ * 16 + n8 * 8 + 2 * q;
+        if (j >= ((r + 15) & ~15)) break;
+        *reinterpret_cast<float2*>(dst + (m * 16 + g) * VP + j) = make_float2(acc[mi][n8][0], acc[mi][n8][1]);
+        *reinterpret_cast<float2*>(dst + (m * 16 + g + 8) * VP + j) = make_float2(acc[mi][n8][2], acc[mi][n8][3]);
       }
-      __syncthreads();  // the stage is free
-      if (c + L::NA < na_total) load_a(c + L::NA);
-      cp_async_commit();
     }
   }
   // v elements of the tile: [slice][row < rows][j < r], flattened slice by slice
   const int n0e = rows * si[0].r, n1e = n0e + rows * si[1].r, nv = n1e + rows * si[2].r;
-  auto v_elem = [&](int e, int& slice, int& row, int& j) {
-    slice = e < n0e ? 0 : e < n1e ? 1 : 2;
-    const int off = e - (slice == 0 ? 0 : slice == 1 ? n0e : n1e);
-    row = off / si[slice].r;
-    j = off % si[slice].r;
+  auto v_elem = [&](int e, int& s, int& row, int& j) {
+    s = e < n0e ? 0 : e < n1e ? 1 : 2;
+    const int off = e - (s == 0 ? 0 : s == 1 ? n0e : n1e);
+    row = off / si[s].r;
+    j = off % si[s].r;
   };
-  // CTA-local sum over the warps that split k (slices with no k chunk here hold zeros)
-  for (int e = tid; e < nv; e += kThreads) {
-    int slice, row, j;
-    v_elem(e, slice, row, j);
-    float* base = sred + (slice * L::WK * TM + row) * L::kVPitch + j;
-    float s = 0.f;
-    if (si[slice].nq > 0) {
+  if (W::WK > 1) {  // the warps that split k: sum into partial [0], fixed order
+    __syncthreads();
+    for (int e = tid; e < nv; e += kThreads) {
+      int s, row, j;
+      v_elem(e, s, row, j);
+      float* base = svp + (s * TMR + row) * VP + j;
+      float acc = base[0];
 #pragma unroll
-      for (int w = 0; w < L::WK; ++w) s += base[w * TM * L::kVPitch];
-    }
-    base[0] = s;
-  }
-  // zero the hi/lo tiles outside [rows, r)
-  for (int e = tid; e < ops::kMaxLoraSlices * TM * RP; e += kThreads) {
-    const int slice = e / (TM * RP), row = (e / RP) % TM, j = e % RP;
-    if (row >= rows || j >= si[slice].r) {
-      svh[(slice * TM + row) * L::kBPitch + j] = T(0.f);
-      svl[(slice * TM + row) * L::kBPitch + j] = T(0.f);
+      for (int w = 1; w < W::WK; ++w) acc += base[w * p.num_slices * TMR * VP];
+      base[0] = acc;
     }
   }
   cluster_arrive();
-  cluster_wait();  // every CTA's partial v is in its shared memory
+  cluster_wait();  // every CTA's partial v is complete; A is dead (v hi / lo may overwrite it)
 
+  // ---- 4. v = sum of the 16 partials, in rank order; hi / lo halves for the expand
   const int64_t v_row = static_cast<int64_t>(p.num_slices) * p.v_rank_stride;
-  auto sum_ranks = [&](int slice, int row, int j) {
-    float s = 0.f;
-    const int off = (slice * L::WK * TM + row) * L::kVPitch + j;
-    for (int rk = 0; rk < CS; ++rk) s += cluster.map_shared_rank(sred, rk)[off];  // fixed order
-    return s;
+  auto sum_ranks = [&](int s, int row, int j) {
+    const int off = (s * TMR + row) * VP + j;
+    float part[CS];
+#pragma unroll
+    for (int rk = 0; rk < CS; ++rk) part[rk] = cluster.map_shared_rank(svp, rk)[off];
+    float acc = 0.f;
+#pragma unroll
+    for (int rk = 0; rk < CS; ++rk) acc += part[rk];
+    return acc;
   };
-  auto put_v = [&](int slice, int row, int j, float val) {
+  auto put_v = [&](int s, int row, int j, float val) {
     T hi, lo;
     split_hi_lo(val, hi, lo);
-    svh[(slice * TM + row) * L::kBPitch + j] = hi;
-    svl[(slice * TM + row) * L::kBPitch + j] = lo;
+    svh[(s * TMR + row) * HP + j] = hi;
+    svl[(s * TMR + row) * HP + j] = lo;
   };
-  if (nv * CS <= 4 * kThreads) {  // small tile: every CTA sums every element itself
-    for (int e = tid; e < nv; e += kThreads) {
-      int slice, row, j;
-      v_elem(e, slice, row, j);
-      const float val = sum_ranks(slice, row, j);
-      if (crank == 0) p.v[(t0 + row) * v_row + slice * p.v_rank_stride + j] = val;
-      put_v(slice, row, j, val);
+  // zeros where the expand's mma reads but v has no element: rows >= rows, ranks r..round16(r)
+  for (int s = 0; s < p.num_slices; ++s) {
+    const int r = si[s].r;
+    if (r == 0) continue;
+    const int r16 = (r + 15) & ~15;
+    for (int e = tid; e < mt_used * 16 * r16; e += kThreads) {
+      const int row = e / r16, j = e % r16;
+      if (row >= rows || j >= r) put_v(s, row, j, 0.f);
     }
-    cluster_arrive();  // done reading the others' shared memory (waited for before exit)
-  } else {  // reduce-scatter (CTA c sums elements e % CS == c), then all-gather
+  }
+  const bool direct = nv <= p.direct_max;
+  if (direct) {  // small tile: every CTA sums every element itself (one barrier)
+    for (int e = tid; e < nv; e += kThreads) {
+      int s, row, j;
+      v_elem(e, s, row, j);
+      const float val = sum_ranks(s, row, j);
+      if (crank == 0) p.v[(t0 + row) * v_row + s * p.v_rank_stride + j] = val;
+      put_v(s, row, j, val);
+    }
+  } else {  // reduce-scatter, then all-gather
     for (int e = crank + tid * CS; e < nv; e += kThreads * CS) {
-      int slice, row, j;
-      v_elem(e, slice, row, j);
-      const float val = sum_ranks(slice, row, j);
-      p.v[(t0 + row) * v_row + slice * p.v_rank_stride + j] = val;
-      ssum[e / CS] = val;
+      int s, row, j;
+      v_elem(e, s, row, j);
+      const float val = sum_ranks(s, row, j);
+      p.v[(t0 + row) * v_row + s * p.v_rank_stride + j] = val;
+      svr[e / CS] = val;
     }
     cluster_arrive();
     cluster_wait();
     for (int e = tid; e < nv; e += kThreads) {
-      int slice, row, j;
-      v_elem(e, slice, row, j);
-      put_v(slice, row, j, cluster.map_shared_rank(ssum, e % CS)[e / CS]);
+      int s, row, j;
+      v_elem(e, s, row, j);
+      put_v(s, row, j, cluster.map_shared_rank(svr, e % CS)[e / CS]);
     }
-    cluster_arrive();
   }
+  cluster_arrive();  // this CTA is done reading the others' shared memory (waited for before exit)
+  cp_async_wait<0>();  // y
+  __syncthreads();
 
-  // ---- expand: this CTA's columns of every slice, B chunks from the ring
-  for (int c = 0; c < nb_total; ++c) {
-    if (c == 0) cp_async_wait<0>();
-    else if (c >= L::NBS) cp_async_wait<L::NBS - 1>();
-    __syncthreads();
-    int slice, n0;
-    b_chunk(c, slice, n0);
-    const SliceInfo& s = si[slice];
-    float acc[2][4] = {};
-    const T* cb = sb + (c % L::NBS) * NB * L::kBPitch + (warp * 16) * L::kBPitch;
-    const T* vh = svh + slice * TM * L::kBPitch;
-    const T* vl = svl + slice * TM * L::kBPitch;
+  // ---- 5. y tile += scale * v B^T: warps take 16-column groups of all slices in turn
+  const int groups = p.b_rows / 16;
+  for (int gi = warp; gi < groups; gi += 4) {
+    const int row0 = gi * 16;
+    const int s = (row0 >= p.bcol[1]) + (row0 >= p.bcol[2]);
+    const CtaSlice& c = si[s];
+    const int n0 = row0 - p.bcol[s];  // first column of the group within this CTA's columns of the slice
+    if (c.r == 0 || n0 >= c.ncols) continue;
+    const T* cb = sb + row0 * HP;
+    const T* vh = svh + s * TMR * HP;
+    const T* vl = svl + s * TMR * HP;
+    uint32_t bfr[RP / 16][4];
 #pragma unroll
-    for (int kk = 0; kk < RP / 16; ++kk) {
-      if (kk * 16 >= s.r) break;
-      uint32_t ah[4], al[4], bf[4];
-      ldmatrix_x4(ah, vh + (lane & 15) * L::kBPitch + kk * 16 + (lane >> 4) * 8);
-      ldmatrix_x4(al, vl + (lane & 15) * L::kBPitch + kk * 16 + (lane >> 4) * 8);
-      ldmatrix_x4(bf, cb + ((lane & 7) + (lane >> 4) * 8) * L::kBPitch + kk * 16 + ((lane >> 3) & 1) * 8);
-      MmaF16<T>::run(acc[0], ah, bf);
-      MmaF16<T>::run(acc[0], al, bf);
-      MmaF16<T>::run(acc[1], ah, bf + 2);
-      MmaF16<T>::run(acc[1], al, bf + 2);
-    }
+    for (int kk = 0; kk < RP / 16; ++kk)
+      if (kk * 16 < c.r)
+        ldmatrix_x4(bfr[kk], cb + ((lane & 7) + (lane >> 4) * 8) * HP + kk * 16 + ((lane >> 3) & 1) * 8);
+    for (int m = 0; m < mt_used; ++m) {
+      float acc[2][4] = {};
 #pragma unroll
-    for (int nt = 0; nt < 2; ++nt) {
-      const int n = n0 + warp * 16 + nt * 8 + 2 * q;
-      if (n >= s.col_e) continue;
+      for (int kk = 0; kk < RP / 16; ++kk) {
+        if (kk * 16 >= c.r) break;
+        uint32_t ah[4], al[4];
+        ldmatrix_x4(ah, vh + (m * 16 + (lane & 15)) * HP + kk * 16 + (lane >> 4) * 8);
+        ldmatrix_x4(al, vl + (m * 16 + (lane & 15)) * HP + kk * 16 + (lane >> 4) * 8);
+        MmaF16<T>::run(acc[0], ah, bfr[kk]);
+        MmaF16<T>::run(acc[0], al, bfr[kk]);
+        MmaF16<T>::run(acc[1], ah, bfr[kk] + 2);
+        MmaF16<T>::run(acc[1], al, bfr[kk] + 2);
+      }
 #pragma unroll
-      for (int half = 0; half < 2; ++half) {
-        const int row = g + half * 8;
-        if (row >= rows) continue;
-        uint32_t* dst = reinterpret_cast<uint32_t*>(y + (t0 + row) * p.y_stride + p.y_col_offset[slice] + n);
-        const float2 old = pair_to_float2(*dst, T());
-        *dst = float2_to_pair(old.x + s.scale * acc[nt][half * 2], old.y + s.scale * acc[nt][half * 2 + 1], T());
+      for (int nt = 0; nt < 2; ++nt) {
+        const int n = n0 + nt * 8 + 2 * q;
+        if (n >= c.ncols) continue;
+#pragma unroll
+        for (int half = 0; half < 2; ++half) {
+          const int row = m * 16 + g + half * 8;
+          if (row >= rows) continue;
+          uint32_t* d = reinterpret_cast<uint32_t*>(sy + row * p.y_pitch + p.ycol[s] + n);
+          const float2 old = pair_to_float2(*d, T());
+          *d = float2_to_pair(old.x + c.scale * acc[nt][half * 2], old.y + c.scale * acc[nt][half * 2 + 1], T());
+        }
       }
     }
-    __syncthreads();  // the stage is free
-    if (c + L::NBS < nb_total) load_b(c + L::NBS);
-    cp_async_commit();
   }
-  cp_async_wait<0>();
+  __syncthreads();
+  for (int s = 0; s < p.num_slices; ++s) {  // 16-byte stores of the finished y tile
+    const CtaSlice& c = si[s];
+    if (c.r == 0 || c.ncols == 0) continue;
+    const int cch = c.ncols / 8;
+    T* dst = y + p.y_col_offset[s] + c.col_b;
+    for (int e = tid; e < rows * cch; e += kThreads) {
+      const int row = e / cch, cc = e % cch;
+      *reinterpret_cast<uint4*>(dst + (t0 + row) * p.y_stride + cc * 8) =
+          *reinterpret_cast<const uint4*>(sy + row * p.y_pitch + p.ycol[s] + cc * 8);
+    }
+  }
   cluster_wait();  // nobody reads this CTA's shared memory any more
 #endif
 }
 
-template <typename T, int RP>
-Status launch(const ClusterArgs& args, int cluster_size, bool pdl, cudaStream_t stream) {
-  using L = ClusterLayout<RP>;
-  auto kernel = lora_cluster_decode_kernel<T, RP>;
-  const int smem = L::kFixedBytes + TM * args.x_pitch * 2;
-  PUNICA_CUDA_RETURN_IF_ERROR(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, smem));
-  if (cluster_size > 8)
-    PUNICA_CUDA_RETURN_IF_ERROR(cudaFuncSetAttribute(kernel, cudaFuncAttributeNonPortableClusterSizeAllowed, 1));
+template <typename T, int RP, int MT>
+Status launch(const ClusterArgs& args, bool pdl, cudaStream_t stream) {
+  auto kernel = lora_cluster_kernel<T, RP, MT>;
+  static std::once_flag attrs_once;
+  static cudaError_t attrs_err = cudaSuccess;
+  std::call_once(attrs_once, [&] {
+    attrs_err = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, kLoraClusterMaxSmem);
+    if (attrs_err == cudaSuccess)
+      attrs_err = cudaFuncSetAttribute(kernel, cudaFuncAttributeNonPortableClusterSizeAllowed, 1);
+  });
+  PUNICA_CUDA_RETURN_IF_ERROR(attrs_err);
   cudaLaunchConfig_t cfg = {};
-  cfg.gridDim = dim3(static_cast<unsigned>(args.num_items * cluster_size));
+  cfg.gridDim = dim3(static_cast<unsigned>(args.num_items * CS));
   cfg.blockDim = dim3(kThreads);
-  cfg.dynamicSmemBytes = static_cast<size_t>(smem);
+  cfg.dynamicSmemBytes = static_cast<size_t>(args.smem_bytes);
   cfg.stream = stream;
   cudaLaunchAttribute attr[2];
   attr[0].id = cudaLaunchAttributeClusterDimension;
-  attr[0].val.clusterDim.x = static_cast<unsigned>(cluster_size);
+  attr[0].val.clusterDim.x = CS;
   attr[0].val.clusterDim.y = 1;
   attr[0].val.clusterDim.z = 1;
   attr[1].id = cudaLaunchAttributeProgrammaticStreamSerialization;
@@ -390,36 +410,117 @@ Status launch(const ClusterArgs& args, int cluster_size, bool pdl, cudaStream_t 
   cfg.attrs = attr;
   cfg.numAttrs = pdl ? 2 : 1;
   PUNICA_CUDA_RETURN_IF_ERROR(cudaLaunchKernelEx(&cfg, kernel, args));
-  return cuda_status(cudaGetLastError(), "lora_cluster_decode_kernel launch");
+  return cuda_status(cudaGetLastError(), "lora_cluster_kernel launch");
 }
 
-template <typename T>
-Status launch_rp(const ClusterArgs& args, int rp, int cluster_size, bool pdl, cudaStream_t stream) {
+// Whether a 16-CTA cluster of this instance and shared-memory size can be resident at all (a GPC with 16
+// free SMs' worth of room); asked once per (instance, size) and remembered.
+template <typename T, int RP, int MT>
+Status fits(int smem_bytes, bool* ok) {
+  static std::mutex mu;
+  static std::map<int, bool> known;
+  std::lock_guard<std::mutex> lock(mu);
+  if (auto it = known.find(smem_bytes); it != known.end()) {
+    *ok = it->second;
+    return Status::ok();
+  }
+  auto kernel = lora_cluster_kernel<T, RP, MT>;
+  PUNICA_CUDA_RETURN_IF_ERROR(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, kLoraClusterMaxSmem));
+  PUNICA_CUDA_RETURN_IF_ERROR(cudaFuncSetAttribute(kernel, cudaFuncAttributeNonPortableClusterSizeAllowed, 1));
+  cudaLaunchConfig_t cfg = {};
+  cfg.gridDim = dim3(CS);
+  cfg.blockDim = dim3(kThreads);
+  cfg.dynamicSmemBytes = static_cast<size_t>(smem_bytes);
+  cudaLaunchAttribute attr;
+  attr.id = cudaLaunchAttributeClusterDimension;
+  attr.val.clusterDim.x = CS;
+  attr.val.clusterDim.y = 1;
+  attr.val.clusterDim.z = 1;
+  cfg.attrs = &attr;
+  cfg.numAttrs = 1;
+  int clusters = 0;
+  const cudaError_t err = cudaOccupancyMaxActiveClusters(&clusters, kernel, &cfg);
+  if (err != cudaSuccess) {
+    (void)cudaGetLastError();  // not an error of the call: this size is just not available here
+    clusters = 0;
+  }
+  *ok = clusters > 0;
+  known[smem_bytes] = *ok;
+  return Status::ok();
+}
+
+// One switch from (padded rank, m tiles) to the template instance, for both the launch and the check.
+template <typename T, typename Fn>
+Status dispatch(int rp, int mt, Fn&& fn) {
+  auto by_mt = [&](auto rp_c) -> Status {
+    constexpr int R = decltype(rp_c)::value;
+    switch (mt) {
+      case 1: return fn(std::integral_constant<int, R>{}, std::integral_constant<int, 1>{});
+      case 2: return fn(std::integral_constant<int, R>{}, std::integral_constant<int, 2>{});
+      case 4: return fn(std::integral_constant<int, R>{}, std::integral_constant<int, 4>{});
+      default: return internal_error("lora_cluster: no kernel for " + std::to_string(mt) + " m tiles");
+    }
+  };
   switch (rp) {
-    case 16: return launch<T, 16>(args, cluster_size, pdl, stream);
-    case 32: return launch<T, 32>(args, cluster_size, pdl, stream);
-    case 64: return launch<T, 64>(args, cluster_size, pdl, stream);
-    case 128: return launch<T, 128>(args, cluster_size, pdl, stream);
-    default: return internal_error("lora_cluster_decode: no kernel for padded rank " + std::to_string(rp));
+    case 16: return by_mt(std::integral_constant<int, 16>{});
+    case 32: return by_mt(std::integral_constant<int, 32>{});
+    case 64: return by_mt(std::integral_constant<int, 64>{});
+    case 128: return by_mt(std::integral_constant<int, 128>{});
+    default: return internal_error("lora_cluster: no kernel for padded rank " + std::to_string(rp));
   }
 }
+
+template <typename Fn>
+Status dispatch_dtype(DType dtype, int rp, int mt, Fn&& fn) {
+  if (dtype == DType::kF16)
+    return dispatch<__half>(rp, mt, [&](auto r, auto m) { return fn(__half{}, r, m); });
+  return dispatch<__nv_bfloat16>(rp, mt, [&](auto r, auto m) { return fn(__nv_bfloat16{}, r, m); });
+}
+
+int align16(int bytes) { return (bytes + 15) & ~15; }
 
 }  // namespace
 
-int lora_cluster_smem_bytes(int rp, int x_pitch) {
-  const int x = TM * x_pitch * 2;
-  switch (rp) {
-    case 16: return ClusterLayout<16>::kFixedBytes + x;
-    case 32: return ClusterLayout<32>::kFixedBytes + x;
-    case 64: return ClusterLayout<64>::kFixedBytes + x;
-    default: return ClusterLayout<128>::kFixedBytes + x;
+bool lora_cluster_layout(int rp, int mt, ClusterArgs* a) {
+  int wk = 1;
+  switch (rp * 10 + mt) {  // ClusterWarps<RP, MT>::WK, without instantiating the kernels
+    case 161: wk = ClusterWarps<16, 1>::WK; break;
+    case 162: wk = ClusterWarps<16, 2>::WK; break;
+    case 164: wk = ClusterWarps<16, 4>::WK; break;
+    case 321: wk = ClusterWarps<32, 1>::WK; break;
+    case 322: wk = ClusterWarps<32, 2>::WK; break;
+    case 324: wk = ClusterWarps<32, 4>::WK; break;
+    case 641: case 642: case 644: wk = ClusterWarps<64, 1>::WK; break;
+    case 1281: case 1282: case 1284: wk = ClusterWarps<128, 1>::WK; break;
+    default: return false;
   }
+  const int tmr = 16 * mt, S = a->num_slices;
+  const int vp = rp + 4, hp = rp + 8;
+  const int a_bytes = align16(S * rp * a->a_pitch * 2);
+  const int hilo_bytes = align16(2 * S * tmr * hp * 2);
+  const int region0 = std::max(a_bytes, hilo_bytes);  // v hi / lo reuse A's space after the shrink
+  a->off_hilo = 0;
+  a->off_b = region0;
+  a->off_x = a->off_b + align16(a->b_rows * hp * 2);
+  a->off_y = a->off_x + align16(tmr * a->a_pitch * 2);
+  a->off_vp = a->off_y + align16(tmr * a->y_pitch * 2);
+  a->off_vr = a->off_vp + align16(wk * S * tmr * vp * 4);
+  a->smem_bytes = a->off_vr + align16((S * tmr * rp + CS - 1) / CS * 4);
+  // every CTA sums the element itself when that is at most 8 remote loads per thread
+  a->direct_max = 8 * kThreads / CS;
+  return a->smem_bytes <= kLoraClusterMaxSmem;
 }
 
-Status lora_launch_cluster_decode(DType dtype, const ClusterArgs& args, int rp, int cluster_size, bool pdl,
-                                  cudaStream_t stream) {
-  if (dtype == DType::kF16) return launch_rp<__half>(args, rp, cluster_size, pdl, stream);
-  return launch_rp<__nv_bfloat16>(args, rp, cluster_size, pdl, stream);
+Status lora_cluster_fits(DType dtype, const ClusterArgs& args, int rp, int mt, bool* ok) {
+  return dispatch_dtype(dtype, rp, mt, [&](auto t, auto r, auto m) {
+    return fits<decltype(t), decltype(r)::value, decltype(m)::value>(args.smem_bytes, ok);
+  });
+}
+
+Status lora_launch_cluster(DType dtype, const ClusterArgs& args, int rp, int mt, bool pdl, cudaStream_t stream) {
+  return dispatch_dtype(dtype, rp, mt, [&](auto t, auto r, auto m) {
+    return launch<decltype(t), decltype(r)::value, decltype(m)::value>(args, pdl, stream);
+  });
 }
 
 }  // namespace punica::cuda::lora_detail

@@ -121,7 +121,8 @@ int fused_override() {
   return v;
 }
 
-// lora_set_cluster_override / PUNICA_LORA_CLUSTER: -1 by shape, 0 off, 8 or 16 forced.
+// lora_set_cluster_override / PUNICA_LORA_CLUSTER: -1 by shape, 0 off, 1 / 2 / 4 forced with token tiles of
+// 16 / 32 / 64 rows.
 int& cluster_override() {
   static int v = [] {
     const char* e = std::getenv("PUNICA_LORA_CLUSTER");
@@ -130,17 +131,16 @@ int& cluster_override() {
   return v;
 }
 
-constexpr int kMaxSmemPerBlock = 227 * 1024;
-
-// Fills the cluster kernel's arguments for cluster size cs; false when the shape does not fit it.
-bool plan_cluster(const ops::LoraShrinkParams& s, const ops::LoraExpandParams& e, int cs, lora_detail::ClusterArgs* a) {
-  if (s.h_in > 16384 || e.v_rank_stride > ops::kMaxLoraRank) return false;
-  const int tiles = std::max(1, ceil_div(s.seg.max_seg_len, 16));
+// Fills the cluster kernel's arguments for token tiles of 16 * mt rows; false when the shape does not fit it.
+bool plan_cluster(const ops::LoraShrinkParams& s, const ops::LoraExpandParams& e, int mt, lora_detail::ClusterArgs* a) {
+  constexpr int CS = lora_detail::kLoraClusterSize;
+  if (e.v_rank_stride > ops::kMaxLoraRank) return false;
+  const int tiles = std::max(1, ceil_div(s.seg.max_seg_len, 16 * mt));
   const int64_t items = int64_t{s.seg.num_segments} * tiles;
-  if (items * cs > (int64_t{1} << 30)) return false;
-  a->k_per = round_up(ceil_div(s.h_in, cs), 64);
-  a->x_pitch = a->k_per + 8;
-  if (lora_detail::lora_cluster_smem_bytes(padded_rank(s.v_rank_stride), a->x_pitch) > kMaxSmemPerBlock) return false;
+  if (items * CS > int64_t{1} << 30) return false;
+  *a = {};
+  a->k_per = round_up(ceil_div(s.h_in, CS), 16);
+  a->a_pitch = a->k_per + 8;
   a->x = s.x;
   a->x_stride = s.x_stride;
   a->h_in = s.h_in;
@@ -149,28 +149,40 @@ bool plan_cluster(const ops::LoraShrinkParams& s, const ops::LoraExpandParams& e
   a->v = s.v;
   a->v_rank_stride = s.v_rank_stride;
   a->num_slices = s.num_slices;
-  for (int i = 0; i < ops::kMaxLoraSlices; ++i) {
-    const bool on = i < s.num_slices;
-    a->a[i] = on ? s.slices[i].a : nullptr;
-    a->b[i] = on ? e.slices[i].b : nullptr;
-    a->rank[i] = on ? s.slices[i].rank : nullptr;
-    a->scale[i] = on ? e.slices[i].scale : nullptr;
-    a->h_out[i] = on ? e.slices[i].h_out : 0;
-    a->y_col_offset[i] = on ? e.slices[i].y_col_offset : 0;
+  int brows = 0, ycols = 0;
+  for (int i = 0; i < s.num_slices; ++i) {
+    a->a[i] = s.slices[i].a;
+    a->b[i] = e.slices[i].b;
+    a->rank[i] = s.slices[i].rank;
+    a->scale[i] = e.slices[i].scale;
+    a->h_out[i] = e.slices[i].h_out;
+    a->y_col_offset[i] = e.slices[i].y_col_offset;
+    a->cspan[i] = round_up(ceil_div(e.slices[i].h_out, CS), 8);
+    a->bcol[i] = brows;
+    a->ycol[i] = ycols;
+    brows += round_up(a->cspan[i], 16);
+    ycols += a->cspan[i];
   }
+  for (int i = s.num_slices; i < ops::kMaxLoraSlices; ++i) {
+    a->a[i] = a->b[i] = nullptr;
+    a->bcol[i] = brows;
+    a->ycol[i] = ycols;
+  }
+  a->b_rows = brows;
+  a->y_pitch = ycols + 8;
   a->seg = {s.seg.seg_start, s.seg.seg_slot, s.seg.num_tokens};
   a->tiles = tiles;
   a->num_items = static_cast<int>(items);
-  return true;
+  return lora_detail::lora_cluster_layout(padded_rank(s.v_rank_stride), mt, a);
 }
 
-// The cluster size lora_add uses for this batch, 0 for the other paths. Measured on H100 (docs/perf/
-// lora-kernels.md, "Cluster decode kernel"): the cluster kernel was slower than the existing paths on every
-// 4096x4096 decode row (1.1-2.1x with 16-CTA clusters, worse with 8), so it runs only when forced.
-int pick_cluster_size(const DeviceFacts& dev) {
-  const int ov = cluster_override();
+// Token-tile height of the cluster kernel for this batch (in 16-row m tiles), 0 for the other paths.
+int pick_cluster_tiles(const ops::LoraShrinkParams& s, const DeviceFacts& dev) {
   if (!dev.pdl) return 0;  // clusters need sm_90
-  return ov == 8 || ov == 16 ? ov : 0;
+  const int ov = cluster_override();
+  if (ov == 0 || ov == 1 || ov == 2 || ov == 4) return ov;
+  if (s.seg.max_seg_len <= 128) return 1;
+  return padded_rank(s.v_rank_stride) <= 32 ? 4 : 2;
 }
 
 // Fills the shrink launch. Split-K is chosen so that one wave of resident blocks runs, within the
@@ -313,11 +325,12 @@ Status lora_add(const ops::LoraShrinkParams& s, const ops::LoraExpandParams& e, 
   if (nothing_to_do(s.seg)) return Status::ok();
   DeviceFacts dev;
   PUNICA_RETURN_IF_ERROR(device_facts(&dev));
-  if (const int cs = pick_cluster_size(dev); cs > 0) {
+  if (const int mt = pick_cluster_tiles(s, dev); mt > 0) {
     lora_detail::ClusterArgs ca;
-    if (plan_cluster(s, e, cs, &ca))
-      return lora_detail::lora_launch_cluster_decode(s.dtype, ca, padded_rank(s.v_rank_stride), cs, dev.pdl,
-                                                     stream);
+    const int rp = padded_rank(s.v_rank_stride);
+    bool fits = false;
+    if (plan_cluster(s, e, mt, &ca)) PUNICA_RETURN_IF_ERROR(lora_detail::lora_cluster_fits(s.dtype, ca, rp, mt, &fits));
+    if (fits) return lora_detail::lora_launch_cluster(s.dtype, ca, rp, mt, dev.pdl, stream);
   }
   LaunchShape ss, es;
   ShrinkArgs sa;

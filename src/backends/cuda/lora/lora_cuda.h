@@ -8,10 +8,14 @@
 //   cudaMalloc(&ptr, bytes); lora_workspace_init({ptr, bytes}, stream);
 //   per projection and step:  lora_add(shrink_params, expand_params, ws, stream);   // y += scale * x A^T B^T
 //
-// lora_add picks the algorithm by shape on the host: decode batches (segments of <= 16 tokens) with small
-// adapters run as ONE persistent kernel (shrink phase, grid-wide arrival, expand phase); everything else
-// as shrink [+ split-K reduce] + expand kernels launched with Programmatic Dependent Launch on sm_90, so
-// each starts (and loads its weights) while the previous one is still running.
+// lora_add picks the algorithm by shape on the host. On sm_90 the whole add-on is ONE launch of the cluster
+// kernel (lora_cluster.cu: a 16-CTA cluster per segment tile, partial v summed through distributed shared
+// memory) whenever its shared-memory plan fits; otherwise (and before sm_90) a persistent single-launch
+// kernel or shrink [+ split-K reduce] + expand kernels, launched with Programmatic Dependent Launch.
+// PDL contract: the kernels read the segment arrays, slot tables and adapter weights BEFORE waiting for the
+// previous kernel in the stream (that overlap is most of the speed of small batches), x and y after. So
+// those arrays and weights must not be written by the kernel launched just before; the once-per-step
+// upload (cudaMemcpyAsync) and adapter loading satisfy this.
 // Alignment requirements (checked, InvalidArgument otherwise): x, y, v 16-byte aligned; h_in, x_stride,
 // y_stride, every slice's h_out and y_col_offset multiples of 8; A pointers 16-byte aligned. B pointers may
 // have any 2-byte alignment (odd ranks make B rows unaligned; a slower path handles those).
@@ -50,15 +54,14 @@ Status lora_expand(const ops::LoraExpandParams& p, cudaStream_t stream);
 // `expand.v` must be the same buffer with the same v_rank_stride; both params must describe the same
 // segments. For small batches the expand sums the shrink's split-K partials itself (one launch fewer); v is
 // still written (for slices whose slot has both A and B), so after the call it holds x @ A^T as
-// lora_shrink leaves it. Launches 2 kernels (3 when a split-K reduce pass is needed).
+// lora_shrink leaves it. Launches 1 kernel (cluster or persistent), 2, or 3 when a split-K reduce pass is needed.
 Status lora_add(const ops::LoraShrinkParams& shrink, const ops::LoraExpandParams& expand, const LoraWorkspace& ws,
                 cudaStream_t stream);
 
-// Benchmarking and testing only (not thread-safe): the cluster decode kernel (lora_cluster.cu, one launch,
-// partial v summed through distributed shared memory). It measured slower than the existing paths on every
-// H100 decode row, so lora_add never picks it by itself. -1 or 0: off (default; the PUNICA_LORA_CLUSTER
-// environment variable sets the initial value), 8 or 16: forced with that cluster size for every lora_add
-// call it can take (sm_90, h_in <= 16384), whatever the shape.
+// Benchmarking and testing only (not thread-safe): overrides lora_add's choice of the cluster kernel.
+// -1: by shape (default; the PUNICA_LORA_CLUSTER environment variable sets the initial value), 0: never,
+// 1 / 2 / 4: for every call it can take (sm_90, shared-memory plan fits), with token tiles of 16 / 32 / 64
+// rows, whatever the shape.
 void lora_set_cluster_override(int cluster_size);
 
 }  // namespace punica::cuda

@@ -105,6 +105,15 @@ __device__ __forceinline__ uint32_t float2_to_pair(float a, float b, __nv_bfloat
 __device__ __forceinline__ float to_float(__half h) { return __half2float(h); }
 __device__ __forceinline__ float to_float(__nv_bfloat16 h) { return __bfloat162float(h); }
 
+// v (fp32) as two 16-bit halves whose sum carries 16 (bf16) or 22 (f16) significant bits, so the expand's
+// tensor-core product with v keeps close to fp32 accuracy: hi = round(v), lo = round(v - hi) (0 for +-inf).
+template <typename T>
+__device__ __forceinline__ void split_hi_lo(float v, T& hi, T& lo) {
+  hi = T(v);
+  const float h = to_float(hi);
+  lo = isinf(h) ? T(0.f) : T(v - h);
+}
+
 }  // namespace punica::cuda::lora_detail
 
 namespace punica::cuda::lora_detail {

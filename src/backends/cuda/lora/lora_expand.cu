@@ -30,13 +30,6 @@ struct ExpandLayout {
 };
 
 // v = hi + lo in T; an infinite or (fp16) out-of-range v gives lo = 0, so the product is +-inf, not NaN.
-template <typename T>
-__device__ __forceinline__ void split_hi_lo(float v, T& hi, T& lo) {
-  hi = T(v);
-  const float h = to_float(hi);
-  lo = isinf(h) ? T(0.f) : T(v - h);
-}
-
 template <typename T, int TM, int RP, int NB>
 __global__ void __launch_bounds__(kThreads) lora_expand_kernel(const ExpandArgs p) {
   using L = ExpandLayout<TM, RP, NB>;

@@ -43,13 +43,6 @@ struct FusedLayout {
   static_assert(kNT % 2 == 0, "n8 tiles come in pairs");
 };
 
-template <typename T>
-__device__ __forceinline__ void split_hi_lo(float v, T& hi, T& lo) {
-  hi = T(v);
-  const float h = to_float(hi);
-  lo = isinf(h) ? T(0.f) : T(v - h);
-}
-
 template <typename T, int RP, int NB>
 __global__ void __launch_bounds__(kThreads) lora_fused_decode_kernel(const ShrinkArgs sp, const ExpandArgs ep,
                                                                      unsigned* sync, float* acc_base, int acc_floats,
