@@ -84,9 +84,9 @@ if [[ $mode == compare ]]; then
   run_oracle oracle_m64 60 --dtype all --cluster 4
   run_oracle oracle_auto 60 --dtype all
   run_oracle oracle_old_paths 60 --dtype all --cluster 0
-  run_sanitizer memcheck 120
-  run_sanitizer racecheck 150
-  run_sanitizer memcheck 90 --cluster 4
+  run_sanitizer memcheck 90
+  run_sanitizer racecheck 120
+  run_sanitizer memcheck 60 --cluster 4
   echo "== compare (us) =="
   grep -E "^(launch floor|dtype|f16 |bf16 )" "$OUT/compare.log" | cut -c1-120
 fi
