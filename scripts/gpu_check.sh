@@ -43,7 +43,7 @@ run_oracle() {  # log name, timeout (s), oracle args...
 }
 run_sanitizer() {  # tool, timeout (s), oracle args...
   local tool=$1 t=$2; shift 2
-  local name="${tool}${*// /}"; name=${name//-/}
+  local args="$*"; local name="${tool}${args// /}"; name=${name//-/}
   timeout "$t" compute-sanitizer --tool "$tool" --error-exitcode 3 "$BIN/punica_lora_oracle" --reduced --dtype all "$@" \
     >"$OUT/$name.log" 2>&1
   local rc=$?; [[ $rc == 0 ]] || status=1

@@ -27,7 +27,7 @@ __global__ void fill_kernel(T* p, int64_t n, float amp, uint64_t seed) {
 // The fixed-cost probe: 16 CTAs of 128 threads, launched with Programmatic Dependent Launch like the LoRA
 // kernels. mode 0: nothing but the PDL handshake; mode 1: + one 16-CTA cluster barrier; mode 2: + after the
 // wait, every thread reads 16 bytes (cold: the buffer rotates over more than the L2) and writes them back.
-__global__ void __cluster_dims__(16, 1, 1) probe_kernel(uint4* buf, int64_t stride, int mode) {
+__global__ void probe_kernel(uint4* buf, int64_t stride, int mode) {
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
   asm volatile("griddepcontrol.launch_dependents;" ::: "memory");
   asm volatile("griddepcontrol.wait;" ::: "memory");
@@ -49,15 +49,21 @@ __global__ void __cluster_dims__(16, 1, 1) probe_kernel(uint4* buf, int64_t stri
 }  // namespace
 
 cudaError_t bench_probe(void* buf, int64_t offset_vec16, int mode, cudaStream_t s) {
+  static const cudaError_t attr_err = cudaFuncSetAttribute(probe_kernel, cudaFuncAttributeNonPortableClusterSizeAllowed, 1);
+  if (attr_err != cudaSuccess) return attr_err;
   cudaLaunchConfig_t cfg = {};
   cfg.gridDim = dim3(16);
   cfg.blockDim = dim3(128);
   cfg.stream = s;
-  cudaLaunchAttribute attr;
-  attr.id = cudaLaunchAttributeProgrammaticStreamSerialization;
-  attr.val.programmaticStreamSerializationAllowed = 1;
-  cfg.attrs = &attr;
-  cfg.numAttrs = 1;
+  cudaLaunchAttribute attr[2];
+  attr[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
+  attr[0].val.programmaticStreamSerializationAllowed = 1;
+  attr[1].id = cudaLaunchAttributeClusterDimension;
+  attr[1].val.clusterDim.x = 16;
+  attr[1].val.clusterDim.y = 1;
+  attr[1].val.clusterDim.z = 1;
+  cfg.attrs = attr;
+  cfg.numAttrs = 2;
   return cudaLaunchKernelEx(&cfg, probe_kernel, static_cast<uint4*>(buf), offset_vec16, mode);
 }
 

@@ -81,7 +81,8 @@ struct FusedShape {
 // The cluster kernel (lora_cluster.cu): the whole add-on in one launch, one cluster of kLoraClusterSize CTAs
 // per (segment, token tile of 16 * mt rows). The host fills everything; lora_cluster_layout the smem plan.
 constexpr int kLoraClusterSize = 16;
-constexpr int kLoraClusterMaxSmem = 227 * 1024;  // sm_90's largest dynamic shared memory per block
+// sm_90's largest shared memory per block is 227 KB, static included: 1 KB is left for the kernel's own.
+constexpr int kLoraClusterMaxSmem = 226 * 1024;
 
 struct ClusterArgs {
   const void* x;
