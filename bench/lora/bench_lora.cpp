@@ -3,7 +3,7 @@
 // segments, gather + batched GEMM, the base model's dense GEMM of the projection).
 // Timing: every measured call is captured n_inv times in one CUDA graph (weights, x and y rotating over
 // sets larger than 3x L2), the graph is replayed `reps` times, the median per-call time is reported.
-//   punica_bench_lora [--quick] [--csv FILE] [--only WORKLOAD] [--rank R] [--no-baselines] [--compare]
+//   punica_bench_lora [--quick] [--csv FILE] [--only WORKLOAD] [--rank R] [--no-baselines] [--compare] [--trace]
 // --compare: only the 4096x4096 rows, lora_add timed per path in the same run: the older paths (cluster
 // kernel off), the cluster kernel with token tiles of 16, 32 and 64 rows, and the default choice.
 #include <algorithm>
@@ -172,8 +172,41 @@ struct Ctx {
   bool quick;
 };
 
+// --trace: where one cluster-kernel call's time goes. Two consecutive calls in the middle of the replayed
+// graph record per-CTA phase stamps (lora_set_cluster_trace); printed as median / max phase durations and
+// the calls' start and end times.
+void print_trace(const std::vector<unsigned long long>& t0, const std::vector<unsigned long long>& t1, int ctas,
+                 double clock_ghz) {
+  constexpr int S = cuda::kLoraTraceSlots;
+  static const char* const names[] = {"meta", "issueAB", "pdlwait", "ABx", "shrink+bar", "vsum", "expand", "store", "endwait"};
+  auto active = [&](const std::vector<unsigned long long>& t, int c) { return t[c * S + 9] != 0; };
+  std::printf("  phase us (median/max over active CTAs):");
+  for (int ph = 1; ph <= 9; ++ph) {
+    std::vector<double> d;
+    for (int c = 0; c < ctas; ++c)
+      if (active(t0, c)) d.push_back(double(t0[c * S + ph] - t0[c * S + ph - 1]) / (clock_ghz * 1e3));
+    if (d.empty()) continue;
+    std::sort(d.begin(), d.end());
+    std::printf(" %s %.2f/%.2f", names[ph - 1], d[d.size() / 2], d.back());
+  }
+  auto span = [&](const std::vector<unsigned long long>& t, unsigned long long& b, unsigned long long& e, int& n) {
+    b = ~0ull, e = 0, n = 0;
+    for (int c = 0; c < ctas; ++c) {
+      b = std::min(b, t[c * S + 10]);
+      if (t[c * S + 11]) e = std::max(e, t[c * S + 11]), ++n;
+    }
+  };
+  unsigned long long b0, e0, b1, e1;
+  int n0, n1;
+  span(t0, b0, e0, n0);
+  span(t1, b1, e1, n1);
+  std::printf("\n  call k: %d active CTAs of %d, first start to last end %.2f us; call k+1 starts %.2f us after call k "
+              "started, ends %.2f us after call k ended\n",
+              n0, ctas, (e0 - b0) * 1e-3, (double(b1) - double(b0)) * 1e-3, (double(e1) - double(e0)) * 1e-3);
+}
+
 RowResult run_row(Ctx& ctx, Shape sh, const AdapterPool& pool, bool bf16, Workload w, int n, bool baselines,
-                  bool compare) {
+                  bool compare, bool trace = false) {
   RowResult res;
   const Batch bt = make_batch(w, n, 1234 + n);
   const int T = bt.tokens, S = static_cast<int>(bt.seg_len.size()), r = pool.r;
@@ -231,6 +264,34 @@ RowResult run_row(Ctx& ctx, Shape sh, const AdapterPool& pool, bool bf16, Worklo
     }
   };
   const int reps = ctx.quick ? 5 : 15;
+  if (trace) {
+    const int tiles = std::max(1, (bt.max_seg_len + 15) / 16);
+    const int ctas = S * tiles * 16;
+    constexpr int slots = cuda::kLoraTraceSlots;
+    Dev d0(size_t(ctas) * slots * 8), d1(size_t(ctas) * slots * 8);
+    cuda::lora_set_cluster_override(1);
+    const int k = n_inv / 2;
+    res.ours = time_graph(ctx.s, n_inv, 3, [&](int i) {
+      cuda::lora_set_cluster_trace(i == k ? d0.as<unsigned long long>() : i == k + 1 ? d1.as<unsigned long long>()
+                                                                                    : nullptr);
+      ops::LoraShrinkParams sp;
+      ops::LoraExpandParams ep;
+      params(i, sp, ep);
+      check(cuda::lora_add(sp, ep, ctx.ws, ctx.s));
+    });
+    cuda::lora_set_cluster_trace(nullptr);
+    cuda::lora_set_cluster_override(-1);
+    std::vector<unsigned long long> t0(size_t(ctas) * slots), t1(size_t(ctas) * slots);
+    BENCH_CUDA(cudaMemcpy(t0.data(), d0.p, t0.size() * 8, cudaMemcpyDeviceToHost));
+    BENCH_CUDA(cudaMemcpy(t1.data(), d1.p, t1.size() * 8, cudaMemcpyDeviceToHost));
+    int dev = 0, khz = 0;
+    BENCH_CUDA(cudaGetDevice(&dev));
+    BENCH_CUDA(cudaDeviceGetAttribute(&khz, cudaDevAttrClockRate, dev));
+    std::printf("trace r=%d %s B=%d: %.2f us per call (16-row tiles, %d calls per graph)\n", pool.r, workload_name(w), n,
+                res.ours, n_inv);
+    print_trace(t0, t1, ctas, khz * 1e-6);
+    return res;
+  }
   if (compare) {
     for (int m = 0; m < kNumCompareModes; ++m) {
       cuda::lora_set_cluster_override(kCompareModes[m]);
@@ -349,7 +410,7 @@ RowResult run_row(Ctx& ctx, Shape sh, const AdapterPool& pool, bool bf16, Worklo
 int main(int argc, char** argv) {
   using namespace punica;
   using namespace punica::bench;
-  bool quick = false, no_baselines = false, compare = false;
+  bool quick = false, no_baselines = false, compare = false, trace = false;
   const char* csv_path = nullptr;
   std::string only;  // run only rows of this workload (e.g. for ncu)
   int only_rank = 0;
@@ -360,8 +421,9 @@ int main(int argc, char** argv) {
     else if (!std::strcmp(argv[i], "--rank") && i + 1 < argc) only_rank = std::atoi(argv[++i]);
     else if (!std::strcmp(argv[i], "--no-baselines")) no_baselines = true;
     else if (!std::strcmp(argv[i], "--compare")) compare = no_baselines = true;
+    else if (!std::strcmp(argv[i], "--trace")) trace = true;
     else {
-      std::fprintf(stderr, "usage: %s [--quick] [--csv FILE] [--only WORKLOAD] [--rank R] [--no-baselines] [--compare]\n",
+      std::fprintf(stderr, "usage: %s [--quick] [--csv FILE] [--only WORKLOAD] [--rank R] [--no-baselines] [--compare] [--trace]\n",
                    argv[0]);
       return 2;
     }
@@ -386,6 +448,19 @@ int main(int argc, char** argv) {
   std::printf("copy bandwidth (read+write, 1 GiB D2D): %.0f GB/s\n", copy_bw / 1e9);
   std::printf("tensor rate (cuBLAS 8192^3): f16 %.0f TFLOP/s, bf16 %.0f TFLOP/s\n", tc_f16 / 1e12, tc_bf16 / 1e12);
   if (prop.major >= 9) print_launch_floor(ctx.s);
+  if (trace) {  // a few rows, f16, 4096x4096, cluster kernel with 16-row tiles
+    const Shape sh{4096, 4096};
+    for (int r : {16, 64}) {
+      AdapterPool pool = make_pool(sh, r, false, ctx.s);
+      const std::vector<std::pair<Workload, int>> rows =
+          r == 16 ? std::vector<std::pair<Workload, int>>{{Workload::kDistinct, 1}, {Workload::kDistinct, 16},
+                                                          {Workload::kDistinct, 128}, {Workload::kIdentical, 16},
+                                                          {Workload::kIdentical, 128}}
+                  : std::vector<std::pair<Workload, int>>{{Workload::kDistinct, 1}, {Workload::kDistinct, 32}};
+      for (auto [w, n] : rows) run_row(ctx, sh, pool, false, w, n, false, false, true);
+    }
+    return 0;
+  }
 
   FILE* csv = csv_path ? std::fopen(csv_path, "w") : nullptr;
   if (csv && compare)

@@ -6,6 +6,7 @@
 
 #include <cstdint>
 
+#include "backends/cuda/lora/lora_cuda.h"
 #include "core/dtype.h"
 #include "ops/lora.h"
 #include "punica/status.h"
@@ -112,7 +113,11 @@ struct ClusterArgs {
   // shared-memory plan (bytes), filled by lora_cluster_layout
   int off_b, off_x, off_y, off_vp, off_vr, off_hilo, smem_bytes;
   int direct_max;           // v tiles of at most this many elements are summed by every CTA (one barrier)
+  // Benchmarking only: when set, thread 0 of each CTA writes kLoraTraceSlots stamps at trace[block * slots]
+  // (clock64 at each phase, then globaltimer at start and end, then the SM id).
+  unsigned long long* trace;
 };
+using punica::cuda::kLoraTraceSlots;
 
 // Fills the shared-memory plan of `a` (num_slices, a_pitch, b_rows, y_pitch set); false if it exceeds
 // kLoraClusterMaxSmem or (rp, mt) has no kernel (rp 16/32/64/128, mt 1/2/4).

@@ -77,6 +77,21 @@ __global__ void __launch_bounds__(kThreads) lora_cluster_kernel(const ClusterArg
   constexpr int VP = W::VP, HP = W::HP;
   extern __shared__ __align__(16) unsigned char smem[];
   griddep_launch_dependents();
+  unsigned long long* const trace =
+      p.trace && threadIdx.x == 0 ? p.trace + static_cast<int64_t>(blockIdx.x) * kLoraTraceSlots : nullptr;
+  auto stamp = [&](int phase) {  // benchmarking only (p.trace set): where the CTA's time goes
+    if (trace) trace[phase] = clock64();
+  };
+  if (trace) {
+    unsigned long long t;
+    unsigned sm;
+    asm volatile("mov.u64 %0, %%globaltimer;" : "=l"(t));
+    asm volatile("mov.u32 %0, %%smid;" : "=r"(sm));
+    for (int i = 0; i < 12; ++i) trace[i] = 0;
+    trace[10] = t;
+    trace[12] = sm;
+  }
+  stamp(0);
 
   cg::cluster_group cluster = cg::this_cluster();
   const int crank = static_cast<int>(cluster.block_rank());
@@ -118,6 +133,7 @@ __global__ void __launch_bounds__(kThreads) lora_cluster_kernel(const ClusterArg
   }
   __syncthreads();
   if (si[0].r == 0 && si[1].r == 0 && si[2].r == 0) return;  // the same in every CTA of the cluster
+  stamp(1);
 
   T* sa = reinterpret_cast<T*>(smem);                    // [S][RP][a_pitch]; later v hi / lo
   T* sb = reinterpret_cast<T*>(smem + p.off_b);          // [b_rows][HP]
@@ -169,9 +185,11 @@ __global__ void __launch_bounds__(kThreads) lora_cluster_kernel(const ClusterArg
     }
   }
   cp_async_commit();
+  stamp(2);
 
   // ---- 2. after the previous kernel: x and y tiles
   griddep_wait();
+  stamp(3);
   {
     const T* x = static_cast<const T*>(p.x);
     const int n = mt_used * 16 * kchunks;
@@ -196,6 +214,7 @@ __global__ void __launch_bounds__(kThreads) lora_cluster_kernel(const ClusterArg
   cp_async_commit();
   cp_async_wait<1>();  // A, B, x (y may still be in flight)
   __syncthreads();
+  stamp(4);
 
   // ---- 3. partial v over this CTA's k range
   const int wn = warp % W::WN, wm = (warp / W::WN) % W::WM, wk = warp / (W::WN * W::WM);
@@ -266,6 +285,7 @@ __global__ void __launch_bounds__(kThreads) lora_cluster_kernel(const ClusterArg
   }
   cluster_arrive();
   cluster_wait();  // every CTA's partial v is complete; A is dead (v hi / lo may overwrite it)
+  stamp(5);
 
   // ---- 4. v = sum of the 16 partials, in rank order; hi / lo halves for the expand
   const int64_t v_row = static_cast<int64_t>(p.num_slices) * p.v_rank_stride;
@@ -321,6 +341,7 @@ __global__ void __launch_bounds__(kThreads) lora_cluster_kernel(const ClusterArg
     }
   }
   cluster_arrive();  // this CTA is done reading the others' shared memory (waited for before exit)
+  stamp(6);
   cp_async_wait<0>();  // y
   __syncthreads();
 
@@ -369,6 +390,7 @@ __global__ void __launch_bounds__(kThreads) lora_cluster_kernel(const ClusterArg
     }
   }
   __syncthreads();
+  stamp(7);
   for (int s = 0; s < p.num_slices; ++s) {  // 16-byte stores of the finished y tile
     const CtaSlice& c = si[s];
     if (c.r == 0 || c.ncols == 0) continue;
@@ -380,7 +402,14 @@ __global__ void __launch_bounds__(kThreads) lora_cluster_kernel(const ClusterArg
           *reinterpret_cast<const uint4*>(sy + row * p.y_pitch + p.ycol[s] + cc * 8);
     }
   }
+  stamp(8);
   cluster_wait();  // nobody reads this CTA's shared memory any more
+  stamp(9);
+  if (trace) {
+    unsigned long long t;
+    asm volatile("mov.u64 %0, %%globaltimer;" : "=l"(t));
+    trace[11] = t;
+  }
 #endif
 }
 

@@ -131,6 +131,11 @@ int& cluster_override() {
   return v;
 }
 
+unsigned long long*& trace_buffer() {
+  static unsigned long long* t = nullptr;
+  return t;
+}
+
 // Fills the cluster kernel's arguments for token tiles of 16 * mt rows; false when the shape does not fit it.
 bool plan_cluster(const ops::LoraShrinkParams& s, const ops::LoraExpandParams& e, int mt, lora_detail::ClusterArgs* a) {
   constexpr int CS = lora_detail::kLoraClusterSize;
@@ -173,6 +178,7 @@ bool plan_cluster(const ops::LoraShrinkParams& s, const ops::LoraExpandParams& e
   a->seg = {s.seg.seg_start, s.seg.seg_slot, s.seg.num_tokens};
   a->tiles = tiles;
   a->num_items = static_cast<int>(items);
+  a->trace = trace_buffer();
   return lora_detail::lora_cluster_layout(padded_rank(s.v_rank_stride), mt, a);
 }
 
@@ -281,6 +287,7 @@ void plan_expand(const ops::LoraExpandParams& p, const DeviceFacts& dev, int ksp
 }  // namespace
 
 void lora_set_cluster_override(int cluster_size) { cluster_override() = cluster_size; }
+void lora_set_cluster_trace(unsigned long long* buf) { trace_buffer() = buf; }
 
 size_t lora_workspace_size() { return kSyncBytes + kAccBytes + kPartialBytes; }
 

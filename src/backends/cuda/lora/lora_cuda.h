@@ -64,4 +64,9 @@ Status lora_add(const ops::LoraShrinkParams& shrink, const ops::LoraExpandParams
 // rows, whatever the shape.
 void lora_set_cluster_override(int cluster_size);
 
+// Benchmarking only (not thread-safe): cluster-kernel launches made while set write per-CTA phase stamps to
+// buf (16 u64 per CTA: clock64 at 10 phases, globaltimer at start and end, SM id); nullptr turns it off.
+void lora_set_cluster_trace(unsigned long long* buf);
+constexpr int kLoraTraceSlots = 16;  // u64 stamps per CTA in a trace buffer
+
 }  // namespace punica::cuda
