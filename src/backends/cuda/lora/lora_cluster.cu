@@ -58,6 +58,41 @@ __device__ __forceinline__ void cluster_arrive() {
 }
 __device__ __forceinline__ void cluster_wait() { asm volatile("barrier.cluster.wait.acquire.aligned;\n" ::: "memory"); }
 
+// sm_90 bulk-copy (TMA, non-tensor) and mbarrier wrappers, one instruction each.
+__device__ __forceinline__ void mbar_init(uint64_t* bar, unsigned count) {
+  asm volatile("mbarrier.init.shared::cta.b64 [%0], %1;\n" ::"r"(smem_addr(bar)), "r"(count) : "memory");
+}
+__device__ __forceinline__ void fence_mbar_init() { asm volatile("fence.mbarrier_init.release.cluster;\n" ::: "memory"); }
+__device__ __forceinline__ void mbar_arrive_expect_tx(uint64_t* bar, unsigned bytes) {
+  asm volatile("mbarrier.arrive.expect_tx.shared::cta.b64 _, [%0], %1;\n" ::"r"(smem_addr(bar)), "r"(bytes) : "memory");
+}
+__device__ __forceinline__ void mbar_wait(uint64_t* bar, unsigned parity) {
+  uint32_t done = 0;
+  while (!done)
+    asm volatile(
+        "{\n .reg .pred p;\n mbarrier.try_wait.parity.shared::cta.b64 p, [%1], %2;\n selp.u32 %0, 1, 0, p;\n}\n"
+        : "=r"(done)
+        : "r"(smem_addr(bar)), "r"(parity)
+        : "memory");
+}
+// global -> shared, bytes a multiple of 16, both addresses 16-byte aligned; completes on bar
+__device__ __forceinline__ void bulk_g2s(void* dst, const void* src, int bytes, uint64_t* bar) {
+  asm volatile("cp.async.bulk.shared::cluster.global.mbarrier::complete_tx::bytes [%0], [%1], %2, [%3];\n" ::"r"(
+                   smem_addr(dst)),
+               "l"(src), "r"(bytes), "r"(smem_addr(bar))
+               : "memory");
+}
+// shared -> global, same rules; tracked by the bulk async-group
+__device__ __forceinline__ void bulk_s2g(void* dst, const void* src, int bytes) {
+  asm volatile("cp.async.bulk.global.shared::cta.bulk_group [%0], [%1], %2;\n" ::"l"(dst), "r"(smem_addr(src)),
+               "r"(bytes)
+               : "memory");
+}
+__device__ __forceinline__ void bulk_commit() { asm volatile("cp.async.bulk.commit_group;\n" ::: "memory"); }
+__device__ __forceinline__ void bulk_wait_read() { asm volatile("cp.async.bulk.wait_group.read 0;\n" ::: "memory"); }
+// generic-proxy writes to shared memory become visible to the bulk copies (async proxy)
+__device__ __forceinline__ void fence_proxy_async_smem() { asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory"); }
+
 struct CtaSlice {
   const void* a;
   const void* b;
@@ -107,6 +142,12 @@ __global__ void __launch_bounds__(kThreads) lora_cluster_kernel(const ClusterArg
   const int rows = min(TMR, seg_e - t0);
   if (slot < 0 || rows <= 0) return;  // the same in every CTA of the cluster: nobody waits at a barrier
   __shared__ CtaSlice si[ops::kMaxLoraSlices];
+  __shared__ __align__(8) uint64_t bar_w, bar_xy;  // completion of the weight copies, of the x / y copies
+  if (tid == 0) {
+    mbar_init(&bar_w, 1);
+    mbar_init(&bar_xy, 1);
+    fence_mbar_init();
+  }
   if (tid < ops::kMaxLoraSlices) {
     CtaSlice s{};
     if (tid < p.num_slices) {
@@ -144,82 +185,95 @@ __global__ void __launch_bounds__(kThreads) lora_cluster_kernel(const ClusterArg
   T* svh = reinterpret_cast<T*>(smem + p.off_hilo);      // [S][TMR][HP]
   T* svl = svh + p.num_slices * TMR * HP;
 
+  const int S = p.num_slices;
   const int kb = crank * p.k_per;
-  const int kspan = min(p.k_per, p.h_in - kb);  // <= 0: this CTA has no k range (small h_in)
-  const int kchunks = p.k_per / 8;
+  const int kspan = max(0, min(p.k_per, p.h_in - kb));  // 0: this CTA has no k range (small h_in)
   const int mt_used = (rows + 15) / 16;
   const int ap = p.a_pitch;
 
-  // A: rows j < round16(r) (zeros past r), this CTA's k range (zeros past h_in)
-  for (int s = 0; s < p.num_slices; ++s) {
+  // Bulk (TMA) copies, one instruction per row, completing on two mbarriers: weights, then x and y. Rows
+  // past the valid ones (tokens >= rows, ranks >= r, columns >= ncols) are left unwritten: they only feed
+  // mma outputs that are never read. Only the k tails inside a 16-wide mma step are zeroed.
+  // B rows are copied in bulk when r % 8 == 0 (16-byte rows); other ranks take 16-bit loads.
+  if (tid == 0) {
+    unsigned bytes = 0;
+    #pragma unroll 1
+    for (int s = 0; s < S; ++s) {
+      const CtaSlice& c = si[s];
+      if (c.r == 0) continue;
+      bytes += static_cast<unsigned>(c.r * kspan * 2);
+      if ((c.r & 7) == 0) bytes += static_cast<unsigned>(c.ncols * c.r * 2);
+    }
+    mbar_arrive_expect_tx(&bar_w, bytes);
+  }
+  #pragma unroll 1
+  for (int s = 0; s < S; ++s) {
     const CtaSlice& c = si[s];
-    if (c.r == 0 || kspan <= 0) continue;
-    const T* a = static_cast<const T*>(c.a);
+    if (c.r == 0) continue;
+    const T* a = static_cast<const T*>(c.a) + kb;
     T* da = sa + s * RP * ap;
-    const int n = ((c.r + 15) & ~15) * kchunks;
-    for (int e = tid; e < n; e += kThreads) {
-      const int j = e / kchunks, kc = e % kchunks, k = kb + kc * 8;
-      const bool ok = j < c.r && k < p.h_in;
-      cp_async_16(da + j * ap + kc * 8, ok ? a + static_cast<int64_t>(j) * p.h_in + k : a, ok ? 16 : 0);
-    }
-  }
-  // B: this CTA's columns (rows of B), ranks < round16(r) (zeros past r and past the columns)
-  for (int s = 0; s < p.num_slices; ++s) {
-    const CtaSlice& c = si[s];
-    if (c.r == 0 || c.ncols == 0) continue;
-    const T* b = static_cast<const T*>(c.b);
+    if (kspan > 0)
+      #pragma unroll 1
+      for (int j = tid; j < c.r; j += kThreads)
+        bulk_g2s(da + j * ap, a + static_cast<int64_t>(j) * p.h_in, kspan * 2, &bar_w);
+    const T* b = static_cast<const T*>(c.b) + static_cast<int64_t>(c.col_b) * c.r;
     T* db = sb + p.bcol[s] * HP;
-    const int nrows = (c.ncols + 15) & ~15, r16 = (c.r + 15) & ~15;
-    if ((c.r & 7) == 0 && (reinterpret_cast<uintptr_t>(b) & 15) == 0) {
-      const int rch = r16 / 8;
-      for (int e = tid; e < nrows * rch; e += kThreads) {
-        const int n = e / rch, k = (e % rch) * 8;
-        const bool ok = n < c.ncols && k < c.r;
-        cp_async_16(db + n * HP + k, ok ? b + static_cast<int64_t>(c.col_b + n) * c.r + k : b, ok ? 16 : 0);
-      }
-    } else {  // odd ranks: B rows are not 16-byte aligned
-      for (int e = tid; e < nrows * r16; e += kThreads) {
-        const int n = e / r16, k = e % r16;
-        db[n * HP + k] = (n < c.ncols && k < c.r) ? b[static_cast<int64_t>(c.col_b + n) * c.r + k] : T(0.f);
-      }
+    if ((c.r & 7) == 0) {
+      #pragma unroll 1
+      for (int n = tid; n < c.ncols; n += kThreads) bulk_g2s(db + n * HP, b + n * c.r, c.r * 2, &bar_w);
+    } else {  // B rows are not 16-byte aligned: plain loads, zeros up to the next multiple of 16
+      const int r16 = (c.r + 15) & ~15;
+      #pragma unroll 1
+      for (int n = warp; n < c.ncols; n += kThreads / 32)
+        #pragma unroll 1
+        for (int k = lane; k < r16; k += 32) db[n * HP + k] = k < c.r ? b[n * c.r + k] : T(0.f);
     }
+    if ((c.r & 15) == 8)  // the k tail of the last 16-wide step must be zero (v hi / lo are zero there)
+      #pragma unroll 1
+      for (int n = tid; n < c.ncols; n += kThreads) *reinterpret_cast<uint4*>(db + n * HP + c.r) = uint4{0, 0, 0, 0};
+    if (kspan & 15)  // likewise the k tail of A (x's is zeroed below)
+      #pragma unroll 1
+      for (int j = tid; j < c.r; j += kThreads) *reinterpret_cast<uint4*>(da + j * ap + kspan) = uint4{0, 0, 0, 0};
   }
-  cp_async_commit();
   stamp(2);
 
   // ---- 2. after the previous kernel: x and y tiles
   griddep_wait();
   stamp(3);
-  {
-    const T* x = static_cast<const T*>(p.x);
-    const int n = mt_used * 16 * kchunks;
-    for (int e = tid; e < n; e += kThreads) {
-      const int row = e / kchunks, kc = e % kchunks, k = kb + kc * 8;
-      const bool ok = row < rows && k < p.h_in && kspan > 0;
-      cp_async_16(sx + row * ap + kc * 8, ok ? x + (t0 + row) * p.x_stride + k : x, ok ? 16 : 0);
-    }
+  if (tid == 0) {
+    unsigned bytes = static_cast<unsigned>(rows * kspan * 2);
+    #pragma unroll 1
+    for (int s = 0; s < S; ++s)
+      if (si[s].r > 0) bytes += static_cast<unsigned>(rows * si[s].ncols * 2);
+    mbar_arrive_expect_tx(&bar_xy, bytes);
   }
-  cp_async_commit();
+  const T* x = static_cast<const T*>(p.x) + kb;
   T* y = static_cast<T*>(p.y);
-  for (int s = 0; s < p.num_slices; ++s) {
+  if (kspan > 0)
+    #pragma unroll 1
+    for (int row = tid; row < rows; row += kThreads) {
+      bulk_g2s(sx + row * ap, x + (t0 + row) * p.x_stride, kspan * 2, &bar_xy);
+      if (kspan & 15) *reinterpret_cast<uint4*>(sx + row * ap + kspan) = uint4{0, 0, 0, 0};
+    }
+  #pragma unroll 1
+  for (int s = 0; s < S; ++s) {
     const CtaSlice& c = si[s];
     if (c.r == 0 || c.ncols == 0) continue;
-    const int cch = c.ncols / 8;
     const T* src = y + p.y_col_offset[s] + c.col_b;
-    for (int e = tid; e < rows * cch; e += kThreads) {
-      const int row = e / cch, cc = e % cch;
-      cp_async_16(sy + row * p.y_pitch + p.ycol[s] + cc * 8, src + (t0 + row) * p.y_stride + cc * 8, 16);
-    }
+    #pragma unroll 1
+    for (int row = tid; row < rows; row += kThreads)
+      bulk_g2s(sy + row * p.y_pitch + p.ycol[s], src + (t0 + row) * p.y_stride, c.ncols * 2, &bar_xy);
   }
-  cp_async_commit();
-  cp_async_wait<1>();  // A, B, x (y may still be in flight)
-  __syncthreads();
+  mbar_wait(&bar_w, 0);
+  mbar_wait(&bar_xy, 0);
+  __syncthreads();  // the k-tail zeros and the 16-bit B loads of other threads
   stamp(4);
 
   // ---- 3. partial v over this CTA's k range
   const int wn = warp % W::WN, wm = (warp / W::WN) % W::WM, wk = warp / (W::WN * W::WM);
-  const int ksteps = kspan > 0 ? (kspan + 15) / 16 : 0;
-  for (int s = 0; s < p.num_slices; ++s) {
+  const int ksteps = (kspan + 15) / 16;
+  #pragma unroll 1
+  for (int s = 0; s < S; ++s) {
     const int r = si[s].r;
     if (r == 0) continue;
     float acc[W::kMI][W::kNJ * 2][4];
@@ -228,6 +282,7 @@ __global__ void __launch_bounds__(kThreads) lora_cluster_kernel(const ClusterArg
 #pragma unroll
       for (int n8 = 0; n8 < W::kNJ * 2; ++n8) acc[mi][n8][0] = acc[mi][n8][1] = acc[mi][n8][2] = acc[mi][n8][3] = 0.f;
     const T* ca = sa + s * RP * ap;
+#pragma unroll 1
     for (int kk = wk; kk < ksteps; kk += W::WK) {
       uint32_t af[W::kMI][4];
 #pragma unroll
@@ -249,7 +304,7 @@ __global__ void __launch_bounds__(kThreads) lora_cluster_kernel(const ClusterArg
         }
       }
     }
-    float* dst = svp + ((wk * p.num_slices + s) * TMR) * VP;
+    float* dst = svp + ((wk * S + s) * TMR) * VP;
 #pragma unroll
     for (int mi = 0; mi < W::kMI; ++mi) {
       const int m = wm + mi * W::WM;
@@ -257,96 +312,95 @@ __global__ void __launch_bounds__(kThreads) lora_cluster_kernel(const ClusterArg
 #pragma unroll
       for (int n8 = 0; n8 < W::kNJ * 2; ++n8) {
         const int j = wn * W::kNJ * 16 + n8 * 8 + 2 * q;
-        if (j >= ((r + 15) & ~15)) break;
+        if (j >= r) break;
         *reinterpret_cast<float2*>(dst + (m * 16 + g) * VP + j) = make_float2(acc[mi][n8][0], acc[mi][n8][1]);
         *reinterpret_cast<float2*>(dst + (m * 16 + g + 8) * VP + j) = make_float2(acc[mi][n8][2], acc[mi][n8][3]);
       }
     }
   }
-  // v elements of the tile: [slice][row < rows][j < r], flattened slice by slice
-  const int n0e = rows * si[0].r, n1e = n0e + rows * si[1].r, nv = n1e + rows * si[2].r;
-  auto v_elem = [&](int e, int& s, int& row, int& j) {
-    s = e < n0e ? 0 : e < n1e ? 1 : 2;
-    const int off = e - (s == 0 ? 0 : s == 1 ? n0e : n1e);
-    row = off / si[s].r;
-    j = off % si[s].r;
-  };
   if (W::WK > 1) {  // the warps that split k: sum into partial [0], fixed order
     __syncthreads();
-    for (int e = tid; e < nv; e += kThreads) {
-      int s, row, j;
-      v_elem(e, s, row, j);
-      float* base = svp + (s * TMR + row) * VP + j;
-      float acc = base[0];
+    #pragma unroll 1
+    for (int s = 0; s < S; ++s)
+      #pragma unroll 1
+      for (int row = warp; row < rows; row += kThreads / 32)
+        #pragma unroll 1
+        for (int j = lane; j < si[s].r; j += 32) {
+          float* base = svp + (s * TMR + row) * VP + j;
+          float acc = base[0];
 #pragma unroll
-      for (int w = 1; w < W::WK; ++w) acc += base[w * p.num_slices * TMR * VP];
-      base[0] = acc;
-    }
+          for (int w = 1; w < W::WK; ++w) acc += base[w * S * TMR * VP];
+          base[0] = acc;
+        }
   }
   cluster_arrive();
   cluster_wait();  // every CTA's partial v is complete; A is dead (v hi / lo may overwrite it)
   stamp(5);
 
-  // ---- 4. v = sum of the 16 partials, in rank order; hi / lo halves for the expand
-  const int64_t v_row = static_cast<int64_t>(p.num_slices) * p.v_rank_stride;
-  auto sum_ranks = [&](int s, int row, int j) {
-    const int off = (s * TMR + row) * VP + j;
-    float part[CS];
-#pragma unroll
-    for (int rk = 0; rk < CS; ++rk) part[rk] = cluster.map_shared_rank(svp, rk)[off];
-    float acc = 0.f;
-#pragma unroll
-    for (int rk = 0; rk < CS; ++rk) acc += part[rk];
-    return acc;
-  };
+  // ---- 4. v = sum of the 16 partials, in rank order; hi / lo halves for the expand. Element (s, row, j)
+  // has the flat index e = base_s + row * r_s + j; with many elements CTA e % 16 sums it (reduce-scatter).
+  const int64_t v_row = static_cast<int64_t>(S) * p.v_rank_stride;
+  const int nv = rows * (si[0].r + si[1].r + si[2].r);
+  const bool direct = nv <= p.direct_max;
   auto put_v = [&](int s, int row, int j, float val) {
     T hi, lo;
     split_hi_lo(val, hi, lo);
     svh[(s * TMR + row) * HP + j] = hi;
     svl[(s * TMR + row) * HP + j] = lo;
   };
-  // zeros where the expand's mma reads but v has no element: rows >= rows, ranks r..round16(r)
-  for (int s = 0; s < p.num_slices; ++s) {
+  int base = 0;
+  #pragma unroll 1
+  for (int s = 0; s < S; ++s) {
     const int r = si[s].r;
     if (r == 0) continue;
     const int r16 = (r + 15) & ~15;
-    for (int e = tid; e < mt_used * 16 * r16; e += kThreads) {
-      const int row = e / r16, j = e % r16;
-      if (row >= rows || j >= r) put_v(s, row, j, 0.f);
-    }
+    #pragma unroll 1
+    for (int row = warp; row < mt_used * 16; row += kThreads / 32)
+      #pragma unroll 1
+      for (int j = lane; j < r16; j += 32) {
+        if (row < rows && j < r) {
+          const int e = base + row * r + j;
+          if (!direct && (e & (CS - 1)) != crank) continue;
+          const int off = (s * TMR + row) * VP + j;
+          float part[CS];
+#pragma unroll
+          for (int rk = 0; rk < CS; ++rk) part[rk] = cluster.map_shared_rank(svp, rk)[off];
+          float val = 0.f;
+#pragma unroll
+          for (int rk = 0; rk < CS; ++rk) val += part[rk];
+          if (!direct || crank == 0) p.v[(t0 + row) * v_row + s * p.v_rank_stride + j] = val;
+          if (direct) put_v(s, row, j, val);
+          else svr[e / CS] = val;
+        } else {
+          put_v(s, row, j, 0.f);  // the expand's mma reads these: rows >= rows, ranks r..round16(r)
+        }
+      }
+    base += rows * r;
   }
-  const bool direct = nv <= p.direct_max;
-  if (direct) {  // small tile: every CTA sums every element itself (one barrier)
-    for (int e = tid; e < nv; e += kThreads) {
-      int s, row, j;
-      v_elem(e, s, row, j);
-      const float val = sum_ranks(s, row, j);
-      if (crank == 0) p.v[(t0 + row) * v_row + s * p.v_rank_stride + j] = val;
-      put_v(s, row, j, val);
-    }
-  } else {  // reduce-scatter, then all-gather
-    for (int e = crank + tid * CS; e < nv; e += kThreads * CS) {
-      int s, row, j;
-      v_elem(e, s, row, j);
-      const float val = sum_ranks(s, row, j);
-      p.v[(t0 + row) * v_row + s * p.v_rank_stride + j] = val;
-      svr[e / CS] = val;
-    }
+  if (!direct) {  // all-gather the owners' sums
     cluster_arrive();
     cluster_wait();
-    for (int e = tid; e < nv; e += kThreads) {
-      int s, row, j;
-      v_elem(e, s, row, j);
-      put_v(s, row, j, cluster.map_shared_rank(svr, e % CS)[e / CS]);
+    base = 0;
+    #pragma unroll 1
+    for (int s = 0; s < S; ++s) {
+      const int r = si[s].r;
+      #pragma unroll 1
+      for (int row = warp; row < rows; row += kThreads / 32)
+        #pragma unroll 1
+        for (int j = lane; j < r; j += 32) {
+          const int e = base + row * r + j;
+          put_v(s, row, j, cluster.map_shared_rank(svr, e & (CS - 1))[e / CS]);
+        }
+      base += rows * r;
     }
   }
   cluster_arrive();  // this CTA is done reading the others' shared memory (waited for before exit)
-  stamp(6);
-  cp_async_wait<0>();  // y
   __syncthreads();
+  stamp(6);
 
   // ---- 5. y tile += scale * v B^T: warps take 16-column groups of all slices in turn
   const int groups = p.b_rows / 16;
+  #pragma unroll 1
   for (int gi = warp; gi < groups; gi += 4) {
     const int row0 = gi * 16;
     const int s = (row0 >= p.bcol[1]) + (row0 >= p.bcol[2]);
@@ -356,23 +410,20 @@ __global__ void __launch_bounds__(kThreads) lora_cluster_kernel(const ClusterArg
     const T* cb = sb + row0 * HP;
     const T* vh = svh + s * TMR * HP;
     const T* vl = svl + s * TMR * HP;
-    uint32_t bfr[RP / 16][4];
-#pragma unroll
-    for (int kk = 0; kk < RP / 16; ++kk)
-      if (kk * 16 < c.r)
-        ldmatrix_x4(bfr[kk], cb + ((lane & 7) + (lane >> 4) * 8) * HP + kk * 16 + ((lane >> 3) & 1) * 8);
+    const int ksteps_r = (c.r + 15) / 16;
+    #pragma unroll 1
     for (int m = 0; m < mt_used; ++m) {
       float acc[2][4] = {};
-#pragma unroll
-      for (int kk = 0; kk < RP / 16; ++kk) {
-        if (kk * 16 >= c.r) break;
-        uint32_t ah[4], al[4];
+#pragma unroll 1
+      for (int kk = 0; kk < ksteps_r; ++kk) {
+        uint32_t ah[4], al[4], bf[4];
+        ldmatrix_x4(bf, cb + ((lane & 7) + (lane >> 4) * 8) * HP + kk * 16 + ((lane >> 3) & 1) * 8);
         ldmatrix_x4(ah, vh + (m * 16 + (lane & 15)) * HP + kk * 16 + (lane >> 4) * 8);
         ldmatrix_x4(al, vl + (m * 16 + (lane & 15)) * HP + kk * 16 + (lane >> 4) * 8);
-        MmaF16<T>::run(acc[0], ah, bfr[kk]);
-        MmaF16<T>::run(acc[0], al, bfr[kk]);
-        MmaF16<T>::run(acc[1], ah, bfr[kk] + 2);
-        MmaF16<T>::run(acc[1], al, bfr[kk] + 2);
+        MmaF16<T>::run(acc[0], ah, bf);
+        MmaF16<T>::run(acc[0], al, bf);
+        MmaF16<T>::run(acc[1], ah, bf + 2);
+        MmaF16<T>::run(acc[1], al, bf + 2);
       }
 #pragma unroll
       for (int nt = 0; nt < 2; ++nt) {
@@ -389,19 +440,20 @@ __global__ void __launch_bounds__(kThreads) lora_cluster_kernel(const ClusterArg
       }
     }
   }
+  fence_proxy_async_smem();  // the y tile's generic writes, before the bulk stores read it
   __syncthreads();
   stamp(7);
-  for (int s = 0; s < p.num_slices; ++s) {  // 16-byte stores of the finished y tile
+  #pragma unroll 1
+  for (int s = 0; s < S; ++s) {  // one bulk store per row of the finished y tile
     const CtaSlice& c = si[s];
     if (c.r == 0 || c.ncols == 0) continue;
-    const int cch = c.ncols / 8;
     T* dst = y + p.y_col_offset[s] + c.col_b;
-    for (int e = tid; e < rows * cch; e += kThreads) {
-      const int row = e / cch, cc = e % cch;
-      *reinterpret_cast<uint4*>(dst + (t0 + row) * p.y_stride + cc * 8) =
-          *reinterpret_cast<const uint4*>(sy + row * p.y_pitch + p.ycol[s] + cc * 8);
-    }
+    #pragma unroll 1
+    for (int row = tid; row < rows; row += kThreads)
+      bulk_s2g(dst + (t0 + row) * p.y_stride, sy + row * p.y_pitch + p.ycol[s], c.ncols * 2);
   }
+  bulk_commit();
+  bulk_wait_read();  // the stores have read the tile (shared memory may go)
   stamp(8);
   cluster_wait();  // nobody reads this CTA's shared memory any more
   stamp(9);
