@@ -1,5 +1,6 @@
 // Device pieces of the LoRA benchmark: zero-mean pseudo-random fill (never time on zeros) and the probe
-// kernels that measure the fixed cost of one launch under CUDA-graph replay.
+// kernels that measure the fixed cost of one launch under CUDA-graph replay, and the cost of executing code
+// for the first time in a launch (straight-line code vs the same work in a loop).
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
 
@@ -35,11 +36,31 @@ __global__ void probe_kernel(uint4* buf, int64_t stride, int mode) {
     asm volatile("barrier.cluster.arrive.release.aligned;\n" ::: "memory");
     asm volatile("barrier.cluster.wait.acquire.aligned;\n" ::: "memory");
   }
-  if (mode >= 2) {
+  if (mode == 2) {
     uint4* p = buf + stride + blockIdx.x * blockDim.x + threadIdx.x;
     uint4 v = *p;
     v.x += 1;
     *p = v;
+  }
+  if (mode >= 3) {  // 2048 FMAs in 8 chains: straight-line code (32 KB of instructions) or a 256-trip loop
+    float a[8];
+#pragma unroll
+    for (int i = 0; i < 8; ++i) a[i] = threadIdx.x * (i + 1) * 1e-3f;
+    if (mode == 3) {
+#pragma unroll
+      for (int i = 0; i < 256; ++i)
+#pragma unroll
+        for (int j = 0; j < 8; ++j) a[j] = fmaf(a[j], 1.0001f + i * 1e-6f, 1e-7f * (j + 1) + i * 1e-9f);
+    } else {
+#pragma unroll 1
+      for (int i = 0; i < 256; ++i)
+#pragma unroll
+        for (int j = 0; j < 8; ++j) a[j] = fmaf(a[j], 1.0001f + i * 1e-6f, 1e-7f * (j + 1) + i * 1e-9f);
+    }
+    float s = 0.f;
+#pragma unroll
+    for (int i = 0; i < 8; ++i) s += a[i];
+    if (s == 12345.f) buf[stride] = uint4{1, 2, 3, 4};  // keeps the work; never true for these inputs
   }
 #else
   (void)buf, (void)stride, (void)mode;

@@ -3,7 +3,7 @@
 // segments, gather + batched GEMM, the base model's dense GEMM of the projection).
 // Timing: every measured call is captured n_inv times in one CUDA graph (weights, x and y rotating over
 // sets larger than 3x L2), the graph is replayed `reps` times, the median per-call time is reported.
-//   punica_bench_lora [--quick] [--csv FILE] [--only WORKLOAD] [--rank R] [--no-baselines] [--compare] [--trace]
+//   punica_bench_lora [--quick] [--csv FILE] [--only WORKLOAD] [--rank R] [--no-baselines] [--compare] [--trace] [--floor]
 // --compare: only the 4096x4096 rows, lora_add timed per path in the same run: the older paths (cluster
 // kernel off), the cluster kernel with token tiles of 16, 32 and 64 rows, and the default choice.
 #include <algorithm>
@@ -152,11 +152,13 @@ void print_launch_floor(cudaStream_t s) {
   constexpr int64_t kStride = (256 << 10) / 16;  // 256 KB between calls: 256 MB in all, > 3x L2
   Dev buf(size_t(kCalls + 1) * kStride * 16);
   BENCH_CUDA(cudaMemsetAsync(buf.p, 1, size_t(kCalls + 1) * kStride * 16, s));
-  double us[3];
-  for (int mode = 0; mode < 3; ++mode)
+  double us[5];
+  for (int mode = 0; mode < 5; ++mode)
     us[mode] = time_graph(s, kCalls, 15, [&](int i) { BENCH_CUDA(bench_probe(buf.p, i * kStride, mode, s)); });
   std::printf("launch floor per call (graph replay, PDL, 16 CTAs): empty %.2f us, + cluster barrier %.2f us, "
               "+ one cold load and store %.2f us\n", us[0], us[1], us[2]);
+  std::printf("code fetch: 2048 FMAs per thread after the barrier as straight-line code (32 KB) %.2f us, as a loop "
+              "%.2f us\n", us[3], us[4]);
 }
 
 struct RowResult {
@@ -188,6 +190,20 @@ void print_trace(const std::vector<unsigned long long>& t0, const std::vector<un
     if (d.empty()) continue;
     std::sort(d.begin(), d.end());
     std::printf(" %s %.2f/%.2f", names[ph - 1], d[d.size() / 2], d.back());
+  }
+  // sub-phases: shrink compute (4 -> 13), cluster arrive (13 -> 14), barrier wait (14 -> 5), the first 16
+  // remote loads of thread 0 (5 -> 15), expand compute (6 -> 12)
+  const int sub[5][2] = {{4, 13}, {13, 14}, {14, 5}, {5, 15}, {6, 12}};
+  static const char* const sub_names[] = {"shrink", "arrive", "barwait", "dsmem16", "expandmma"};
+  std::printf("\n  sub-phase us (median):");
+  for (int k = 0; k < 5; ++k) {
+    std::vector<double> d;
+    for (int c = 0; c < ctas; ++c)
+      if (active(t0, c) && t0[c * S + sub[k][1]] && t0[c * S + sub[k][0]])
+        d.push_back((double(t0[c * S + sub[k][1]]) - double(t0[c * S + sub[k][0]])) / (clock_ghz * 1e3));
+    if (d.empty()) continue;
+    std::sort(d.begin(), d.end());
+    std::printf(" %s %.2f", sub_names[k], d[d.size() / 2]);
   }
   auto span = [&](const std::vector<unsigned long long>& t, unsigned long long& b, unsigned long long& e, int& n) {
     b = ~0ull, e = 0, n = 0;
@@ -410,7 +426,7 @@ RowResult run_row(Ctx& ctx, Shape sh, const AdapterPool& pool, bool bf16, Worklo
 int main(int argc, char** argv) {
   using namespace punica;
   using namespace punica::bench;
-  bool quick = false, no_baselines = false, compare = false, trace = false;
+  bool quick = false, no_baselines = false, compare = false, trace = false, floor_only = false;
   const char* csv_path = nullptr;
   std::string only;  // run only rows of this workload (e.g. for ncu)
   int only_rank = 0;
@@ -422,8 +438,9 @@ int main(int argc, char** argv) {
     else if (!std::strcmp(argv[i], "--no-baselines")) no_baselines = true;
     else if (!std::strcmp(argv[i], "--compare")) compare = no_baselines = true;
     else if (!std::strcmp(argv[i], "--trace")) trace = true;
+    else if (!std::strcmp(argv[i], "--floor")) floor_only = true;
     else {
-      std::fprintf(stderr, "usage: %s [--quick] [--csv FILE] [--only WORKLOAD] [--rank R] [--no-baselines] [--compare] [--trace]\n",
+      std::fprintf(stderr, "usage: %s [--quick] [--csv FILE] [--only WORKLOAD] [--rank R] [--no-baselines] [--compare] [--trace] [--floor]\n",
                    argv[0]);
       return 2;
     }
@@ -448,6 +465,7 @@ int main(int argc, char** argv) {
   std::printf("copy bandwidth (read+write, 1 GiB D2D): %.0f GB/s\n", copy_bw / 1e9);
   std::printf("tensor rate (cuBLAS 8192^3): f16 %.0f TFLOP/s, bf16 %.0f TFLOP/s\n", tc_f16 / 1e12, tc_bf16 / 1e12);
   if (prop.major >= 9) print_launch_floor(ctx.s);
+  if (floor_only) return 0;
   if (trace) {  // a few rows, f16, 4096x4096, cluster kernel with 16-row tiles
     const Shape sh{4096, 4096};
     for (int r : {16, 64}) {
@@ -457,7 +475,12 @@ int main(int argc, char** argv) {
                                                           {Workload::kDistinct, 128}, {Workload::kIdentical, 16},
                                                           {Workload::kIdentical, 128}}
                   : std::vector<std::pair<Workload, int>>{{Workload::kDistinct, 1}, {Workload::kDistinct, 32}};
-      for (auto [w, n] : rows) run_row(ctx, sh, pool, false, w, n, false, false, true);
+      for (int trig = 0; trig < 2; ++trig) {
+        cuda::lora_set_cluster_trigger(trig);
+        std::printf("-- launch_dependents: %s\n", trig == 0 ? "first instruction" : trig == 1 ? "after the PDL wait" : "no PDL");
+        for (auto [w, n] : rows) run_row(ctx, sh, pool, false, w, n, false, false, true);
+      }
+      cuda::lora_set_cluster_trigger(0);
     }
     return 0;
   }

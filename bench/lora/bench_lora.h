@@ -32,7 +32,8 @@ namespace punica::bench {
 
 cudaError_t bench_fill(void* p, int64_t n, bool bf16, float amp, uint64_t seed, cudaStream_t s);
 // One launch of the fixed-cost probe (bench_device.cu): mode 0 PDL handshake only, 1 + a 16-CTA cluster
-// barrier, 2 + one cold 16-byte load and store per thread at buf + offset_vec16 * 16 bytes (sm_90 only).
+// barrier, 2 + one cold 16-byte load and store per thread at buf + offset_vec16 * 16 bytes, 3 / 4 + 2048
+// FMAs per thread as straight-line code / as a loop (sm_90 only).
 cudaError_t bench_probe(void* buf, int64_t offset_vec16, int mode, cudaStream_t s);
 
 enum class Workload { kDistinct, kUniform, kZipf, kIdentical, kSplit1, kNoAdapterRows, kPrefill };

@@ -39,24 +39,37 @@ namespace {
 namespace cg = cooperative_groups;
 
 constexpr int CS = kLoraClusterSize;
+// 16 warps: each phase is a short dependent chain (the trace of a 4-warp version showed every phase
+// latency-bound, ~1 us each, with one warp per SM sub-partition), so more warps split it.
+constexpr int kCT = 512;
+constexpr int kNW = kCT / 32;
 
-// Warp layout of the shrink: 4 warps over rank groups (WN), m tiles (WM) and k steps (WK).
+// Warp layout of the shrink: kNW warps over rank groups (WN), m tiles (WM) and k steps (WK).
 template <int RP, int MT>
 struct ClusterWarps {
   static constexpr int WN = RP / 16 < 4 ? RP / 16 : 4;
-  static constexpr int WM = MT < 4 / WN ? MT : 4 / WN;
-  static constexpr int WK = 4 / WN / WM;
+  static constexpr int WM = MT < kNW / WN ? MT : kNW / WN;
+  static constexpr int WK = kNW / WN / WM;
   static constexpr int kNJ = RP / WN / 16;  // 16-rank groups per warp
   static constexpr int kMI = MT / WM;       // m tiles per warp
   static constexpr int VP = RP + 4;         // fp32 row pitch of partial v
   static constexpr int HP = RP + 8;         // 16-bit row pitch of B rows and of v hi / lo
-  static_assert(WN * WM * WK == 4, "4 warps");
+  static_assert(WN * WM * WK == kNW, "every warp has a place");
 };
 
 __device__ __forceinline__ void cluster_arrive() {
   asm volatile("barrier.cluster.arrive.release.aligned;\n" ::: "memory");
 }
 __device__ __forceinline__ void cluster_wait() { asm volatile("barrier.cluster.wait.acquire.aligned;\n" ::: "memory"); }
+__device__ __forceinline__ void cluster_arrive_relaxed() {
+  asm volatile("barrier.cluster.arrive.relaxed.aligned;\n" ::: "memory");
+}
+// a store into the shared memory of CTA `rank` of the cluster, at the address `local` has in this CTA
+__device__ __forceinline__ void st_remote(float* local, int rank, float v) {
+  uint32_t remote;
+  asm volatile("mapa.shared::cluster.u32 %0, %1, %2;\n" : "=r"(remote) : "r"(smem_addr(local)), "r"(rank));
+  asm volatile("st.shared::cluster.f32 [%0], %1;\n" ::"r"(remote), "f"(v) : "memory");
+}
 
 // sm_90 bulk-copy (TMA, non-tensor) and mbarrier wrappers, one instruction each.
 __device__ __forceinline__ void mbar_init(uint64_t* bar, unsigned count) {
@@ -103,7 +116,7 @@ struct CtaSlice {
 };
 
 template <typename T, int RP, int MT>
-__global__ void __launch_bounds__(kThreads) lora_cluster_kernel(const ClusterArgs p) {
+__global__ void __launch_bounds__(kCT) lora_cluster_kernel(const ClusterArgs p) {
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ < 900
   (void)p;  // clusters need sm_90; the host launches this kernel only there
 #else
@@ -111,7 +124,7 @@ __global__ void __launch_bounds__(kThreads) lora_cluster_kernel(const ClusterArg
   constexpr int TMR = 16 * MT;
   constexpr int VP = W::VP, HP = W::HP;
   extern __shared__ __align__(16) unsigned char smem[];
-  griddep_launch_dependents();
+  if (!p.trigger_after_wait) griddep_launch_dependents();
   unsigned long long* const trace =
       p.trace && threadIdx.x == 0 ? p.trace + static_cast<int64_t>(blockIdx.x) * kLoraTraceSlots : nullptr;
   auto stamp = [&](int phase) {  // benchmarking only (p.trace set): where the CTA's time goes
@@ -119,12 +132,9 @@ __global__ void __launch_bounds__(kThreads) lora_cluster_kernel(const ClusterArg
   };
   if (trace) {
     unsigned long long t;
-    unsigned sm;
     asm volatile("mov.u64 %0, %%globaltimer;" : "=l"(t));
-    asm volatile("mov.u32 %0, %%smid;" : "=r"(sm));
-    for (int i = 0; i < 12; ++i) trace[i] = 0;
+    for (int i = 0; i < kLoraTraceSlots; ++i) trace[i] = 0;
     trace[10] = t;
-    trace[12] = sm;
   }
   stamp(0);
 
@@ -174,6 +184,7 @@ __global__ void __launch_bounds__(kThreads) lora_cluster_kernel(const ClusterArg
   }
   __syncthreads();
   if (si[0].r == 0 && si[1].r == 0 && si[2].r == 0) return;  // the same in every CTA of the cluster
+  cluster_arrive_relaxed();  // "I run": waited for before the first store into another CTA's memory
   stamp(1);
 
   T* sa = reinterpret_cast<T*>(smem);                    // [S][RP][a_pitch]; later v hi / lo
@@ -194,7 +205,6 @@ __global__ void __launch_bounds__(kThreads) lora_cluster_kernel(const ClusterArg
   // Bulk (TMA) copies, one instruction per row, completing on two mbarriers: weights, then x and y. Rows
   // past the valid ones (tokens >= rows, ranks >= r, columns >= ncols) are left unwritten: they only feed
   // mma outputs that are never read. Only the k tails inside a 16-wide mma step are zeroed.
-  // B rows are copied in bulk when r % 8 == 0 (16-byte rows); other ranks take 16-bit loads.
   if (tid == 0) {
     unsigned bytes = 0;
     #pragma unroll 1
@@ -202,7 +212,6 @@ __global__ void __launch_bounds__(kThreads) lora_cluster_kernel(const ClusterArg
       const CtaSlice& c = si[s];
       if (c.r == 0) continue;
       bytes += static_cast<unsigned>(c.r * kspan * 2);
-      if ((c.r & 7) == 0) bytes += static_cast<unsigned>(c.ncols * c.r * 2);
     }
     mbar_arrive_expect_tx(&bar_w, bytes);
   }
@@ -214,31 +223,36 @@ __global__ void __launch_bounds__(kThreads) lora_cluster_kernel(const ClusterArg
     T* da = sa + s * RP * ap;
     if (kspan > 0)
       #pragma unroll 1
-      for (int j = tid; j < c.r; j += kThreads)
+      for (int j = tid; j < c.r; j += kCT)
         bulk_g2s(da + j * ap, a + static_cast<int64_t>(j) * p.h_in, kspan * 2, &bar_w);
+    // B: 16-byte cp.async (a bulk copy per 16..256-byte row costs ~20 cycles of the SM's copy engine each,
+    // measured: 256 rows took 2.7 us to issue)
     const T* b = static_cast<const T*>(c.b) + static_cast<int64_t>(c.col_b) * c.r;
     T* db = sb + p.bcol[s] * HP;
+    const int r16 = (c.r + 15) & ~15;
     if ((c.r & 7) == 0) {
-      #pragma unroll 1
-      for (int n = tid; n < c.ncols; n += kThreads) bulk_g2s(db + n * HP, b + n * c.r, c.r * 2, &bar_w);
+      const int rch = r16 / 8;
+#pragma unroll 1
+      for (int e = tid; e < c.ncols * rch; e += kCT) {
+        const int n = e / rch, k = (e - n * rch) * 8;
+        cp_async_16(db + n * HP + k, k < c.r ? b + n * c.r + k : b, k < c.r ? 16 : 0);
+      }
     } else {  // B rows are not 16-byte aligned: plain loads, zeros up to the next multiple of 16
-      const int r16 = (c.r + 15) & ~15;
-      #pragma unroll 1
-      for (int n = warp; n < c.ncols; n += kThreads / 32)
-        #pragma unroll 1
+#pragma unroll 1
+      for (int n = warp; n < c.ncols; n += kNW)
+#pragma unroll 1
         for (int k = lane; k < r16; k += 32) db[n * HP + k] = k < c.r ? b[n * c.r + k] : T(0.f);
     }
-    if ((c.r & 15) == 8)  // the k tail of the last 16-wide step must be zero (v hi / lo are zero there)
-      #pragma unroll 1
-      for (int n = tid; n < c.ncols; n += kThreads) *reinterpret_cast<uint4*>(db + n * HP + c.r) = uint4{0, 0, 0, 0};
     if (kspan & 15)  // likewise the k tail of A (x's is zeroed below)
       #pragma unroll 1
-      for (int j = tid; j < c.r; j += kThreads) *reinterpret_cast<uint4*>(da + j * ap + kspan) = uint4{0, 0, 0, 0};
+      for (int j = tid; j < c.r; j += kCT) *reinterpret_cast<uint4*>(da + j * ap + kspan) = uint4{0, 0, 0, 0};
   }
+  cp_async_commit();
   stamp(2);
 
   // ---- 2. after the previous kernel: x and y tiles
   griddep_wait();
+  if (p.trigger_after_wait) griddep_launch_dependents();
   stamp(3);
   if (tid == 0) {
     unsigned bytes = static_cast<unsigned>(rows * kspan * 2);
@@ -251,7 +265,7 @@ __global__ void __launch_bounds__(kThreads) lora_cluster_kernel(const ClusterArg
   T* y = static_cast<T*>(p.y);
   if (kspan > 0)
     #pragma unroll 1
-    for (int row = tid; row < rows; row += kThreads) {
+    for (int row = tid; row < rows; row += kCT) {
       bulk_g2s(sx + row * ap, x + (t0 + row) * p.x_stride, kspan * 2, &bar_xy);
       if (kspan & 15) *reinterpret_cast<uint4*>(sx + row * ap + kspan) = uint4{0, 0, 0, 0};
     }
@@ -261,9 +275,10 @@ __global__ void __launch_bounds__(kThreads) lora_cluster_kernel(const ClusterArg
     if (c.r == 0 || c.ncols == 0) continue;
     const T* src = y + p.y_col_offset[s] + c.col_b;
     #pragma unroll 1
-    for (int row = tid; row < rows; row += kThreads)
+    for (int row = tid; row < rows; row += kCT)
       bulk_g2s(sy + row * p.y_pitch + p.ycol[s], src + (t0 + row) * p.y_stride, c.ncols * 2, &bar_xy);
   }
+  cp_async_wait<0>();
   mbar_wait(&bar_w, 0);
   mbar_wait(&bar_xy, 0);
   __syncthreads();  // the k-tail zeros and the 16-bit B loads of other threads
@@ -318,83 +333,102 @@ __global__ void __launch_bounds__(kThreads) lora_cluster_kernel(const ClusterArg
       }
     }
   }
-  if (W::WK > 1) {  // the warps that split k: sum into partial [0], fixed order
-    __syncthreads();
-    #pragma unroll 1
-    for (int s = 0; s < S; ++s)
-      #pragma unroll 1
-      for (int row = warp; row < rows; row += kThreads / 32)
-        #pragma unroll 1
-        for (int j = lane; j < si[s].r; j += 32) {
-          float* base = svp + (s * TMR + row) * VP + j;
-          float acc = base[0];
-#pragma unroll
-          for (int w = 1; w < W::WK; ++w) acc += base[w * S * TMR * VP];
-          base[0] = acc;
-        }
-  }
-  cluster_arrive();
-  cluster_wait();  // every CTA's partial v is complete; A is dead (v hi / lo may overwrite it)
-  stamp(5);
+  __syncthreads();  // every warp's partial is in shared memory
+  stamp(13);
 
-  // ---- 4. v = sum of the 16 partials, in rank order; hi / lo halves for the expand. Element (s, row, j)
-  // has the flat index e = base_s + row * r_s + j; with many elements CTA e % 16 sums it (reduce-scatter).
+  // ---- 4. v = the sum over the 16 CTAs, in rank order. PUSH, not pull: each CTA stores its partial of
+  // element e into the receive buffer of every CTA (direct) or of CTA e % 16 (reduce-scatter; that CTA
+  // then pushes the sum to all), so the exchange costs one round trip per barrier instead of 16 dependent
+  // remote loads. Element (s, row, j) has the flat index e = base_s + row * r_s + j.
   const int64_t v_row = static_cast<int64_t>(S) * p.v_rank_stride;
   const int nv = rows * (si[0].r + si[1].r + si[2].r);
   const bool direct = nv <= p.direct_max;
+  float* recv = svr;                        // direct: [16][direct_max]; reduce-scatter: [16][rs_stride]
+  float* gather = svr + CS * p.rs_stride;   // reduce-scatter: [nv] sums pushed by their owners
+  cluster_wait();  // (arrived after the metadata) every CTA of the cluster runs: its shared memory exists
+  {
+    int base = 0;
+#pragma unroll 1
+    for (int s = 0; s < S; ++s) {
+      const int r = si[s].r;
+#pragma unroll 1
+      for (int row = warp; row < rows; row += kNW)
+#pragma unroll 1
+        for (int j = lane; j < r; j += 32) {
+          const float* part = svp + (s * TMR + row) * VP + j;
+          float val = part[0];
+#pragma unroll
+          for (int w = 1; w < W::WK; ++w) val += part[w * S * TMR * VP];  // the warps that split k, in order
+          const int e = base + row * r + j;
+          if (direct) {
+#pragma unroll
+            for (int dst = 0; dst < CS; ++dst) st_remote(recv + crank * p.direct_max + e, dst, val);
+          } else {
+            st_remote(recv + crank * p.rs_stride + (e >> 4), e & (CS - 1), val);
+          }
+        }
+      base += rows * r;
+    }
+  }
+  cluster_arrive();
+  cluster_wait();  // every push has landed
+  stamp(5);
   auto put_v = [&](int s, int row, int j, float val) {
     T hi, lo;
     split_hi_lo(val, hi, lo);
     svh[(s * TMR + row) * HP + j] = hi;
     svl[(s * TMR + row) * HP + j] = lo;
   };
-  int base = 0;
-  #pragma unroll 1
-  for (int s = 0; s < S; ++s) {
-    const int r = si[s].r;
-    if (r == 0) continue;
-    const int r16 = (r + 15) & ~15;
-    #pragma unroll 1
-    for (int row = warp; row < mt_used * 16; row += kThreads / 32)
-      #pragma unroll 1
-      for (int j = lane; j < r16; j += 32) {
-        if (row < rows && j < r) {
-          const int e = base + row * r + j;
-          if (!direct && (e & (CS - 1)) != crank) continue;
-          const int off = (s * TMR + row) * VP + j;
-          float part[CS];
-#pragma unroll
-          for (int rk = 0; rk < CS; ++rk) part[rk] = cluster.map_shared_rank(svp, rk)[off];
-          float val = 0.f;
-#pragma unroll
-          for (int rk = 0; rk < CS; ++rk) val += part[rk];
-          if (!direct || crank == 0) p.v[(t0 + row) * v_row + s * p.v_rank_stride + j] = val;
-          if (direct) put_v(s, row, j, val);
-          else svr[e / CS] = val;
-        } else {
-          put_v(s, row, j, 0.f);  // the expand's mma reads these: rows >= rows, ranks r..round16(r)
-        }
-      }
-    base += rows * r;
-  }
-  if (!direct) {  // all-gather the owners' sums
-    cluster_arrive();
-    cluster_wait();
-    base = 0;
-    #pragma unroll 1
+  if (!direct) {  // owners sum their elements and push the sums to every CTA
+    int base = 0;
+#pragma unroll 1
     for (int s = 0; s < S; ++s) {
       const int r = si[s].r;
-      #pragma unroll 1
-      for (int row = warp; row < rows; row += kThreads / 32)
-        #pragma unroll 1
+#pragma unroll 1
+      for (int row = warp; row < rows; row += kNW)
+#pragma unroll 1
         for (int j = lane; j < r; j += 32) {
           const int e = base + row * r + j;
-          put_v(s, row, j, cluster.map_shared_rank(svr, e & (CS - 1))[e / CS]);
+          if ((e & (CS - 1)) != crank) continue;
+          float val = 0.f;
+#pragma unroll
+          for (int src = 0; src < CS; ++src) val += recv[src * p.rs_stride + (e >> 4)];
+          p.v[(t0 + row) * v_row + s * p.v_rank_stride + j] = val;
+#pragma unroll
+          for (int dst = 0; dst < CS; ++dst) st_remote(gather + e, dst, val);
+        }
+      base += rows * r;
+    }
+    cluster_arrive();
+    cluster_wait();
+  }
+  {  // v hi / lo for the expand; zeros where its mma reads past the valid rows and ranks
+    int base = 0;
+#pragma unroll 1
+    for (int s = 0; s < S; ++s) {
+      const int r = si[s].r;
+      if (r == 0) continue;
+      const int r16 = (r + 15) & ~15;
+#pragma unroll 1
+      for (int row = warp; row < mt_used * 16; row += kNW)
+#pragma unroll 1
+        for (int j = lane; j < r16; j += 32) {
+          float val = 0.f;
+          if (row < rows && j < r) {
+            const int e = base + row * r + j;
+            if (direct) {
+#pragma unroll
+              for (int src = 0; src < CS; ++src) val += recv[src * p.direct_max + e];
+              if (crank == 0) p.v[(t0 + row) * v_row + s * p.v_rank_stride + j] = val;
+            } else {
+              val = gather[e];
+            }
+          }
+          put_v(s, row, j, val);
         }
       base += rows * r;
     }
   }
-  cluster_arrive();  // this CTA is done reading the others' shared memory (waited for before exit)
   __syncthreads();
   stamp(6);
 
@@ -449,13 +483,12 @@ __global__ void __launch_bounds__(kThreads) lora_cluster_kernel(const ClusterArg
     if (c.r == 0 || c.ncols == 0) continue;
     T* dst = y + p.y_col_offset[s] + c.col_b;
     #pragma unroll 1
-    for (int row = tid; row < rows; row += kThreads)
+    for (int row = tid; row < rows; row += kCT)
       bulk_s2g(dst + (t0 + row) * p.y_stride, sy + row * p.y_pitch + p.ycol[s], c.ncols * 2);
   }
   bulk_commit();
-  bulk_wait_read();  // the stores have read the tile (shared memory may go)
+  bulk_wait_read();  // the stores have read the tile (shared memory may go; nobody else touches it now)
   stamp(8);
-  cluster_wait();  // nobody reads this CTA's shared memory any more
   stamp(9);
   if (trace) {
     unsigned long long t;
@@ -478,7 +511,7 @@ Status launch(const ClusterArgs& args, bool pdl, cudaStream_t stream) {
   PUNICA_CUDA_RETURN_IF_ERROR(attrs_err);
   cudaLaunchConfig_t cfg = {};
   cfg.gridDim = dim3(static_cast<unsigned>(args.num_items * CS));
-  cfg.blockDim = dim3(kThreads);
+  cfg.blockDim = dim3(kCT);
   cfg.dynamicSmemBytes = static_cast<size_t>(args.smem_bytes);
   cfg.stream = stream;
   cudaLaunchAttribute attr[2];
@@ -510,7 +543,7 @@ Status fits(int smem_bytes, bool* ok) {
   PUNICA_CUDA_RETURN_IF_ERROR(cudaFuncSetAttribute(kernel, cudaFuncAttributeNonPortableClusterSizeAllowed, 1));
   cudaLaunchConfig_t cfg = {};
   cfg.gridDim = dim3(CS);
-  cfg.blockDim = dim3(kThreads);
+  cfg.blockDim = dim3(kCT);
   cfg.dynamicSmemBytes = static_cast<size_t>(smem_bytes);
   cudaLaunchAttribute attr;
   attr.id = cudaLaunchAttributeClusterDimension;
@@ -565,14 +598,11 @@ int align16(int bytes) { return (bytes + 15) & ~15; }
 bool lora_cluster_layout(int rp, int mt, ClusterArgs* a) {
   int wk = 1;
   switch (rp * 10 + mt) {  // ClusterWarps<RP, MT>::WK, without instantiating the kernels
-    case 161: wk = ClusterWarps<16, 1>::WK; break;
-    case 162: wk = ClusterWarps<16, 2>::WK; break;
-    case 164: wk = ClusterWarps<16, 4>::WK; break;
-    case 321: wk = ClusterWarps<32, 1>::WK; break;
-    case 322: wk = ClusterWarps<32, 2>::WK; break;
-    case 324: wk = ClusterWarps<32, 4>::WK; break;
-    case 641: case 642: case 644: wk = ClusterWarps<64, 1>::WK; break;
-    case 1281: case 1282: case 1284: wk = ClusterWarps<128, 1>::WK; break;
+#define PUNICA_WK(R, M) \
+  case R * 10 + M: wk = ClusterWarps<R, M>::WK; break;
+    PUNICA_WK(16, 1) PUNICA_WK(16, 2) PUNICA_WK(16, 4) PUNICA_WK(32, 1) PUNICA_WK(32, 2) PUNICA_WK(32, 4)
+    PUNICA_WK(64, 1) PUNICA_WK(64, 2) PUNICA_WK(64, 4) PUNICA_WK(128, 1) PUNICA_WK(128, 2) PUNICA_WK(128, 4)
+#undef PUNICA_WK
     default: return false;
   }
   const int tmr = 16 * mt, S = a->num_slices;
@@ -586,9 +616,12 @@ bool lora_cluster_layout(int rp, int mt, ClusterArgs* a) {
   a->off_y = a->off_x + align16(tmr * a->a_pitch * 2);
   a->off_vp = a->off_y + align16(tmr * a->y_pitch * 2);
   a->off_vr = a->off_vp + align16(wk * S * tmr * vp * 4);
-  a->smem_bytes = a->off_vr + align16((S * tmr * rp + CS - 1) / CS * 4);
-  // every CTA sums the element itself when that is at most 8 remote loads per thread
-  a->direct_max = 8 * kThreads / CS;
+  // receive buffers of the exchange: direct (every CTA gets every partial) up to 256 elements (16 KB);
+  // reduce-scatter: 16 x ceil(n / 16) partials for the owned elements + the n gathered sums
+  const int nv_max = S * tmr * rp;
+  a->direct_max = 256;
+  a->rs_stride = (nv_max + CS - 1) / CS;
+  a->smem_bytes = a->off_vr + align16(4 * std::max(CS * a->direct_max, CS * a->rs_stride + nv_max));
   return a->smem_bytes <= kLoraClusterMaxSmem;
 }
 
