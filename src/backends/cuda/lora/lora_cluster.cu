@@ -435,7 +435,7 @@ __global__ void __launch_bounds__(kCT) lora_cluster_kernel(const ClusterArgs p) 
   // ---- 5. y tile += scale * v B^T: warps take 16-column groups of all slices in turn
   const int groups = p.b_rows / 16;
   #pragma unroll 1
-  for (int gi = warp; gi < groups; gi += 4) {
+  for (int gi = warp; gi < groups; gi += kNW) {
     const int row0 = gi * 16;
     const int s = (row0 >= p.bcol[1]) + (row0 >= p.bcol[2]);
     const CtaSlice& c = si[s];
