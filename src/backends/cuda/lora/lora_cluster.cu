@@ -57,18 +57,19 @@ struct ClusterWarps {
   static_assert(WN * WM * WK == kNW, "every warp has a place");
 };
 
-__device__ __forceinline__ void cluster_arrive() {
-  asm volatile("barrier.cluster.arrive.release.aligned;\n" ::: "memory");
-}
 __device__ __forceinline__ void cluster_wait() { asm volatile("barrier.cluster.wait.acquire.aligned;\n" ::: "memory"); }
 __device__ __forceinline__ void cluster_arrive_relaxed() {
   asm volatile("barrier.cluster.arrive.relaxed.aligned;\n" ::: "memory");
 }
-// a store into the shared memory of CTA `rank` of the cluster, at the address `local` has in this CTA
-__device__ __forceinline__ void st_remote(float* local, int rank, float v) {
-  uint32_t remote;
+// A store into the shared memory of CTA `rank` of the cluster (at the address `local` has in this CTA) that
+// counts its 4 bytes on that CTA's mbarrier `bar`: the receiver waits for its own bytes, no cluster barrier.
+__device__ __forceinline__ void st_async_remote(float* local, int rank, float v, uint64_t* bar) {
+  uint32_t remote, rbar;
   asm volatile("mapa.shared::cluster.u32 %0, %1, %2;\n" : "=r"(remote) : "r"(smem_addr(local)), "r"(rank));
-  asm volatile("st.shared::cluster.f32 [%0], %1;\n" ::"r"(remote), "f"(v) : "memory");
+  asm volatile("mapa.shared::cluster.u32 %0, %1, %2;\n" : "=r"(rbar) : "r"(smem_addr(bar)), "r"(rank));
+  asm volatile("st.async.shared::cluster.mbarrier::complete_tx::bytes.f32 [%0], %1, [%2];\n" ::"r"(remote), "f"(v),
+               "r"(rbar)
+               : "memory");
 }
 
 // sm_90 bulk-copy (TMA, non-tensor) and mbarrier wrappers, one instruction each.
@@ -152,10 +153,13 @@ __global__ void __launch_bounds__(kCT) lora_cluster_kernel(const ClusterArgs p) 
   const int rows = min(TMR, seg_e - t0);
   if (slot < 0 || rows <= 0) return;  // the same in every CTA of the cluster: nobody waits at a barrier
   __shared__ CtaSlice si[ops::kMaxLoraSlices];
-  __shared__ __align__(8) uint64_t bar_w, bar_xy;  // completion of the weight copies, of the x / y copies
+  // completion of: the weight copies, the x / y copies, the pushed partials, the pushed sums (reduce-scatter)
+  __shared__ __align__(8) uint64_t bar_w, bar_xy, bar_v1, bar_v2;
   if (tid == 0) {
     mbar_init(&bar_w, 1);
     mbar_init(&bar_xy, 1);
+    mbar_init(&bar_v1, 1);
+    mbar_init(&bar_v2, 1);
     fence_mbar_init();
   }
   if (tid < ops::kMaxLoraSlices) {
@@ -184,6 +188,17 @@ __global__ void __launch_bounds__(kCT) lora_cluster_kernel(const ClusterArgs p) 
   }
   __syncthreads();
   if (si[0].r == 0 && si[1].r == 0 && si[2].r == 0) return;  // the same in every CTA of the cluster
+  const int nv = rows * (si[0].r + si[1].r + si[2].r);  // elements of the v tile
+  const bool direct = nv <= p.direct_max;
+  if (tid == 0) {  // the bytes the other CTAs will push here (before "I run": no push can come earlier)
+    if (direct) {
+      mbar_arrive_expect_tx(&bar_v1, static_cast<unsigned>(CS * nv * 4));
+    } else {
+      const int owned = nv > crank ? (nv - 1 - crank) / CS + 1 : 0;
+      mbar_arrive_expect_tx(&bar_v1, static_cast<unsigned>(CS * owned * 4));
+      mbar_arrive_expect_tx(&bar_v2, static_cast<unsigned>(nv * 4));
+    }
+  }
   cluster_arrive_relaxed();  // "I run": waited for before the first store into another CTA's memory
   stamp(1);
 
@@ -338,11 +353,10 @@ __global__ void __launch_bounds__(kCT) lora_cluster_kernel(const ClusterArgs p) 
 
   // ---- 4. v = the sum over the 16 CTAs, in rank order. PUSH, not pull: each CTA stores its partial of
   // element e into the receive buffer of every CTA (direct) or of CTA e % 16 (reduce-scatter; that CTA
-  // then pushes the sum to all), so the exchange costs one round trip per barrier instead of 16 dependent
-  // remote loads. Element (s, row, j) has the flat index e = base_s + row * r_s + j.
+  // then pushes the sum to all) with st.async, which counts the bytes on the receiver's mbarrier: each
+  // CTA waits only for its own bytes (one way, no cluster barrier, no 16 dependent remote loads).
+  // Element (s, row, j) has the flat index e = base_s + row * r_s + j.
   const int64_t v_row = static_cast<int64_t>(S) * p.v_rank_stride;
-  const int nv = rows * (si[0].r + si[1].r + si[2].r);
-  const bool direct = nv <= p.direct_max;
   float* recv = svr;                        // direct: [16][direct_max]; reduce-scatter: [16][rs_stride]
   float* gather = svr + CS * p.rs_stride;   // reduce-scatter: [nv] sums pushed by their owners
   cluster_wait();  // (arrived after the metadata) every CTA of the cluster runs: its shared memory exists
@@ -362,16 +376,15 @@ __global__ void __launch_bounds__(kCT) lora_cluster_kernel(const ClusterArgs p) 
           const int e = base + row * r + j;
           if (direct) {
 #pragma unroll
-            for (int dst = 0; dst < CS; ++dst) st_remote(recv + crank * p.direct_max + e, dst, val);
+            for (int dst = 0; dst < CS; ++dst) st_async_remote(recv + crank * p.direct_max + e, dst, val, &bar_v1);
           } else {
-            st_remote(recv + crank * p.rs_stride + (e >> 4), e & (CS - 1), val);
+            st_async_remote(recv + crank * p.rs_stride + (e >> 4), e & (CS - 1), val, &bar_v1);
           }
         }
       base += rows * r;
     }
   }
-  cluster_arrive();
-  cluster_wait();  // every push has landed
+  mbar_wait(&bar_v1, 0);  // every partial pushed here has landed
   stamp(5);
   auto put_v = [&](int s, int row, int j, float val) {
     T hi, lo;
@@ -395,12 +408,11 @@ __global__ void __launch_bounds__(kCT) lora_cluster_kernel(const ClusterArgs p) 
           for (int src = 0; src < CS; ++src) val += recv[src * p.rs_stride + (e >> 4)];
           p.v[(t0 + row) * v_row + s * p.v_rank_stride + j] = val;
 #pragma unroll
-          for (int dst = 0; dst < CS; ++dst) st_remote(gather + e, dst, val);
+          for (int dst = 0; dst < CS; ++dst) st_async_remote(gather + e, dst, val, &bar_v2);
         }
       base += rows * r;
     }
-    cluster_arrive();
-    cluster_wait();
+    mbar_wait(&bar_v2, 0);
   }
   {  // v hi / lo for the expand; zeros where its mma reads past the valid rows and ranks
     int base = 0;
