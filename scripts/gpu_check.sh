@@ -13,7 +13,9 @@
 #    COMPARE_PATHS=1 also benches every row with the single-launch decode kernel off, PUNICA_LORA_FUSED=0;
 #    compare = every path in one call: oracle with the cluster kernel forced at each token-tile height
 #    (16 / 32 / 64 rows) and by shape, the 4096x4096 path comparison (bench --compare), compute-sanitizer
-#    memcheck + racecheck on the reduced oracle by shape and with 64-row tiles forced)
+#    memcheck + racecheck on the reduced oracle by shape and with 64-row tiles forced;
+#    final = the short end-of-session check: oracle with the cluster kernel forced (if it fails, the rest runs
+#    with it off) and by shape, bench --compare, the phase trace, memcheck, racecheck (f16))
 set -uo pipefail
 mode=${1:-all}
 OUT=${OUT:-$PWD/gpu-out}
@@ -89,6 +91,24 @@ if [[ $mode == compare ]]; then
   run_sanitizer memcheck 60 --cluster 4
   echo "== compare (us) =="
   grep -E "^(launch floor|dtype|f16 |bf16 )" "$OUT/compare.log" | cut -c1-120
+fi
+if [[ $mode == final ]]; then
+  run_oracle oracle_m16 60 --dtype all --cluster 1
+  if grep -q FAIL "$OUT/oracle_m16.log" || ! grep -q " 0 failed" "$OUT/oracle_m16.log"; then
+    export PUNICA_LORA_CLUSTER=0
+    summary+=("cluster kernel FAILED the oracle: the rest runs with PUNICA_LORA_CLUSTER=0")
+  fi
+  run_oracle oracle_auto 60 --dtype all
+  timeout 240 "$BIN/punica_bench_lora" --compare --csv "$OUT/compare.csv" >"$OUT/compare.log" 2>&1
+  rc=$?; [[ $rc == 0 ]] || status=1
+  summary+=("bench --compare rc=$rc: $(grep -h "copy bw\|launch floor\|code fetch\|acceptance rows" "$OUT/compare.log" | tr '\n' ' ')")
+  timeout 40 "$BIN/punica_bench_lora" --trace >"$OUT/trace.log" 2>&1
+  summary+=("trace rc=$?")
+  run_sanitizer memcheck 90
+  run_sanitizer racecheck 120 --dtype f16
+  echo "== compare (us) =="
+  grep -E "^(dtype|f16 |bf16 )" "$OUT/compare.log" | cut -c1-110
+  grep -E "^trace|phase|sub-phase" "$OUT/trace.log" | cut -c1-250
 fi
 echo "== summary =="
 printf '%s\n' "${summary[@]}"

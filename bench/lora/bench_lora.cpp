@@ -5,7 +5,7 @@
 // sets larger than 3x L2), the graph is replayed `reps` times, the median per-call time is reported.
 //   punica_bench_lora [--quick] [--csv FILE] [--only WORKLOAD] [--rank R] [--no-baselines] [--compare] [--trace] [--floor]
 // --compare: only the 4096x4096 rows, lora_add timed per path in the same run: the older paths (cluster
-// kernel off), the cluster kernel with token tiles of 16, 32 and 64 rows, and the default choice.
+// kernel off), the cluster kernel with token tiles of 16 and 32 rows, and the default choice.
 #include <algorithm>
 #include <cmath>
 #include <cstring>
@@ -124,9 +124,9 @@ AdapterPool make_pool(Shape sh, int r, bool bf16, cudaStream_t s) {
   return p;
 }
 
-constexpr int kCompareModes[] = {0, 1, 2, 4, -1};  // lora_set_cluster_override values timed by --compare
-constexpr int kNumCompareModes = 5;
-const char* const kCompareNames[] = {"old", "m16", "m32", "m64", "auto"};
+constexpr int kCompareModes[] = {0, 1, 2, -1};  // lora_set_cluster_override values timed by --compare
+constexpr int kNumCompareModes = 4;
+const char* const kCompareNames[] = {"old", "m16", "m32", "auto"};
 
 // The acceptance rule of a row (issue 5): prefill <= 1.4x the larger floor; decode rows with a floor under
 // 3 us at most 4 us; other decode rows at least 70% of the copy bandwidth. Fills `rule` ("<=4us" ...).
@@ -475,7 +475,7 @@ int main(int argc, char** argv) {
                                                           {Workload::kDistinct, 128}, {Workload::kIdentical, 16},
                                                           {Workload::kIdentical, 128}}
                   : std::vector<std::pair<Workload, int>>{{Workload::kDistinct, 1}, {Workload::kDistinct, 32}};
-      for (int trig = 0; trig < 2; ++trig) {
+      for (int trig = 0; trig < 1; ++trig) {
         cuda::lora_set_cluster_trigger(trig);
         std::printf("-- launch_dependents: %s\n", trig == 0 ? "first instruction" : trig == 1 ? "after the PDL wait" : "no PDL");
         for (auto [w, n] : rows) run_row(ctx, sh, pool, false, w, n, false, false, true);
@@ -487,7 +487,7 @@ int main(int argc, char** argv) {
 
   FILE* csv = csv_path ? std::fopen(csv_path, "w") : nullptr;
   if (csv && compare)
-    std::fprintf(csv, "dtype,h_in,h_out,rank,workload,B,distinct,old_us,m16_us,m32_us,m64_us,auto_us,byte_floor_us,"
+    std::fprintf(csv, "dtype,h_in,h_out,rank,workload,B,distinct,old_us,m16_us,m32_us,auto_us,byte_floor_us,"
                       "flop_floor_us,rule,auto_pass\n");
   else if (csv)
     std::fprintf(csv, "dtype,h_in,h_out,rank,workload,B,distinct,us,shrink_us,expand_us,GBps,pct_copy,byte_floor_us,"
@@ -495,10 +495,9 @@ int main(int argc, char** argv) {
   const std::vector<Shape> shapes = compare ? std::vector<Shape>{{4096, 4096}}
                                             : std::vector<Shape>{{4096, 4096}, {4096, 11008}, {11008, 4096}};
   if (compare) {
-    std::printf("\ncompare: lora_add us per path (old = cluster kernel off; m16 / m32 / m64 = cluster kernel forced "
-                "with token tiles of 16 / 32 / 64 rows; auto = default choice)\n%-5s %-3s %-9s %-4s %3s %8s %8s %8s %8s "
-                "%8s %7s %-5s %-12s\n", "dtype", "r", "workload", "B", "D", "old", "m16", "m32", "m64", "auto", "floorB",
-                "best", "auto rule");
+    std::printf("\ncompare: lora_add us per path (old = cluster kernel off; m16 / m32 = cluster kernel forced with "
+                "token tiles of 16 / 32 rows; auto = default choice)\n%-5s %-3s %-9s %-4s %3s %8s %8s %8s %8s %7s %-5s "
+                "%-12s\n", "dtype", "r", "workload", "B", "D", "old", "m16", "m32", "auto", "floorB", "best", "auto rule");
   }
   const std::vector<Workload> decode = {Workload::kDistinct, Workload::kUniform, Workload::kZipf,
                                         Workload::kIdentical, Workload::kSplit1, Workload::kNoAdapterRows};
@@ -532,14 +531,14 @@ int main(int argc, char** argv) {
             const bool ok = row_passes(w, rr.ours, floor_b, floor_f, &rule);
             rule += ok ? " ok" : " MISS";
             if (sh.h_in == 4096 && sh.h_out == 4096) (ok ? pass : fail)++;
-            std::printf("%-5s %-3d %-9s %-4d %3d %8.2f %8.2f %8.2f %8.2f %8.2f %7.2f %-5s %-12s\n", bf16 ? "bf16" : "f16",
-                        r, workload_name(w), n, bt.distinct, rr.cmp[0], rr.cmp[1], rr.cmp[2], rr.cmp[3], rr.cmp[4],
-                        floor_b, kCompareNames[best], rule.c_str());
+            std::printf("%-5s %-3d %-9s %-4d %3d %8.2f %8.2f %8.2f %8.2f %7.2f %-5s %-12s\n", bf16 ? "bf16" : "f16", r,
+                        workload_name(w), n, bt.distinct, rr.cmp[0], rr.cmp[1], rr.cmp[2], rr.cmp[3], floor_b,
+                        kCompareNames[best], rule.c_str());
             std::fflush(stdout);
             if (csv)
-              std::fprintf(csv, "%s,%d,%d,%d,%s,%d,%d,%.3f,%.3f,%.3f,%.3f,%.3f,%.3f,%.3f,%s,%d\n", bf16 ? "bf16" : "f16",
+              std::fprintf(csv, "%s,%d,%d,%d,%s,%d,%d,%.3f,%.3f,%.3f,%.3f,%.3f,%.3f,%s,%d\n", bf16 ? "bf16" : "f16",
                            sh.h_in, sh.h_out, r, workload_name(w), n, bt.distinct, rr.cmp[0], rr.cmp[1], rr.cmp[2],
-                           rr.cmp[3], rr.cmp[4], floor_b, floor_f, rule.c_str(), ok ? 1 : 0);
+                           rr.cmp[3], floor_b, floor_f, rule.c_str(), ok ? 1 : 0);
             continue;
           }
           const double gbps = rr.bytes / (rr.ours * 1e-6) / 1e9;

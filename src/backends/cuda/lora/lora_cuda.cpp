@@ -193,12 +193,18 @@ bool plan_cluster(const ops::LoraShrinkParams& s, const ops::LoraExpandParams& e
 }
 
 // Token-tile height of the cluster kernel for this batch (in 16-row m tiles), 0 for the other paths.
+// Measured on H100 (docs/perf/lora-kernels.md, "Cluster kernel v2"): one cluster per segment tile wins while
+// few segments carry adapters (at most 6: 1.05-1.35x faster than the two-kernel / persistent paths, most
+// at rank 64) and loses from ~8 adapters on (16 CTAs per segment then stream too little per CTA, 1.2-2.5x
+// slower at 16..128 distinct adapters) and on prefill-length segments. A lone one-token rank-16 row ties.
 int pick_cluster_tiles(const ops::LoraShrinkParams& s, const DeviceFacts& dev) {
   if (!dev.pdl) return 0;  // clusters need sm_90
   const int ov = cluster_override();
   if (ov == 0 || ov == 1 || ov == 2 || ov == 4) return ov;
-  if (s.seg.max_seg_len <= 128) return 1;
-  return padded_rank(s.v_rank_stride) <= 32 ? 4 : 2;
+  const int rp = padded_rank(s.v_rank_stride);
+  if (s.seg.max_seg_len > 128 || s.seg.num_adapted_segments > 6) return 0;
+  if (rp <= 16 && s.seg.max_seg_len <= 1 && s.seg.num_adapted_segments <= 1) return 0;
+  return s.seg.max_seg_len > 64 && rp >= 64 ? 2 : 1;
 }
 
 // Fills the shrink launch. Split-K is chosen so that one wave of resident blocks runs, within the
