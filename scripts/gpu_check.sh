@@ -14,6 +14,7 @@
 #    compare = every path in one call: oracle with the cluster kernel forced at each token-tile height
 #    (16 / 32 / 64 rows) and by shape, the 4096x4096 path comparison (bench --compare), compute-sanitizer
 #    memcheck + racecheck on the reduced oracle by shape and with 64-row tiles forced;
+#    rule = oracle by shape + bench --compare only (after a change of the choice rule);
 #    final = the short end-of-session check: oracle with the cluster kernel forced (if it fails, the rest runs
 #    with it off) and by shape, bench --compare, the phase trace, memcheck, racecheck (f16))
 set -uo pipefail
@@ -91,6 +92,12 @@ if [[ $mode == compare ]]; then
   run_sanitizer memcheck 60 --cluster 4
   echo "== compare (us) =="
   grep -E "^(launch floor|dtype|f16 |bf16 )" "$OUT/compare.log" | cut -c1-120
+fi
+if [[ $mode == rule ]]; then
+  run_oracle oracle_auto 60 --dtype all
+  timeout 240 "$BIN/punica_bench_lora" --compare --csv "$OUT/compare.csv" >"$OUT/compare.log" 2>&1
+  rc=$?; [[ $rc == 0 ]] || status=1
+  summary+=("bench --compare rc=$rc: $(grep -h "copy bw\|launch floor\|acceptance rows" "$OUT/compare.log" | tr '\n' ' ')")
 fi
 if [[ $mode == final ]]; then
   run_oracle oracle_m16 60 --dtype all --cluster 1

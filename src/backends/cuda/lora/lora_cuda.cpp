@@ -194,16 +194,15 @@ bool plan_cluster(const ops::LoraShrinkParams& s, const ops::LoraExpandParams& e
 
 // Token-tile height of the cluster kernel for this batch (in 16-row m tiles), 0 for the other paths.
 // Measured on H100 (docs/perf/lora-kernels.md, "Cluster kernel v2"): one cluster per segment tile wins while
-// few segments carry adapters (at most 6: 1.05-1.35x faster than the two-kernel / persistent paths, most
-// at rank 64) and loses from ~8 adapters on (16 CTAs per segment then stream too little per CTA, 1.2-2.5x
-// slower at 16..128 distinct adapters) and on prefill-length segments. A lone one-token rank-16 row ties.
+// few segments carry adapters (up to 12 at rank <= 32, 8 at rank 64 and more: 1.1-1.6x faster than the
+// two-kernel / persistent paths) and loses from ~16 adapters on (16 CTAs per segment then stream too little
+// each: 1.1-2.3x slower at 16..128 distinct adapters) and on prefill-length segments.
 int pick_cluster_tiles(const ops::LoraShrinkParams& s, const DeviceFacts& dev) {
   if (!dev.pdl) return 0;  // clusters need sm_90
   const int ov = cluster_override();
   if (ov == 0 || ov == 1 || ov == 2 || ov == 4) return ov;
   const int rp = padded_rank(s.v_rank_stride);
-  if (s.seg.max_seg_len > 128 || s.seg.num_adapted_segments > 6) return 0;
-  if (rp <= 16 && s.seg.max_seg_len <= 1 && s.seg.num_adapted_segments <= 1) return 0;
+  if (s.seg.max_seg_len > 128 || s.seg.num_adapted_segments > (rp <= 32 ? 12 : 8)) return 0;
   return s.seg.max_seg_len > 64 && rp >= 64 ? 2 : 1;
 }
 
