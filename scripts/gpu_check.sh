@@ -16,7 +16,7 @@
 #    memcheck + racecheck on the reduced oracle by shape and with 64-row tiles forced;
 #    rule = oracle by shape + bench --compare only (after a change of the choice rule);
 #    final = the short end-of-session check: oracle with the cluster kernel forced (if it fails, the rest runs
-#    with it off) and by shape, bench --compare, the phase trace, memcheck, racecheck (f16))
+#    with it off), by shape and with it off, the full benchmark, the phase trace, memcheck, racecheck (f16))
 set -uo pipefail
 mode=${1:-all}
 OUT=${OUT:-$PWD/gpu-out}
@@ -106,15 +106,14 @@ if [[ $mode == final ]]; then
     summary+=("cluster kernel FAILED the oracle: the rest runs with PUNICA_LORA_CLUSTER=0")
   fi
   run_oracle oracle_auto 60 --dtype all
-  timeout 240 "$BIN/punica_bench_lora" --compare --csv "$OUT/compare.csv" >"$OUT/compare.log" 2>&1
+  run_oracle oracle_old_paths 60 --dtype all --cluster 0
+  timeout 150 "$BIN/punica_bench_lora" --csv "$OUT/bench.csv" >"$OUT/bench.log" 2>&1
   rc=$?; [[ $rc == 0 ]] || status=1
-  summary+=("bench --compare rc=$rc: $(grep -h "copy bw\|launch floor\|code fetch\|acceptance rows" "$OUT/compare.log" | tr '\n' ' ')")
+  summary+=("benchmark rc=$rc: $(grep -h "copy bw\|launch floor\|code fetch\|acceptance rows" "$OUT/bench.log" | tr '\n' ' ')")
   timeout 40 "$BIN/punica_bench_lora" --trace >"$OUT/trace.log" 2>&1
   summary+=("trace rc=$?")
   run_sanitizer memcheck 90
-  run_sanitizer racecheck 120 --dtype f16
-  echo "== compare (us) =="
-  grep -E "^(dtype|f16 |bf16 )" "$OUT/compare.log" | cut -c1-110
+  run_sanitizer racecheck 60 --dtype f16
   grep -E "^trace|phase|sub-phase" "$OUT/trace.log" | cut -c1-250
 fi
 echo "== summary =="

@@ -1,26 +1,28 @@
 // The whole LoRA add-on (shrink + expand, every slice) in ONE launch with no grid-wide dependency: one
-// thread-block CLUSTER of 16 CTAs (sm_90) per (segment, token tile of 16 * MT rows).
+// thread-block CLUSTER of 16 CTAs (sm_90) per (segment, token tile of 16 * MT rows), 16 warps per CTA.
 //
-// Why: under CUDA-graph replay the fixed cost of the add-on is not bytes but dependent steps. The
+// Why: under CUDA-graph replay the fixed cost of a small add-on is not bytes but dependent steps. The
 // two-kernel path pays a kernel boundary between shrink and expand and the persistent kernel a grid-wide
-// barrier (each ~2 us on H100). Here the only dependency of the expand on the shrink is inside the
-// cluster, and every CTA does each step in one round trip:
+// barrier (each ~2 us on H100). Here the expand depends on the shrink only inside the cluster, and each
+// step is one round trip (docs/perf/lora-kernels.md has the per-phase trace that shaped this):
 //   1. before the PDL wait (metadata, slot tables and weights are never written by the kernel before):
-//      every thread reads the segment's words, one warp the slot tables of all slices at once, then ALL of
-//      this CTA's A (its 1/16 of h_in, every slice) and B (its 1/16 of every slice's columns) are issued
-//      as cp.async in one go: no ring, no refill (a first version with rings and per-chunk y loads spent
-//      ~0.4 us per chunk waiting, docs/perf/lora-kernels.md).
-//   2. after the wait: the x tile (this CTA's k range) and the y tile (this CTA's columns) in one go.
-//   3. partial v = x A^T over the k range with mma.sync (warps split rank groups, m tiles and k steps);
-//      warp partials summed in shared memory in a fixed order.
-//   4. cluster barrier; v = the sum of the 16 partials read through distributed shared memory in rank
-//      order 0..15 (deterministic, no atomics, no workspace). Small tiles: every CTA sums every element.
-//      Larger ones: CTA c sums the elements e % 16 == c, a second barrier, every CTA gathers.
+//      every thread reads the segment's words, one thread per slice its table entries; then this CTA's
+//      A (its 1/16 of h_in, every slice: one bulk copy per rank row on an mbarrier) and B (its 1/16 of
+//      every slice's columns: 16-byte cp.async, since a bulk copy per short row costs ~20 cycles of the
+//      copy engine) are issued in one go: no ring, no refill.
+//   2. after the wait: the x tile (this CTA's k range) and the y tile (its columns), bulk copies.
+//   3. partial v = x A^T over the k range with mma.sync (warps split rank groups, m tiles and k steps).
+//   4. the partials are PUSHED with st.async into a receive buffer of every CTA (small tiles) or of the
+//      element's owner CTA e % 16 (reduce-scatter, which then pushes the sum to all); st.async counts the
+//      bytes on the receiver's mbarrier, so each CTA waits for its own bytes: no cluster barrier and no
+//      chain of remote loads (a pull version spent ~1.2 us on 16 remote loads). Sums run in rank order
+//      0..15: deterministic, no atomics, no workspace.
 //   5. y += scale * v B^T for this CTA's columns (v as f16/bf16 hi + lo halves, two mma, as the expand
-//      kernel does), in shared memory, then 16-byte coalesced stores; y is rounded once.
+//      kernel does) in shared memory; y is rounded once and written with 16-byte stores.
 // The CTA lets the next kernel launch (griddepcontrol.launch_dependents) as its first act, so the next
-// call's steps 1 overlap this call. Its last act is the cluster wait that keeps its shared memory alive
-// until every reader is done.
+// call's step 1 overlaps this call. One relaxed cluster arrive / wait pair makes sure every CTA of the
+// cluster runs before anyone pushes into it; nobody touches another CTA's memory after its pushes land,
+// so no CTA waits for the others before it exits.
 #include <cooperative_groups.h>
 
 #include <algorithm>
@@ -32,6 +34,7 @@
 #include "backends/cuda/cuda_check.h"
 #include "backends/cuda/lora/lora_args.h"
 #include "backends/cuda/lora/lora_device.cuh"
+#include "backends/cuda/lora/lora_launch.cuh"
 
 namespace punica::cuda::lora_detail {
 namespace {
@@ -97,16 +100,6 @@ __device__ __forceinline__ void bulk_g2s(void* dst, const void* src, int bytes, 
                : "memory");
 }
 // shared -> global, same rules; tracked by the bulk async-group
-__device__ __forceinline__ void bulk_s2g(void* dst, const void* src, int bytes) {
-  asm volatile("cp.async.bulk.global.shared::cta.bulk_group [%0], [%1], %2;\n" ::"l"(dst), "r"(smem_addr(src)),
-               "r"(bytes)
-               : "memory");
-}
-__device__ __forceinline__ void bulk_commit() { asm volatile("cp.async.bulk.commit_group;\n" ::: "memory"); }
-__device__ __forceinline__ void bulk_wait_read() { asm volatile("cp.async.bulk.wait_group.read 0;\n" ::: "memory"); }
-// generic-proxy writes to shared memory become visible to the bulk copies (async proxy)
-__device__ __forceinline__ void fence_proxy_async_smem() { asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory"); }
-
 struct CtaSlice {
   const void* a;
   const void* b;
@@ -312,7 +305,7 @@ __global__ void __launch_bounds__(kCT) lora_cluster_kernel(const ClusterArgs p) 
 #pragma unroll
       for (int n8 = 0; n8 < W::kNJ * 2; ++n8) acc[mi][n8][0] = acc[mi][n8][1] = acc[mi][n8][2] = acc[mi][n8][3] = 0.f;
     const T* ca = sa + s * RP * ap;
-#pragma unroll 1
+#pragma unroll 4  // the next steps' ldmatrix overlap this step's mma (one warp per sub-partition hides nothing)
     for (int kk = wk; kk < ksteps; kk += W::WK) {
       uint32_t af[W::kMI][4];
 #pragma unroll
@@ -359,8 +352,8 @@ __global__ void __launch_bounds__(kCT) lora_cluster_kernel(const ClusterArgs p) 
   const int64_t v_row = static_cast<int64_t>(S) * p.v_rank_stride;
   float* recv = svr;                        // direct: [16][direct_max]; reduce-scatter: [16][rs_stride]
   float* gather = svr + CS * p.rs_stride;   // reduce-scatter: [nv] sums pushed by their owners
-  cluster_wait();  // (arrived after the metadata) every CTA of the cluster runs: its shared memory exists
-  {
+  // fn(s, row, j, e) for every element of the v tile this thread handles (warps over rows, lanes over ranks)
+  auto for_each_v = [&](auto&& fn) {
     int base = 0;
 #pragma unroll 1
     for (int s = 0; s < S; ++s) {
@@ -368,22 +361,23 @@ __global__ void __launch_bounds__(kCT) lora_cluster_kernel(const ClusterArgs p) 
 #pragma unroll 1
       for (int row = warp; row < rows; row += kNW)
 #pragma unroll 1
-        for (int j = lane; j < r; j += 32) {
-          const float* part = svp + (s * TMR + row) * VP + j;
-          float val = part[0];
-#pragma unroll
-          for (int w = 1; w < W::WK; ++w) val += part[w * S * TMR * VP];  // the warps that split k, in order
-          const int e = base + row * r + j;
-          if (direct) {
-#pragma unroll
-            for (int dst = 0; dst < CS; ++dst) st_async_remote(recv + crank * p.direct_max + e, dst, val, &bar_v1);
-          } else {
-            st_async_remote(recv + crank * p.rs_stride + (e >> 4), e & (CS - 1), val, &bar_v1);
-          }
-        }
+        for (int j = lane; j < r; j += 32) fn(s, row, j, base + row * r + j);
       base += rows * r;
     }
-  }
+  };
+  cluster_wait();  // (arrived after the metadata) every CTA of the cluster runs: its shared memory exists
+  for_each_v([&](int s, int row, int j, int e) {
+    const float* part = svp + (s * TMR + row) * VP + j;
+    float val = part[0];
+#pragma unroll
+    for (int w = 1; w < W::WK; ++w) val += part[w * S * TMR * VP];  // the warps that split k, in order
+    if (direct) {
+#pragma unroll
+      for (int dst = 0; dst < CS; ++dst) st_async_remote(recv + crank * p.direct_max + e, dst, val, &bar_v1);
+    } else {
+      st_async_remote(recv + crank * p.rs_stride + (e >> 4), e & (CS - 1), val, &bar_v1);
+    }
+  });
   mbar_wait(&bar_v1, 0);  // every partial pushed here has landed
   stamp(5);
   auto put_v = [&](int s, int row, int j, float val) {
@@ -393,25 +387,15 @@ __global__ void __launch_bounds__(kCT) lora_cluster_kernel(const ClusterArgs p) 
     svl[(s * TMR + row) * HP + j] = lo;
   };
   if (!direct) {  // owners sum their elements and push the sums to every CTA
-    int base = 0;
-#pragma unroll 1
-    for (int s = 0; s < S; ++s) {
-      const int r = si[s].r;
-#pragma unroll 1
-      for (int row = warp; row < rows; row += kNW)
-#pragma unroll 1
-        for (int j = lane; j < r; j += 32) {
-          const int e = base + row * r + j;
-          if ((e & (CS - 1)) != crank) continue;
-          float val = 0.f;
+    for_each_v([&](int s, int row, int j, int e) {
+      if ((e & (CS - 1)) != crank) return;
+      float val = 0.f;
 #pragma unroll
-          for (int src = 0; src < CS; ++src) val += recv[src * p.rs_stride + (e >> 4)];
-          p.v[(t0 + row) * v_row + s * p.v_rank_stride + j] = val;
+      for (int src = 0; src < CS; ++src) val += recv[src * p.rs_stride + (e >> 4)];
+      p.v[(t0 + row) * v_row + s * p.v_rank_stride + j] = val;
 #pragma unroll
-          for (int dst = 0; dst < CS; ++dst) st_async_remote(gather + e, dst, val, &bar_v2);
-        }
-      base += rows * r;
-    }
+      for (int dst = 0; dst < CS; ++dst) st_async_remote(gather + e, dst, val, &bar_v2);
+    });
     mbar_wait(&bar_v2, 0);
   }
   {  // v hi / lo for the expand; zeros where its mma reads past the valid rows and ranks
@@ -460,7 +444,7 @@ __global__ void __launch_bounds__(kCT) lora_cluster_kernel(const ClusterArgs p) 
     #pragma unroll 1
     for (int m = 0; m < mt_used; ++m) {
       float acc[2][4] = {};
-#pragma unroll 1
+#pragma unroll 4
       for (int kk = 0; kk < ksteps_r; ++kk) {
         uint32_t ah[4], al[4], bf[4];
         ldmatrix_x4(bf, cb + ((lane & 7) + (lane >> 4) * 8) * HP + kk * 16 + ((lane >> 3) & 1) * 8);
@@ -486,20 +470,21 @@ __global__ void __launch_bounds__(kCT) lora_cluster_kernel(const ClusterArgs p) 
       }
     }
   }
-  fence_proxy_async_smem();  // the y tile's generic writes, before the bulk stores read it
   __syncthreads();
   stamp(7);
-  #pragma unroll 1
-  for (int s = 0; s < S; ++s) {  // one bulk store per row of the finished y tile
-    const CtaSlice& c = si[s];
+#pragma unroll 1
+  for (int s = 0; s < S; ++s) {  // 16-byte stores of the finished y tile (a bulk store would need a proxy
+    const CtaSlice& c = si[s];   // fence and a wait for its read of shared memory: slower for these sizes)
     if (c.r == 0 || c.ncols == 0) continue;
+    const int cch = c.ncols / 8;
     T* dst = y + p.y_col_offset[s] + c.col_b;
-    #pragma unroll 1
-    for (int row = tid; row < rows; row += kCT)
-      bulk_s2g(dst + (t0 + row) * p.y_stride, sy + row * p.y_pitch + p.ycol[s], c.ncols * 2);
+#pragma unroll 1
+    for (int row = warp; row < rows; row += kNW)
+#pragma unroll 1
+      for (int cc = lane; cc < cch; cc += 32)
+        *reinterpret_cast<uint4*>(dst + (t0 + row) * p.y_stride + cc * 8) =
+            *reinterpret_cast<const uint4*>(sy + row * p.y_pitch + p.ycol[s] + cc * 8);
   }
-  bulk_commit();
-  bulk_wait_read();  // the stores have read the tile (shared memory may go; nobody else touches it now)
   stamp(8);
   stamp(9);
   if (trace) {
@@ -521,22 +506,8 @@ Status launch(const ClusterArgs& args, bool pdl, cudaStream_t stream) {
       attrs_err = cudaFuncSetAttribute(kernel, cudaFuncAttributeNonPortableClusterSizeAllowed, 1);
   });
   PUNICA_CUDA_RETURN_IF_ERROR(attrs_err);
-  cudaLaunchConfig_t cfg = {};
-  cfg.gridDim = dim3(static_cast<unsigned>(args.num_items * CS));
-  cfg.blockDim = dim3(kCT);
-  cfg.dynamicSmemBytes = static_cast<size_t>(args.smem_bytes);
-  cfg.stream = stream;
-  cudaLaunchAttribute attr[2];
-  attr[0].id = cudaLaunchAttributeClusterDimension;
-  attr[0].val.clusterDim.x = CS;
-  attr[0].val.clusterDim.y = 1;
-  attr[0].val.clusterDim.z = 1;
-  attr[1].id = cudaLaunchAttributeProgrammaticStreamSerialization;
-  attr[1].val.programmaticStreamSerializationAllowed = 1;
-  cfg.attrs = attr;
-  cfg.numAttrs = pdl ? 2 : 1;
-  PUNICA_CUDA_RETURN_IF_ERROR(cudaLaunchKernelEx(&cfg, kernel, args));
-  return cuda_status(cudaGetLastError(), "lora_cluster_kernel launch");
+  return launch_kernel(kernel, dim3(static_cast<unsigned>(args.num_items * CS)), dim3(kCT),
+                       static_cast<size_t>(args.smem_bytes), pdl, CS, stream, "lora_cluster_kernel launch", args);
 }
 
 // Whether a 16-CTA cluster of this instance and shared-memory size can be resident at all (a GPC with 16
@@ -575,32 +546,20 @@ Status fits(int smem_bytes, bool* ok) {
   return Status::ok();
 }
 
-// One switch from (padded rank, m tiles) to the template instance, for both the launch and the check.
-template <typename T, typename Fn>
-Status dispatch(int rp, int mt, Fn&& fn) {
-  auto by_mt = [&](auto rp_c) -> Status {
-    constexpr int R = decltype(rp_c)::value;
-    switch (mt) {
-      case 1: return fn(std::integral_constant<int, R>{}, std::integral_constant<int, 1>{});
-      case 2: return fn(std::integral_constant<int, R>{}, std::integral_constant<int, 2>{});
-      case 4: return fn(std::integral_constant<int, R>{}, std::integral_constant<int, 4>{});
-      default: return internal_error("lora_cluster: no kernel for " + std::to_string(mt) + " m tiles");
-    }
-  };
-  switch (rp) {
-    case 16: return by_mt(std::integral_constant<int, 16>{});
-    case 32: return by_mt(std::integral_constant<int, 32>{});
-    case 64: return by_mt(std::integral_constant<int, 64>{});
-    case 128: return by_mt(std::integral_constant<int, 128>{});
-    default: return internal_error("lora_cluster: no kernel for padded rank " + std::to_string(rp));
-  }
-}
-
+// (dtype, padded rank, m tiles) -> fn(T{}, integral_constant RP, integral_constant MT), for the launch and
+// the residency check.
 template <typename Fn>
-Status dispatch_dtype(DType dtype, int rp, int mt, Fn&& fn) {
-  if (dtype == DType::kF16)
-    return dispatch<__half>(rp, mt, [&](auto r, auto m) { return fn(__half{}, r, m); });
-  return dispatch<__nv_bfloat16>(rp, mt, [&](auto r, auto m) { return fn(__nv_bfloat16{}, r, m); });
+Status dispatch_instance(DType dtype, int rp, int mt, Fn&& fn) {
+  return dispatch_dtype(dtype, [&](auto t) {
+    return dispatch_padded_rank(rp, "lora_cluster", [&](auto r) -> Status {
+      switch (mt) {
+        case 1: return fn(t, r, std::integral_constant<int, 1>{});
+        case 2: return fn(t, r, std::integral_constant<int, 2>{});
+        case 4: return fn(t, r, std::integral_constant<int, 4>{});
+        default: return internal_error("lora_cluster: no kernel for " + std::to_string(mt) + " m tiles");
+      }
+    });
+  });
 }
 
 int align16(int bytes) { return (bytes + 15) & ~15; }
@@ -638,13 +597,13 @@ bool lora_cluster_layout(int rp, int mt, ClusterArgs* a) {
 }
 
 Status lora_cluster_fits(DType dtype, const ClusterArgs& args, int rp, int mt, bool* ok) {
-  return dispatch_dtype(dtype, rp, mt, [&](auto t, auto r, auto m) {
+  return dispatch_instance(dtype, rp, mt, [&](auto t, auto r, auto m) {
     return fits<decltype(t), decltype(r)::value, decltype(m)::value>(args.smem_bytes, ok);
   });
 }
 
 Status lora_launch_cluster(DType dtype, const ClusterArgs& args, int rp, int mt, bool pdl, cudaStream_t stream) {
-  return dispatch_dtype(dtype, rp, mt, [&](auto t, auto r, auto m) {
+  return dispatch_instance(dtype, rp, mt, [&](auto t, auto r, auto m) {
     return launch<decltype(t), decltype(r)::value, decltype(m)::value>(args, pdl, stream);
   });
 }

@@ -11,6 +11,7 @@
 #include "backends/cuda/cuda_check.h"
 #include "backends/cuda/lora/lora_args.h"
 #include "backends/cuda/lora/lora_device.cuh"
+#include "backends/cuda/lora/lora_launch.cuh"
 
 namespace punica::cuda::lora_detail {
 namespace {
@@ -160,48 +161,22 @@ Status launch(const LaunchShape& shape, const ExpandArgs& args, cudaStream_t str
   auto kernel = lora_expand_kernel<T, TM, RP, NB>;
   PUNICA_CUDA_RETURN_IF_ERROR(
       cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, L::kSmemBytes));
-  cudaLaunchConfig_t cfg = {};
-  cfg.gridDim = shape.grid;
-  cfg.blockDim = dim3(kThreads);
-  cfg.dynamicSmemBytes = L::kSmemBytes;
-  cfg.stream = stream;
-  cudaLaunchAttribute attr[1];
-  attr[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
-  attr[0].val.programmaticStreamSerializationAllowed = 1;
-  cfg.attrs = attr;
-  cfg.numAttrs = shape.pdl ? 1 : 0;
-  PUNICA_CUDA_RETURN_IF_ERROR(cudaLaunchKernelEx(&cfg, kernel, args));
-  return cuda_status(cudaGetLastError(), "lora_expand_kernel launch");
-}
-
-template <typename T, int TM, int RP>
-Status launch_nb(const LaunchShape& shape, const ExpandArgs& args, cudaStream_t stream) {
-  if (shape.nb == 64) return launch<T, TM, RP, 64>(shape, args, stream);
-  return launch<T, TM, RP, 128>(shape, args, stream);
-}
-
-template <typename T, int TM>
-Status launch_rp(const LaunchShape& shape, const ExpandArgs& args, cudaStream_t stream) {
-  switch (shape.rp) {
-    case 16: return launch_nb<T, TM, 16>(shape, args, stream);
-    case 32: return launch_nb<T, TM, 32>(shape, args, stream);
-    case 64: return launch_nb<T, TM, 64>(shape, args, stream);
-    case 128: return launch_nb<T, TM, 128>(shape, args, stream);
-    default: return internal_error("lora_expand: no kernel for padded rank " + std::to_string(shape.rp));
-  }
-}
-
-template <typename T>
-Status launch_tm(const LaunchShape& shape, const ExpandArgs& args, cudaStream_t stream) {
-  if (shape.tm == 16) return launch_rp<T, 16>(shape, args, stream);
-  return launch_rp<T, 64>(shape, args, stream);
+  return launch_kernel(kernel, shape.grid, dim3(kThreads), L::kSmemBytes, shape.pdl, 0, stream,
+                       "lora_expand_kernel launch", args);
 }
 
 }  // namespace
 
 Status lora_launch_expand(DType dtype, const LaunchShape& shape, const ExpandArgs& args, cudaStream_t stream) {
-  if (dtype == DType::kF16) return launch_tm<__half>(shape, args, stream);
-  return launch_tm<__nv_bfloat16>(shape, args, stream);
+  return dispatch_dtype(dtype, [&](auto t) {
+    using T = decltype(t);
+    return dispatch_padded_rank(shape.rp, "lora_expand", [&](auto rp) {
+      constexpr int RP = decltype(rp)::value;
+      if (shape.tm == 16)
+        return shape.nb == 64 ? launch<T, 16, RP, 64>(shape, args, stream) : launch<T, 16, RP, 128>(shape, args, stream);
+      return shape.nb == 64 ? launch<T, 64, RP, 64>(shape, args, stream) : launch<T, 64, RP, 128>(shape, args, stream);
+    });
+  });
 }
 
 }  // namespace punica::cuda::lora_detail

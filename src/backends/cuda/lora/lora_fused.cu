@@ -17,6 +17,7 @@
 #include "backends/cuda/cuda_check.h"
 #include "backends/cuda/lora/lora_args.h"
 #include "backends/cuda/lora/lora_device.cuh"
+#include "backends/cuda/lora/lora_launch.cuh"
 
 namespace punica::cuda::lora_detail {
 namespace {
@@ -342,44 +343,22 @@ Status launch(const FusedShape& fs, const ShrinkArgs& sa, const ExpandArgs& ea, 
   // Never more blocks than can be resident at once: the grid-wide wait relies on it.
   const int cap = per_sm * fs.sms;
   const int grid = std::max(1, std::min(cap, std::max(fs.n_shrink, fs.n_expand)));
-  cudaLaunchConfig_t cfg = {};
-  cfg.gridDim = dim3(grid);
-  cfg.blockDim = dim3(kThreads);
-  cfg.dynamicSmemBytes = L::kSmemBytes;
-  cfg.stream = stream;
-  cudaLaunchAttribute attr[1];
-  attr[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
-  attr[0].val.programmaticStreamSerializationAllowed = 1;
-  cfg.attrs = attr;
-  cfg.numAttrs = fs.pdl ? 1 : 0;
-  PUNICA_CUDA_RETURN_IF_ERROR(cudaLaunchKernelEx(&cfg, kernel, sa, ea, fs.sync, fs.acc, fs.acc_floats, fs.tiles,
-                                                 fs.n_shrink, fs.n_expand));
-  return cuda_status(cudaGetLastError(), "lora_fused_decode_kernel launch");
-}
-
-template <typename T, int RP>
-Status launch_nb(const FusedShape& fs, const ShrinkArgs& sa, const ExpandArgs& ea, cudaStream_t stream) {
-  if (fs.nb == 64) return launch<T, RP, 64>(fs, sa, ea, stream);
-  return launch<T, RP, 128>(fs, sa, ea, stream);
-}
-
-template <typename T>
-Status launch_rp(const FusedShape& fs, const ShrinkArgs& sa, const ExpandArgs& ea, cudaStream_t stream) {
-  switch (fs.rp) {
-    case 16: return launch_nb<T, 16>(fs, sa, ea, stream);
-    case 32: return launch_nb<T, 32>(fs, sa, ea, stream);
-    case 64: return launch_nb<T, 64>(fs, sa, ea, stream);
-    case 128: return launch_nb<T, 128>(fs, sa, ea, stream);
-    default: return internal_error("lora_fused_decode: no kernel for padded rank " + std::to_string(fs.rp));
-  }
+  return launch_kernel(kernel, dim3(grid), dim3(kThreads), L::kSmemBytes, fs.pdl, 0, stream,
+                       "lora_fused_decode_kernel launch", sa, ea, fs.sync, fs.acc, fs.acc_floats, fs.tiles, fs.n_shrink,
+                       fs.n_expand);
 }
 
 }  // namespace
 
 Status lora_launch_fused_decode(DType dtype, const FusedShape& fs, const ShrinkArgs& sa, const ExpandArgs& ea,
                                 cudaStream_t stream) {
-  if (dtype == DType::kF16) return launch_rp<__half>(fs, sa, ea, stream);
-  return launch_rp<__nv_bfloat16>(fs, sa, ea, stream);
+  return dispatch_dtype(dtype, [&](auto t) {
+    using T = decltype(t);
+    return dispatch_padded_rank(fs.rp, "lora_fused_decode", [&](auto rp) {
+      constexpr int RP = decltype(rp)::value;
+      return fs.nb == 64 ? launch<T, RP, 64>(fs, sa, ea, stream) : launch<T, RP, 128>(fs, sa, ea, stream);
+    });
+  });
 }
 
 }  // namespace punica::cuda::lora_detail
