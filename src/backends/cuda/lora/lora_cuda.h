@@ -8,10 +8,12 @@
 //   cudaMalloc(&ptr, bytes); lora_workspace_init({ptr, bytes}, stream);
 //   per projection and step:  lora_add(shrink_params, expand_params, ws, stream);   // y += scale * x A^T B^T
 //
-// lora_add picks the algorithm by shape on the host. On sm_90 the whole add-on is ONE launch of the cluster
-// kernel (lora_cluster.cu: a 16-CTA cluster per segment tile, partial v summed through distributed shared
-// memory) whenever its shared-memory plan fits; otherwise (and before sm_90) a persistent single-launch
-// kernel or shrink [+ split-K reduce] + expand kernels, launched with Programmatic Dependent Launch.
+// lora_add picks the algorithm by shape on the host. On sm_90, batches with few adapted segments (<= 12 at
+// rank <= 32, <= 8 above; segments <= 128 tokens) run the whole add-on as ONE launch of the cluster kernel
+// (lora_cluster.cu: a 16-CTA cluster per segment tile, partial v pushed through distributed shared memory)
+// when its shared-memory plan fits; everything else (and everything before sm_90) runs a persistent
+// single-launch kernel or shrink [+ split-K reduce] + expand kernels, launched with Programmatic Dependent
+// Launch.
 // PDL contract: the kernels read the segment arrays, slot tables and adapter weights BEFORE waiting for the
 // previous kernel in the stream (that overlap is most of the speed of small batches), x and y after. So
 // those arrays and weights must not be written by the kernel launched just before; the once-per-step
