@@ -127,20 +127,10 @@ Expected<std::vector<int32_t>> parse_token_list(const std::string& text, size_t 
 }
 
 // The model with its --lora adapters; fails the command with the error otherwise.
-struct LoadedModel {
-  std::unique_ptr<engine::Runtime> runtime;
-  std::unique_ptr<model::LoraAdapterSet> adapters;
-  model::LlamaModel& model() { return runtime->model(); }
-};
-
 LoadedModel load_model(const GenerateArgs& args) {
-  engine::RuntimeOptions ro;
-  ro.num_threads = args.threads;
-  auto rt = engine::Runtime::open(args.model, ro);
-  if (!rt) fail(rt.status().message());
-  auto adapters = load_lora_cli_adapters(args.lora, (*rt)->model());
-  if (!adapters) fail(adapters.status().message());
-  return {std::move(*rt), std::move(*adapters)};
+  auto loaded = load_model_with_adapters(args.model, args.threads, args.lora);
+  if (!loaded) fail(loaded.status().message());
+  return std::move(*loaded);
 }
 
 // The slot of a --lora adapter name ("" = base model, -1); `where` prefixes the error.

@@ -35,4 +35,14 @@ Expected<std::unique_ptr<model::LoraAdapterSet>> load_lora_cli_adapters(const Lo
   return set;
 }
 
+Expected<LoadedModel> load_model_with_adapters(const std::string& path, int threads, const LoraCliOptions& lora) {
+  engine::RuntimeOptions ro;
+  ro.num_threads = threads;
+  auto rt = engine::Runtime::open(path, ro);
+  if (!rt) return rt.status();
+  auto adapters = load_lora_cli_adapters(lora, (*rt)->model());
+  if (!adapters) return adapters.status();
+  return LoadedModel{std::move(*rt), std::move(*adapters)};
+}
+
 }  // namespace punica::cli

@@ -13,7 +13,6 @@
 #include "cli/commands/commands.h"
 #include "cli/commands/jsonl_input.h"
 #include "cli/commands/lora_options.h"
-#include "engine/runtime.h"
 #include "engine/scorer.h"
 
 namespace punica::cli {
@@ -66,19 +65,15 @@ void run_score(const ScoreArgs& args) {
   std::vector<std::string> adapter_names, where;
   auto input = read_score_input(args.input, &adapter_names, &where);
   if (!input) fail(input.status().message());
-  engine::RuntimeOptions ro;
-  ro.num_threads = args.threads;
-  auto rt = engine::Runtime::open(args.model, ro);
-  if (!rt) fail(rt.status().message());
-  auto adapters = load_lora_cli_adapters(args.lora, (*rt)->model());
-  if (!adapters) fail(adapters.status().message());
+  auto loaded = load_model_with_adapters(args.model, args.threads, args.lora);
+  if (!loaded) fail(loaded.status().message());
   for (size_t i = 0; i < input->size(); ++i) {
     if (adapter_names[i].empty()) continue;
-    auto slot = (*adapters)->slot_of(adapter_names[i]);
+    auto slot = loaded->adapters->slot_of(adapter_names[i]);
     if (!slot) fail(where[i] + ": field 'adapter': " + slot.status().message());
     (*input)[i].adapter_slot = *slot;
   }
-  const int64_t vocab = (*rt)->model().vocab_size();
+  const int64_t vocab = loaded->model().vocab_size();
   for (size_t i = 0; i < input->size(); ++i) {   // name the input line, not just the request index
     for (size_t k = 0; k < (*input)[i].tokens.size(); ++k) {
       if ((*input)[i].tokens[k] >= vocab)
@@ -89,7 +84,7 @@ void run_score(const ScoreArgs& args) {
   }
   engine::ScoreOptions so;
   so.top_k = args.top_logprobs;
-  auto results = engine::score_sequences((*rt)->model(), *input, so);
+  auto results = engine::score_sequences(loaded->model(), *input, so);
   if (!results) fail(results.status().message());
   for (const engine::ScoreResult& r : *results) {
     nlohmann::json j;
