@@ -52,6 +52,12 @@ run_sanitizer() {  # tool, timeout (s), oracle args...
   local rc=$?; [[ $rc == 0 ]] || status=1
   summary+=("compute-sanitizer $tool (reduced oracle $*): rc=$rc, $(grep -h "ERROR SUMMARY\|RACECHECK SUMMARY\|lora oracle:" "$OUT/$name.log" | tr '\n' ' ' | cut -c1-300)")
 }
+run_bench() {  # log name, timeout (s), benchmark args...
+  local name=$1 t=$2; shift 2
+  timeout "$t" "$BIN/punica_bench_lora" "$@" >"$OUT/$name.log" 2>&1
+  local rc=$?; [[ $rc == 0 ]] || status=1
+  summary+=("punica_bench_lora $*: rc=$rc: $(grep -h "copy bw\|launch floor\|code fetch\|acceptance rows" "$OUT/$name.log" | tr '\n' ' ')")
+}
 if [[ $mode == all || $mode == oracle || $mode == quick || $mode == profile ]]; then
   run_oracle oracle 300 --dtype all
   run_oracle oracle_old_paths 300 --dtype all --cluster 0
@@ -61,12 +67,9 @@ if [[ $mode == all || $mode == sanitize || $mode == quick || $mode == profile ]]
   run_sanitizer memcheck 240 --cluster 0
 fi
 if [[ $mode == all || $mode == bench || $mode == quick || $mode == profile ]]; then
-  flag=""; [[ $mode == quick ]] && flag="--quick"
-  timeout 420 "$BIN/punica_bench_lora" $flag --csv "$OUT/bench.csv" >"$OUT/bench.log" 2>&1
-  rc=$?; [[ $rc == 0 ]] || status=1
+  if [[ $mode == quick ]]; then run_bench bench 420 --quick --csv "$OUT/bench.csv"; else run_bench bench 420 --csv "$OUT/bench.csv"; fi
   echo "== benchmark, h=4096x4096 f16 rows (full table: bench.log) =="
   grep -E "^(dtype|f16 +4096x4096)" "$OUT/bench.log" | cut -c1-160
-  summary+=("benchmark rc=$rc: $(grep -h "acceptance rows\|copy bw" "$OUT/bench.log" | tr '\n' ' ')")
   if [[ ${COMPARE_PATHS:-0} == 1 ]]; then  # the same rows with the single-launch decode kernel off
     PUNICA_LORA_FUSED=0 timeout 300 "$BIN/punica_bench_lora" --no-baselines >"$OUT/bench_split.log" 2>&1
     summary+=("benchmark, PUNICA_LORA_FUSED=0: rc=$?: $(grep -h "acceptance rows" "$OUT/bench_split.log")")
@@ -80,9 +83,7 @@ if [[ $mode == profile ]]; then
 fi
 if [[ $mode == compare ]]; then
   run_oracle oracle_m16 60 --dtype all --cluster 1
-  timeout 300 "$BIN/punica_bench_lora" --compare --csv "$OUT/compare.csv" >"$OUT/compare.log" 2>&1
-  rc=$?; [[ $rc == 0 ]] || status=1
-  summary+=("bench --compare rc=$rc: $(grep -h "copy bw\|launch floor\|acceptance rows" "$OUT/compare.log" | tr '\n' ' ')")
+  run_bench compare 300 --compare --csv "$OUT/compare.csv"
   run_oracle oracle_m32 60 --dtype all --cluster 2
   run_oracle oracle_m64 60 --dtype all --cluster 4
   run_oracle oracle_auto 60 --dtype all
@@ -95,9 +96,7 @@ if [[ $mode == compare ]]; then
 fi
 if [[ $mode == rule ]]; then
   run_oracle oracle_auto 60 --dtype all
-  timeout 240 "$BIN/punica_bench_lora" --compare --csv "$OUT/compare.csv" >"$OUT/compare.log" 2>&1
-  rc=$?; [[ $rc == 0 ]] || status=1
-  summary+=("bench --compare rc=$rc: $(grep -h "copy bw\|launch floor\|acceptance rows" "$OUT/compare.log" | tr '\n' ' ')")
+  run_bench compare 240 --compare --csv "$OUT/compare.csv"
 fi
 if [[ $mode == final ]]; then
   run_oracle oracle_m16 60 --dtype all --cluster 1
@@ -107,14 +106,11 @@ if [[ $mode == final ]]; then
   fi
   run_oracle oracle_auto 60 --dtype all
   run_oracle oracle_old_paths 60 --dtype all --cluster 0
-  timeout 150 "$BIN/punica_bench_lora" --csv "$OUT/bench.csv" >"$OUT/bench.log" 2>&1
-  rc=$?; [[ $rc == 0 ]] || status=1
-  summary+=("benchmark rc=$rc: $(grep -h "copy bw\|launch floor\|code fetch\|acceptance rows" "$OUT/bench.log" | tr '\n' ' ')")
-  timeout 40 "$BIN/punica_bench_lora" --trace >"$OUT/trace.log" 2>&1
-  summary+=("trace rc=$?")
+  run_bench bench 150 --csv "$OUT/bench.csv"
+  run_bench trace 40 --trace
   run_sanitizer memcheck 90
   run_sanitizer racecheck 60 --dtype f16
-  grep -E "^trace|phase|sub-phase" "$OUT/trace.log" | cut -c1-250
+  grep -E "^trace|phase|shrink mma" "$OUT/trace.log" | cut -c1-250
 fi
 echo "== summary =="
 printf '%s\n' "${summary[@]}"

@@ -181,30 +181,22 @@ void print_trace(const std::vector<unsigned long long>& t0, const std::vector<un
                  double clock_ghz) {
   constexpr int S = cuda::kLoraTraceSlots;
   static const char* const names[] = {"meta", "issueAB", "pdlwait", "ABx", "shrink+bar", "vsum", "expand", "store", "endwait"};
-  auto active = [&](const std::vector<unsigned long long>& t, int c) { return t[c * S + 9] != 0; };
+  // durations from stamp `from` to stamp `to` over the CTAs that ran to the end, sorted (us)
+  auto durations = [&](int from, int to) {
+    std::vector<double> d;
+    for (int c = 0; c < ctas; ++c)
+      if (t0[c * S + 9] != 0) d.push_back((double(t0[c * S + to]) - double(t0[c * S + from])) / (clock_ghz * 1e3));
+    std::sort(d.begin(), d.end());
+    return d;
+  };
   std::printf("  phase us (median/max over active CTAs):");
   for (int ph = 1; ph <= 9; ++ph) {
-    std::vector<double> d;
-    for (int c = 0; c < ctas; ++c)
-      if (active(t0, c)) d.push_back(double(t0[c * S + ph] - t0[c * S + ph - 1]) / (clock_ghz * 1e3));
-    if (d.empty()) continue;
-    std::sort(d.begin(), d.end());
-    std::printf(" %s %.2f/%.2f", names[ph - 1], d[d.size() / 2], d.back());
+    const std::vector<double> d = durations(ph - 1, ph);
+    if (!d.empty()) std::printf(" %s %.2f/%.2f", names[ph - 1], d[d.size() / 2], d.back());
   }
-  // sub-phases: shrink compute (4 -> 13), cluster arrive (13 -> 14), barrier wait (14 -> 5), the first 16
-  // remote loads of thread 0 (5 -> 15), expand compute (6 -> 12)
-  const int sub[5][2] = {{4, 13}, {13, 14}, {14, 5}, {5, 15}, {6, 12}};
-  static const char* const sub_names[] = {"shrink", "arrive", "barwait", "dsmem16", "expandmma"};
-  std::printf("\n  sub-phase us (median):");
-  for (int k = 0; k < 5; ++k) {
-    std::vector<double> d;
-    for (int c = 0; c < ctas; ++c)
-      if (active(t0, c) && t0[c * S + sub[k][1]] && t0[c * S + sub[k][0]])
-        d.push_back((double(t0[c * S + sub[k][1]]) - double(t0[c * S + sub[k][0]])) / (clock_ghz * 1e3));
-    if (d.empty()) continue;
-    std::sort(d.begin(), d.end());
-    std::printf(" %s %.2f", sub_names[k], d[d.size() / 2]);
-  }
+  // stamp 13 ends the shrink's mma (4 -> 13); the rest of that phase is the push of the partials
+  if (const std::vector<double> d = durations(4, 13); !d.empty())
+    std::printf("\n  of which shrink mma us (median): %.2f", d[d.size() / 2]);
   auto span = [&](const std::vector<unsigned long long>& t, unsigned long long& b, unsigned long long& e, int& n) {
     b = ~0ull, e = 0, n = 0;
     for (int c = 0; c < ctas; ++c) {
@@ -475,12 +467,7 @@ int main(int argc, char** argv) {
                                                           {Workload::kDistinct, 128}, {Workload::kIdentical, 16},
                                                           {Workload::kIdentical, 128}}
                   : std::vector<std::pair<Workload, int>>{{Workload::kDistinct, 1}, {Workload::kDistinct, 32}};
-      for (int trig = 0; trig < 1; ++trig) {
-        cuda::lora_set_cluster_trigger(trig);
-        std::printf("-- launch_dependents: %s\n", trig == 0 ? "first instruction" : trig == 1 ? "after the PDL wait" : "no PDL");
-        for (auto [w, n] : rows) run_row(ctx, sh, pool, false, w, n, false, false, true);
-      }
-      cuda::lora_set_cluster_trigger(0);
+      for (auto [w, n] : rows) run_row(ctx, sh, pool, false, w, n, false, false, true);
     }
     return 0;
   }

@@ -111,15 +111,12 @@ struct ClusterArgs {
   int b_rows;               // B rows in shared memory: sum of round_up(cspan, 16)
   int y_pitch;              // sum of cspan + 8
   // shared-memory plan (bytes), filled by lora_cluster_layout
-  int off_b, off_x, off_y, off_vp, off_vr, off_hilo, smem_bytes;
+  int off_b, off_x, off_y, off_vp, off_vr, smem_bytes;  // v hi / lo reuse A's space at offset 0
   int direct_max;           // v tiles of at most this many elements: every CTA receives every partial
   int rs_stride;            // larger tiles (reduce-scatter): partials per source CTA in an owner's buffer
   // Benchmarking only: when set, thread 0 of each CTA writes kLoraTraceSlots stamps at trace[block * slots]
   // (clock64 at each phase, then globaltimer at start and end, then the SM id).
   unsigned long long* trace;
-  // 1: let the next kernel launch only after this one's PDL wait (at most one call's CTAs wait ahead);
-  // 0: as the first instruction.
-  int trigger_after_wait;
 };
 using punica::cuda::kLoraTraceSlots;
 

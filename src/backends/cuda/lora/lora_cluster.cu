@@ -29,7 +29,6 @@
 #include <map>
 #include <mutex>
 #include <string>
-#include <tuple>
 
 #include "backends/cuda/cuda_check.h"
 #include "backends/cuda/lora/lora_args.h"
@@ -118,7 +117,7 @@ __global__ void __launch_bounds__(kCT) lora_cluster_kernel(const ClusterArgs p) 
   constexpr int TMR = 16 * MT;
   constexpr int VP = W::VP, HP = W::HP;
   extern __shared__ __align__(16) unsigned char smem[];
-  if (!p.trigger_after_wait) griddep_launch_dependents();
+  griddep_launch_dependents();
   unsigned long long* const trace =
       p.trace && threadIdx.x == 0 ? p.trace + static_cast<int64_t>(blockIdx.x) * kLoraTraceSlots : nullptr;
   auto stamp = [&](int phase) {  // benchmarking only (p.trace set): where the CTA's time goes
@@ -201,7 +200,7 @@ __global__ void __launch_bounds__(kCT) lora_cluster_kernel(const ClusterArgs p) 
   T* sy = reinterpret_cast<T*>(smem + p.off_y);          // [TMR][y_pitch]
   float* svp = reinterpret_cast<float*>(smem + p.off_vp);  // [WK][S][TMR][VP]; [0] = this CTA's partial
   float* svr = reinterpret_cast<float*>(smem + p.off_vr);  // reduce-scatter sums
-  T* svh = reinterpret_cast<T*>(smem + p.off_hilo);      // [S][TMR][HP]
+  T* svh = sa;                                           // [S][TMR][HP] v hi / lo, over A after the shrink
   T* svl = svh + p.num_slices * TMR * HP;
 
   const int S = p.num_slices;
@@ -260,7 +259,6 @@ __global__ void __launch_bounds__(kCT) lora_cluster_kernel(const ClusterArgs p) 
 
   // ---- 2. after the previous kernel: x and y tiles
   griddep_wait();
-  if (p.trigger_after_wait) griddep_launch_dependents();
   stamp(3);
   if (tid == 0) {
     unsigned bytes = static_cast<unsigned>(rows * kspan * 2);
@@ -495,18 +493,23 @@ __global__ void __launch_bounds__(kCT) lora_cluster_kernel(const ClusterArgs p) 
 #endif
 }
 
+// The kernel's attributes, set once per instance: the largest dynamic shared memory (so any plan up to it
+// launches) and the non-portable cluster size 16.
+template <typename T, int RP, int MT>
+Status prepare_kernel() {
+  static const cudaError_t err = [] {
+    auto kernel = lora_cluster_kernel<T, RP, MT>;
+    cudaError_t e = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, kLoraClusterMaxSmem);
+    if (e == cudaSuccess) e = cudaFuncSetAttribute(kernel, cudaFuncAttributeNonPortableClusterSizeAllowed, 1);
+    return e;
+  }();
+  return cuda_status(err, "lora_cluster_kernel attributes");
+}
+
 template <typename T, int RP, int MT>
 Status launch(const ClusterArgs& args, bool pdl, cudaStream_t stream) {
-  auto kernel = lora_cluster_kernel<T, RP, MT>;
-  static std::once_flag attrs_once;
-  static cudaError_t attrs_err = cudaSuccess;
-  std::call_once(attrs_once, [&] {
-    attrs_err = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, kLoraClusterMaxSmem);
-    if (attrs_err == cudaSuccess)
-      attrs_err = cudaFuncSetAttribute(kernel, cudaFuncAttributeNonPortableClusterSizeAllowed, 1);
-  });
-  PUNICA_CUDA_RETURN_IF_ERROR(attrs_err);
-  return launch_kernel(kernel, dim3(static_cast<unsigned>(args.num_items * CS)), dim3(kCT),
+  PUNICA_RETURN_IF_ERROR((prepare_kernel<T, RP, MT>()));
+  return launch_kernel(lora_cluster_kernel<T, RP, MT>, dim3(static_cast<unsigned>(args.num_items * CS)), dim3(kCT),
                        static_cast<size_t>(args.smem_bytes), pdl, CS, stream, "lora_cluster_kernel launch", args);
 }
 
@@ -521,9 +524,8 @@ Status fits(int smem_bytes, bool* ok) {
     *ok = it->second;
     return Status::ok();
   }
+  PUNICA_RETURN_IF_ERROR((prepare_kernel<T, RP, MT>()));
   auto kernel = lora_cluster_kernel<T, RP, MT>;
-  PUNICA_CUDA_RETURN_IF_ERROR(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, kLoraClusterMaxSmem));
-  PUNICA_CUDA_RETURN_IF_ERROR(cudaFuncSetAttribute(kernel, cudaFuncAttributeNonPortableClusterSizeAllowed, 1));
   cudaLaunchConfig_t cfg = {};
   cfg.gridDim = dim3(CS);
   cfg.blockDim = dim3(kCT);
@@ -581,7 +583,6 @@ bool lora_cluster_layout(int rp, int mt, ClusterArgs* a) {
   const int a_bytes = align16(S * rp * a->a_pitch * 2);
   const int hilo_bytes = align16(2 * S * tmr * hp * 2);
   const int region0 = std::max(a_bytes, hilo_bytes);  // v hi / lo reuse A's space after the shrink
-  a->off_hilo = 0;
   a->off_b = region0;
   a->off_x = a->off_b + align16(a->b_rows * hp * 2);
   a->off_y = a->off_x + align16(tmr * a->a_pitch * 2);

@@ -131,15 +131,6 @@ int& cluster_override() {
   return v;
 }
 
-// lora_set_cluster_trigger / PUNICA_LORA_TRIGGER: 0 launch_dependents first, 1 after the PDL wait, 2 no PDL.
-int& cluster_trigger() {
-  static int v = [] {
-    const char* e = std::getenv("PUNICA_LORA_TRIGGER");
-    return e ? std::atoi(e) : 0;
-  }();
-  return v;
-}
-
 unsigned long long*& trace_buffer() {
   static unsigned long long* t = nullptr;
   return t;
@@ -188,7 +179,6 @@ bool plan_cluster(const ops::LoraShrinkParams& s, const ops::LoraExpandParams& e
   a->tiles = tiles;
   a->num_items = static_cast<int>(items);
   a->trace = trace_buffer();
-  a->trigger_after_wait = cluster_trigger() == 1 ? 1 : 0;
   return lora_detail::lora_cluster_layout(padded_rank(s.v_rank_stride), mt, a);
 }
 
@@ -303,7 +293,6 @@ void plan_expand(const ops::LoraExpandParams& p, const DeviceFacts& dev, int ksp
 
 void lora_set_cluster_override(int cluster_size) { cluster_override() = cluster_size; }
 void lora_set_cluster_trace(unsigned long long* buf) { trace_buffer() = buf; }
-void lora_set_cluster_trigger(int mode) { cluster_trigger() = mode; }
 
 size_t lora_workspace_size() { return kSyncBytes + kAccBytes + kPartialBytes; }
 
@@ -353,7 +342,7 @@ Status lora_add(const ops::LoraShrinkParams& s, const ops::LoraExpandParams& e, 
     const int rp = padded_rank(s.v_rank_stride);
     bool fits = false;
     if (plan_cluster(s, e, mt, &ca)) PUNICA_RETURN_IF_ERROR(lora_detail::lora_cluster_fits(s.dtype, ca, rp, mt, &fits));
-    if (fits) return lora_detail::lora_launch_cluster(s.dtype, ca, rp, mt, dev.pdl && cluster_trigger() != 2, stream);
+    if (fits) return lora_detail::lora_launch_cluster(s.dtype, ca, rp, mt, dev.pdl, stream);
   }
   LaunchShape ss, es;
   ShrinkArgs sa;

@@ -70,8 +70,5 @@ void lora_set_cluster_override(int cluster_size);
 // buf (16 u64 per CTA: clock64 at 10 phases, globaltimer at start and end, SM id); nullptr turns it off.
 void lora_set_cluster_trace(unsigned long long* buf);
 constexpr int kLoraTraceSlots = 16;  // u64 stamps per CTA in a trace buffer
-// Benchmarking only: when the cluster kernel lets the next kernel launch (PDL): 0 first thing (default;
-// PUNICA_LORA_TRIGGER sets the initial value), 1 after its own PDL wait, 2 launched without PDL.
-void lora_set_cluster_trigger(int mode);
 
 }  // namespace punica::cuda
