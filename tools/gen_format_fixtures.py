@@ -27,6 +27,8 @@ from gguf import GGMLQuantizationType as T
 from gguf.quants import dequantize, quantize
 from safetensors.numpy import save_file
 
+from gguf_llama import add_llama_hparams, llama_permute
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 OUT = os.path.join(ROOT, "tests", "fixtures", "formats")
 rng = np.random.default_rng(1234)
@@ -85,11 +87,6 @@ def gen_dequant():
     np.concatenate(exp).astype(np.float32).tofile(os.path.join(d, "Q8_K.f32"))
 
 
-def llama_permute(w, n_head):
-    # convert_hf_to_gguf.py LlamaModel.permute
-    return w.reshape(n_head, 2, w.shape[0] // n_head // 2, *w.shape[1:]).swapaxes(1, 2).reshape(w.shape)
-
-
 def tiny_hf_tensors(cfg, with_bias, tied):
     h, inter, v = cfg["hidden_size"], cfg["intermediate_size"], cfg["vocab_size"]
     nh, nkv = cfg["num_attention_heads"], cfg["num_key_value_heads"]
@@ -141,20 +138,7 @@ def write_tiny_gguf(arch, cfg, with_bias, tied, qtypes):
     hf = tiny_hf_tensors(cfg, with_bias, tied)
     path = os.path.join(OUT, f"tiny_{arch}.gguf")
     w = gguf.GGUFWriter(path, arch)
-    w.add_block_count(cfg["num_hidden_layers"])
-    w.add_context_length(cfg["max_position_embeddings"])
-    w.add_embedding_length(cfg["hidden_size"])
-    w.add_feed_forward_length(cfg["intermediate_size"])
-    w.add_head_count(cfg["num_attention_heads"])
-    w.add_head_count_kv(cfg["num_key_value_heads"])
-    w.add_layer_norm_rms_eps(cfg["rms_norm_eps"])
-    w.add_rope_freq_base(cfg["rope_theta"])
-    w.add_rope_dimension_count(cfg["hidden_size"] // cfg["num_attention_heads"])
-    w.add_vocab_size(cfg["vocab_size"])
-    w.add_bos_token_id(1)
-    w.add_eos_token_id(2)
-    w.add_tokenizer_model("gpt2")
-    w.add_token_list([f"tok{i}" for i in range(cfg["vocab_size"])])
+    add_llama_hparams(w, cfg, cfg["rope_theta"], bos_id=1, eos_id=2)
     proc = LlamaTensorProcessor(config=cfg)
     expected = {}
     for name, x in hf.items():

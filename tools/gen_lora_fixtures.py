@@ -28,6 +28,8 @@ import torch
 from peft import LoraConfig, PeftModel, get_peft_model
 from transformers import LlamaConfig, LlamaForCausalLM, Qwen2Config, Qwen2ForCausalLM
 
+from gguf_llama import add_llama_hparams, llama_permute
+
 OUT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests", "fixtures", "lora")
 GREEDY_NEW_TOKENS = 6
 VOCAB = 128
@@ -128,11 +130,6 @@ def save_base(model, cfg, folder):
             os.remove(p)
 
 
-def permute_llama(w, n_head):
-    # convert_hf_to_gguf.py LlamaModel.permute, applied by convert_lora_to_gguf.py to lora_b of q/k.
-    return w.reshape(n_head, 2, w.shape[0] // n_head // 2, *w.shape[1:]).swapaxes(1, 2).reshape(w.shape)
-
-
 def write_gguf_adapter(adapter_dir, cfg, out_path):
     import gguf
     from safetensors.torch import load_file
@@ -159,9 +156,9 @@ def write_gguf_adapter(adapter_dir, cfg, out_path):
             parts = base.split(".")  # model.layers.N.<sub>.<proj>.lora_A.weight
             dest = f"blk.{parts[2]}.{names[parts[3] + '.' + parts[4]]}.weight"
             if parts[4] == "q_proj":
-                b = permute_llama(b, cfg.num_attention_heads)
+                b = llama_permute(b, cfg.num_attention_heads)
             elif parts[4] == "k_proj":
-                b = permute_llama(b, cfg.num_key_value_heads)
+                b = llama_permute(b, cfg.num_key_value_heads)
         w.add_tensor(dest + ".lora_a", a.numpy().astype(np.float32))
         w.add_tensor(dest + ".lora_b", b.numpy().astype(np.float32))
     w.write_header_to_file()
@@ -184,20 +181,8 @@ def write_gguf_base(base_dir, out_path):
     cfg = json.load(open(os.path.join(base_dir, "config.json")))
     sd = load_file(os.path.join(base_dir, "model.safetensors"))
     w = gguf.GGUFWriter(out_path, "llama")
-    w.add_block_count(cfg["num_hidden_layers"])
-    w.add_context_length(cfg["max_position_embeddings"])
-    w.add_embedding_length(cfg["hidden_size"])
-    w.add_feed_forward_length(cfg["intermediate_size"])
-    w.add_head_count(cfg["num_attention_heads"])
-    w.add_head_count_kv(cfg["num_key_value_heads"])
-    w.add_layer_norm_rms_eps(cfg["rms_norm_eps"])
-    w.add_rope_freq_base(cfg["rope_parameters"]["rope_theta"] if "rope_parameters" in cfg else cfg["rope_theta"])
-    w.add_rope_dimension_count(cfg["hidden_size"] // cfg["num_attention_heads"])
-    w.add_vocab_size(cfg["vocab_size"])
-    w.add_bos_token_id(cfg["bos_token_id"])
-    w.add_eos_token_id(cfg["eos_token_id"])
-    w.add_tokenizer_model("gpt2")
-    w.add_token_list([f"tok{i}" for i in range(cfg["vocab_size"])])
+    rope_theta = cfg["rope_parameters"]["rope_theta"] if "rope_parameters" in cfg else cfg["rope_theta"]
+    add_llama_hparams(w, cfg, rope_theta, bos_id=cfg["bos_token_id"], eos_id=cfg["eos_token_id"])
     for name in sorted(sd):
         x = sd[name].float()
         if name in GGUF_BASE_NAMES:
@@ -206,9 +191,9 @@ def write_gguf_base(base_dir, out_path):
             parts = name.split(".")  # model.layers.N.<sub...>.weight
             dest = f"blk.{parts[2]}.{GGUF_LAYER_NAMES['.'.join(parts[3:-1])]}.weight"
             if parts[4] == "q_proj":
-                x = permute_llama(x, cfg["num_attention_heads"])
+                x = llama_permute(x, cfg["num_attention_heads"])
             elif parts[4] == "k_proj":
-                x = permute_llama(x, cfg["num_key_value_heads"])
+                x = llama_permute(x, cfg["num_key_value_heads"])
         w.add_tensor(dest, x.numpy().astype(np.float32))
     w.write_header_to_file()
     w.write_kv_data_to_file()
