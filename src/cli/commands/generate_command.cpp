@@ -26,6 +26,7 @@
 #include "cli/commands/commands.h"
 #include "cli/commands/jsonl_input.h"
 #include "cli/commands/lora_options.h"
+#include "cli/commands/token_id_list.h"
 #include "tokenizer/chat_prompt.h"
 #include "tokenizer/detokenizer.h"
 #include "tokenizer/tokenizer.h"
@@ -110,17 +111,11 @@ Expected<std::vector<int32_t>> parse_token_list(const std::string& text, size_t 
     if (b == std::string::npos)
       return invalid_argument("--tokens #" + std::to_string(which + 1) + ": empty item in '" + text + "'");
     const std::string t = item.substr(b, e - b + 1);
-    size_t used = 0;
-    long long v = -1;
-    try {
-      v = std::stoll(t, &used);
-    } catch (...) {
-      used = 0;
-    }
-    if (used != t.size() || v < 0 || v > INT32_MAX)
+    const std::optional<long long> v = parse_token_id(t);
+    if (!v || *v > INT32_MAX)
       return invalid_argument("--tokens #" + std::to_string(which + 1) + ": '" + t +
                               "' is not a non-negative token id");
-    out.push_back(static_cast<int32_t>(v));
+    out.push_back(static_cast<int32_t>(*v));
   }
   if (out.empty()) return invalid_argument("--tokens #" + std::to_string(which + 1) + ": no token ids");
   return out;

@@ -9,6 +9,7 @@
 #include <sstream>
 
 #include "cli/commands/commands.h"
+#include "cli/commands/token_id_list.h"
 #include "tokenizer/tokenizer.h"
 
 namespace punica::cli {
@@ -55,17 +56,10 @@ void run_detokenize(const TokenizeArgs& args) {
   std::stringstream ss(args.ids);
   std::string item;
   while (std::getline(ss, item, ',')) {
-    size_t used = 0;
-    long long v = -1;
-    try {
-      v = std::stoll(item, &used);
-    } catch (...) {
-      used = 0;
-    }
-    while (used < item.size() && (item[used] == ' ' || item[used] == '\t')) ++used;
-    if (used != item.size() || v < 0 || v >= tok->vocab_size())
+    const std::optional<long long> v = parse_token_id(item);
+    if (!v || *v >= tok->vocab_size())
       fail("detokenize", "--ids: '" + item + "' is not a token id in [0, " + std::to_string(tok->vocab_size()) + ")");
-    ids.push_back(static_cast<int32_t>(v));
+    ids.push_back(static_cast<int32_t>(*v));
   }
   std::cout << tok->decode(ids, args.skip_special_tokens) << '\n';
 }
