@@ -271,6 +271,12 @@ RowResult run_row(Ctx& ctx, Shape sh, const AdapterPool& pool, bool bf16, Worklo
       std::exit(1);
     }
   };
+  auto add_call = [&](int i) {  // call i of a graph: lora_add on the i-th rotating set
+    ops::LoraShrinkParams sp;
+    ops::LoraExpandParams ep;
+    params(i, sp, ep);
+    check(cuda::lora_add(sp, ep, ctx.ws, ctx.s));
+  };
   const int reps = ctx.quick ? 5 : 15;
   if (trace) {
     const int tiles = std::max(1, (bt.max_seg_len + 15) / 16);
@@ -282,10 +288,7 @@ RowResult run_row(Ctx& ctx, Shape sh, const AdapterPool& pool, bool bf16, Worklo
     res.ours = time_graph(ctx.s, n_inv, 3, [&](int i) {
       cuda::lora_set_cluster_trace(i == k ? d0.as<unsigned long long>() : i == k + 1 ? d1.as<unsigned long long>()
                                                                                     : nullptr);
-      ops::LoraShrinkParams sp;
-      ops::LoraExpandParams ep;
-      params(i, sp, ep);
-      check(cuda::lora_add(sp, ep, ctx.ws, ctx.s));
+      add_call(i);
     });
     cuda::lora_set_cluster_trace(nullptr);
     cuda::lora_set_cluster_override(-1);
@@ -303,23 +306,13 @@ RowResult run_row(Ctx& ctx, Shape sh, const AdapterPool& pool, bool bf16, Worklo
   if (compare) {
     for (int m = 0; m < kNumCompareModes; ++m) {
       cuda::lora_set_cluster_override(kCompareModes[m]);
-      res.cmp[m] = time_graph(ctx.s, n_inv, reps, [&](int i) {
-        ops::LoraShrinkParams sp;
-        ops::LoraExpandParams ep;
-        params(i, sp, ep);
-        check(cuda::lora_add(sp, ep, ctx.ws, ctx.s));
-      });
+      res.cmp[m] = time_graph(ctx.s, n_inv, reps, add_call);
     }
     cuda::lora_set_cluster_override(-1);
     res.ours = res.cmp[kNumCompareModes - 1];
     return res;
   }
-  res.ours = time_graph(ctx.s, n_inv, reps, [&](int i) {
-    ops::LoraShrinkParams sp;
-    ops::LoraExpandParams ep;
-    params(i, sp, ep);
-    check(cuda::lora_add(sp, ep, ctx.ws, ctx.s));
-  });
+  res.ours = time_graph(ctx.s, n_inv, reps, add_call);
   res.shrink = time_graph(ctx.s, n_inv, reps, [&](int i) {
     ops::LoraShrinkParams sp;
     ops::LoraExpandParams ep;
