@@ -10,7 +10,7 @@
 //      A (its 1/16 of h_in, every slice: one bulk copy per rank row on an mbarrier) and B (its 1/16 of
 //      every slice's columns: 16-byte cp.async, since a bulk copy per short row costs ~20 cycles of the
 //      copy engine) are issued in one go: no ring, no refill.
-//   2. after the wait: the x tile (this CTA's k range) and the y tile (its columns), bulk copies.
+//   2. after the wait: the x tile (this CTA's k range) and the y tile (its columns), 16-byte cp.async.
 //   3. partial v = x A^T over the k range with mma.sync (warps split rank groups, m tiles and k steps).
 //   4. the partials are PUSHED with st.async into a receive buffer of every CTA (small tiles) or of the
 //      element's owner CTA e % 16 (reduce-scatter, which then pushes the sum to all); st.async counts the
@@ -145,11 +145,10 @@ __global__ void __launch_bounds__(kCT) lora_cluster_kernel(const ClusterArgs p) 
   const int rows = min(TMR, seg_e - t0);
   if (slot < 0 || rows <= 0) return;  // the same in every CTA of the cluster: nobody waits at a barrier
   __shared__ CtaSlice si[ops::kMaxLoraSlices];
-  // completion of: the weight copies, the x / y copies, the pushed partials, the pushed sums (reduce-scatter)
-  __shared__ __align__(8) uint64_t bar_w, bar_xy, bar_v1, bar_v2;
+  // completion of: the weight copies, the pushed partials, the pushed sums (reduce-scatter)
+  __shared__ __align__(8) uint64_t bar_w, bar_v1, bar_v2;
   if (tid == 0) {
     mbar_init(&bar_w, 1);
-    mbar_init(&bar_xy, 1);
     mbar_init(&bar_v1, 1);
     mbar_init(&bar_v2, 1);
     fence_mbar_init();
@@ -257,37 +256,41 @@ __global__ void __launch_bounds__(kCT) lora_cluster_kernel(const ClusterArgs p) 
   cp_async_commit();
   stamp(2);
 
-  // ---- 2. after the previous kernel: x and y tiles
+  // ---- 2. after the previous kernel: x and y tiles, 16-byte cp.async spread over all threads (a bulk copy
+  // per row queues on the copy engine, ~20 cycles each: 16-row tiles waited 1.6 us for x and y, one-row
+  // tiles 0.8 us)
   griddep_wait();
   stamp(3);
-  if (tid == 0) {
-    unsigned bytes = static_cast<unsigned>(rows * kspan * 2);
-    #pragma unroll 1
-    for (int s = 0; s < S; ++s)
-      if (si[s].r > 0) bytes += static_cast<unsigned>(rows * si[s].ncols * 2);
-    mbar_arrive_expect_tx(&bar_xy, bytes);
-  }
-  const T* x = static_cast<const T*>(p.x) + kb;
-  T* y = static_cast<T*>(p.y);
-  if (kspan > 0)
-    #pragma unroll 1
-    for (int row = tid; row < rows; row += kCT) {
-      bulk_g2s(sx + row * ap, x + (t0 + row) * p.x_stride, kspan * 2, &bar_xy);
-      if (kspan & 15) *reinterpret_cast<uint4*>(sx + row * ap + kspan) = uint4{0, 0, 0, 0};
+  {
+    const T* x = static_cast<const T*>(p.x) + kb;
+    const T* y = static_cast<const T*>(p.y);
+    const int xc = kspan / 8;  // 16-byte chunks per x row (kspan is a multiple of 8)
+#pragma unroll 1
+    for (int c = tid; c < rows * xc; c += kCT) {
+      const int row = c / xc, k = (c - row * xc) * 8;
+      cp_async_16(sx + row * ap + k, x + (t0 + row) * p.x_stride + k, 16);
     }
-  #pragma unroll 1
-  for (int s = 0; s < S; ++s) {
-    const CtaSlice& c = si[s];
-    if (c.r == 0 || c.ncols == 0) continue;
-    const T* src = y + p.y_col_offset[s] + c.col_b;
-    #pragma unroll 1
-    for (int row = tid; row < rows; row += kCT)
-      bulk_g2s(sy + row * p.y_pitch + p.ycol[s], src + (t0 + row) * p.y_stride, c.ncols * 2, &bar_xy);
+    if (kspan & 15)
+#pragma unroll 1
+      for (int row = tid; row < rows; row += kCT) *reinterpret_cast<uint4*>(sx + row * ap + kspan) = uint4{0, 0, 0, 0};
+#pragma unroll 1
+    for (int s = 0; s < S; ++s) {
+      const CtaSlice& c = si[s];
+      if (c.r == 0 || c.ncols == 0) continue;
+      const T* src = y + p.y_col_offset[s] + c.col_b;
+      T* dst = sy + p.ycol[s];
+      const int yc = c.ncols / 8;
+#pragma unroll 1
+      for (int e = tid; e < rows * yc; e += kCT) {
+        const int row = e / yc, n = (e - row * yc) * 8;
+        cp_async_16(dst + row * p.y_pitch + n, src + (t0 + row) * p.y_stride + n, 16);
+      }
+    }
   }
+  cp_async_commit();
   cp_async_wait<0>();
   mbar_wait(&bar_w, 0);
-  mbar_wait(&bar_xy, 0);
-  __syncthreads();  // the k-tail zeros and the 16-bit B loads of other threads
+  __syncthreads();  // the k-tail zeros and every thread's copies
   stamp(4);
 
   // ---- 3. partial v over this CTA's k range
@@ -470,6 +473,7 @@ __global__ void __launch_bounds__(kCT) lora_cluster_kernel(const ClusterArgs p) 
   }
   __syncthreads();
   stamp(7);
+  T* const y = static_cast<T*>(p.y);
 #pragma unroll 1
   for (int s = 0; s < S; ++s) {  // 16-byte stores of the finished y tile (a bulk store would need a proxy
     const CtaSlice& c = si[s];   // fence and a wait for its read of shared memory: slower for these sizes)
