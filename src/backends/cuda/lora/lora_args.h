@@ -14,9 +14,17 @@
 namespace punica::cuda::lora_detail {
 
 constexpr int kThreads = 128;  // 4 warps per block in every LoRA kernel
+// Token rows per block iteration of the split-K reduce kernel: one (row, rank) element per thread, so that
+// decode batches (a few rows per segment) still spread over many blocks.
+constexpr int reduce_rows(int v_rank_stride) { return v_rank_stride >= kThreads ? 1 : kThreads / v_rank_stride; }
 // h_in elements per shrink pipeline stage: small ranks take longer k-steps so that each stage still moves
-// about 8 KB of A (16-row decode tiles only; 64-row tiles would not fit).
-constexpr int shrink_step_k(int tm, int rp) { return tm == 16 && rp <= 16 ? 256 : tm == 16 && rp <= 32 ? 128 : 64; }
+// about 8 KB of A (16-row decode tiles only; 64-row tiles would not fit). `wide`: 128 for rank 64 too,
+// which the host picks for the shrink kernel when every segment fits in two 16-row tiles (H100, many
+// one-token adapters at rank 64: the shrink 7-9% faster, the add-on of 64 distinct adapters 34.3 -> 30.5 us;
+// with longer segments the halved split-K lost up to 30%). The fused decode kernel always uses the narrow one.
+constexpr int shrink_step_k(int tm, int rp, bool wide = false) {
+  return tm == 16 && rp <= 16 ? 256 : tm == 16 && (rp <= 32 || (wide && rp <= 64)) ? 128 : 64;
+}
 
 struct SegmentArgs {
   const int32_t* seg_start;  // [S + 1]
@@ -64,6 +72,7 @@ struct LaunchShape {
   int tm;      // token rows per tile: 16 (decode) or 64 (prefill)
   int rp;      // rank padded to a multiple of 16: 16, 32, 64, 128
   int nb;      // expand: output columns per block (64 or 128)
+  int ks;      // shrink: h_in elements per pipeline stage (shrink_step_k)
   bool pdl;    // launch with Programmatic Dependent Launch
 };
 
@@ -127,10 +136,10 @@ bool lora_cluster_layout(int rp, int mt, ClusterArgs* a);
 Status lora_cluster_fits(DType dtype, const ClusterArgs& args, int rp, int mt, bool* ok);
 Status lora_launch_cluster(DType dtype, const ClusterArgs& args, int rp, int mt, bool pdl, cudaStream_t stream);
 
-// Resident shrink blocks per SM for a tile shape (from the occupancy calculator).
-int lora_shrink_blocks_per_sm(int tm, int rp);
+// Resident shrink blocks per SM for a tile shape and stage width (from the occupancy calculator).
+int lora_shrink_blocks_per_sm(int tm, int rp, int ks);
 Status lora_launch_shrink(DType dtype, const LaunchShape& shape, const ShrinkArgs& args, cudaStream_t stream);
-// Sums the shrink's split-K partials into v (grid: slices, token rows, segments).
+// Sums the shrink's split-K partials into v (grid: slices, chunks of reduce_rows() token rows, segments).
 Status lora_launch_reduce(const LaunchShape& shape, const ShrinkArgs& args, cudaStream_t stream);
 Status lora_launch_fused_decode(DType dtype, const FusedShape& shape, const ShrinkArgs& sa, const ExpandArgs& ea,
                                 cudaStream_t stream);

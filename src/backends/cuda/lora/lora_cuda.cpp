@@ -44,8 +44,14 @@ Status device_facts(DeviceFacts* f) {
 int round_up(int a, int b) { return (a + b - 1) / b * b; }
 int ceil_div(int a, int b) { return (a + b - 1) / b; }
 
-// Decode batches (every segment at most 32 tokens) use 16-row tiles; longer segments 64-row tiles.
-int pick_tile_rows(const ops::LoraSegments& seg) { return seg.max_seg_len > 32 ? 64 : 16; }
+// Decode batches use 16-row tiles, prefill-length segments 64-row tiles. One long segment among many short
+// ones (a Zipf batch, or decode rows next to a 64-row run without adapter) does not make a prefill: every
+// segment gets the tile height, so 64-row tiles there multiplied the work of the one-token segments (H100:
+// zipf B = 128 r = 16 took 25 us with 64-row tiles, 14.5 us with 16-row tiles).
+int pick_tile_rows(const ops::LoraSegments& seg) {
+  const int avg = seg.num_tokens / std::max(1, seg.num_segments);
+  return seg.max_seg_len > 32 && (avg >= 16 || seg.max_seg_len > 128) ? 64 : 16;
+}
 
 int padded_rank(int v_rank_stride) {
   const int rp = round_up(v_rank_stride, 16);
@@ -204,17 +210,20 @@ void plan_shrink(const ops::LoraShrinkParams& p, const LoraWorkspace& ws, const 
   shape->rp = padded_rank(p.v_rank_stride);
   shape->nb = 0;
   shape->pdl = dev.pdl;
-  const int nk = ceil_div(p.h_in, lora_detail::shrink_step_k(shape->tm, shape->rp));
+  shape->ks = lora_detail::shrink_step_k(shape->tm, shape->rp, p.seg.max_seg_len <= 32);
+  const int nk = ceil_div(p.h_in, shape->ks);
   const int tiles_y = grid_tiles_y(p.seg, shape->tm, p.num_slices);
   const int64_t work_tiles =
       static_cast<int64_t>(std::max(1, p.seg.num_adapted_segments)) * ceil_div(p.seg.max_seg_len, shape->tm) *
       p.num_slices;
   // One full wave of resident blocks (Nsight/bench: 640 blocks on 528 slots ran 1.2 waves and lost ~25% of
   // the bandwidth), so the split rounds down.
-  static int occupancy[2][4] = {};
+  static int occupancy[2][4][2] = {};
   const int ti = shape->tm == 16 ? 0 : 1, ri = shape->rp == 16 ? 0 : shape->rp == 32 ? 1 : shape->rp == 64 ? 2 : 3;
-  if (occupancy[ti][ri] == 0) occupancy[ti][ri] = lora_detail::lora_shrink_blocks_per_sm(shape->tm, shape->rp);
-  const int64_t target_blocks = int64_t{occupancy[ti][ri]} * dev.sms;
+  const int ki = shape->ks == lora_detail::shrink_step_k(shape->tm, shape->rp) ? 0 : 1;
+  int& occ = occupancy[ti][ri][ki];
+  if (occ == 0) occ = lora_detail::lora_shrink_blocks_per_sm(shape->tm, shape->rp, shape->ks);
+  const int64_t target_blocks = int64_t{occ} * dev.sms;
   int ksplit = static_cast<int>(std::clamp<int64_t>(target_blocks / work_tiles, 1, nk));
   const int64_t split_bytes = int64_t{4} * p.seg.num_tokens * p.num_slices * p.v_rank_stride;
   const int64_t fit = partial_bytes(ws) / split_bytes;
@@ -240,11 +249,13 @@ void plan_shrink(const ops::LoraShrinkParams& p, const LoraWorkspace& ws, const 
                      static_cast<unsigned>(p.seg.num_segments));
 }
 
-// The reduce kernel's launch: one block per (slice, token row, segment), rows strided when many.
+// The reduce kernel's launch: one block per (slice, chunk of reduce_rows() token rows, segment), chunks
+// strided when many.
 LaunchShape plan_reduce(const ops::LoraShrinkParams& p, const DeviceFacts& dev) {
   LaunchShape shape{};
   shape.pdl = dev.pdl;
-  const int rows = std::max(1, std::min({p.seg.max_seg_len, kMaxGridY,
+  const int chunk = lora_detail::reduce_rows(p.v_rank_stride);
+  const int rows = std::max(1, std::min({ceil_div(p.seg.max_seg_len, chunk), kMaxGridY,
                                          static_cast<int>(kMaxBlocksPerCall / std::max(1, p.seg.num_segments))}));
   shape.grid = dim3(static_cast<unsigned>(p.num_slices), static_cast<unsigned>(rows),
                     static_cast<unsigned>(p.seg.num_segments));
