@@ -7,7 +7,7 @@
 #
 # Binaries: uses build-cuda-lora/bin (built on a CPU machine with nvcc and carried along); if they do not
 # start there, builds them with cmake + ninja from src/backends/cuda/standalone (needs only CUDA).
-#   scripts/gpu_check.sh [all|oracle|sanitize|bench|quick|profile|compare]
+#   scripts/gpu_check.sh [all|oracle|sanitize|bench|quick|profile|compare|rule|probe|iterate|ab|final]
 #   (all = oracle by shape + oracle with the cluster kernel off (the older paths) + sanitizers + bench;
 #    quick = oracle + sanitizer + --quick bench; profile = all + Nsight Compute on the prefill kernels;
 #    COMPARE_PATHS=1 also benches every row with the single-launch decode kernel off, PUNICA_LORA_FUSED=0;
@@ -98,6 +98,45 @@ if [[ $mode == rule ]]; then
   run_oracle oracle_auto 60 --dtype all
   run_bench compare 240 --compare --csv "$OUT/compare.csv"
 fi
+if [[ $mode == probe ]]; then  # a short look: the cluster kernel's oracle, the phase trace, Nsight on prefill
+  run_oracle oracle_m16 60 --dtype all --cluster 1
+  run_oracle oracle_auto 60 --dtype all
+  run_bench trace 40 --trace
+  for r in 16 64; do
+    timeout 120 ncu --kernel-name regex:lora_ --launch-skip 24 --launch-count 6 --section SpeedOfLight \
+      --section Occupancy --section LaunchStats --section WarpStateStats --section MemoryWorkloadAnalysis \
+      "$BIN/punica_bench_lora" --quick --only prefill --rank $r --no-baselines >"$OUT/ncu_r$r.log" 2>&1
+    summary+=("ncu r=$r rc=$?: $(grep -c 'lora_' "$OUT/ncu_r$r.log") kernel lines")
+  done
+  grep -E "^trace|phase|shrink mma|call k" "$OUT/trace.log" | cut -c1-250
+fi
+if [[ $mode == iterate ]]; then  # after a kernel change: every path's oracle, the trace, --compare, prefill rows
+  run_oracle oracle_m16 60 --dtype all --cluster 1
+  run_oracle oracle_m64 60 --dtype all --cluster 4
+  run_oracle oracle_auto 60 --dtype all
+  run_oracle oracle_old_paths 60 --dtype all --cluster 0
+  run_bench trace 60 --trace
+  run_bench compare 300 --compare --csv "$OUT/compare.csv"
+  run_bench prefill 60 --only prefill --no-baselines
+  grep -E "^instruction|^trace|phase|shrink mma|call k" "$OUT/trace.log" | cut -c1-250
+  grep -E "^(launch floor|dtype|f16 |bf16 )" "$OUT/compare.log" | cut -c1-130
+  grep -E "prefill" "$OUT/prefill.log" | cut -c1-130
+fi
+if [[ $mode == ab ]]; then  # A/B of two builds ($BIN and $BIN2, e.g. a build flag): oracles, rank-64 and prefill rows
+  run_oracle oracle_auto 60 --dtype all
+  run_oracle oracle_m16 60 --dtype all --cluster 1
+  run_oracle oracle_old_paths 60 --dtype all --cluster 0
+  BIN_A=$BIN
+  BIN=$BIN2 run_oracle oracle_b_auto 60 --dtype all
+  for v in a b; do
+    if [[ $v == b ]]; then BIN=$BIN2; fi
+    run_bench bench_${v}_r64 200 --rank 64 --dtype f16 --no-baselines --csv "$OUT/bench_${v}_r64.csv"
+    run_bench bench_${v}_prefill16 60 --only prefill --rank 16 --dtype f16 --no-baselines
+  done
+  BIN=$BIN_A
+  paste -d' ' <(grep -E "^f16 " "$OUT/bench_a_r64.log" | cut -c1-80) <(grep -E "^f16 " "$OUT/bench_b_r64.log" | cut -c50-80)
+  grep -h prefill "$OUT/bench_a_prefill16.log" "$OUT/bench_b_prefill16.log" | cut -c1-100
+fi
 if [[ $mode == final ]]; then
   run_oracle oracle_m16 60 --dtype all --cluster 1
   if grep -q FAIL "$OUT/oracle_m16.log" || ! grep -q " 0 failed" "$OUT/oracle_m16.log"; then
@@ -106,10 +145,10 @@ if [[ $mode == final ]]; then
   fi
   run_oracle oracle_auto 60 --dtype all
   run_oracle oracle_old_paths 60 --dtype all --cluster 0
-  run_bench bench 150 --csv "$OUT/bench.csv"
+  run_bench bench 300 --csv "$OUT/bench.csv"
   run_bench trace 40 --trace
   run_sanitizer memcheck 90
-  run_sanitizer racecheck 60 --dtype f16
+  run_sanitizer racecheck 90 --dtype f16
   grep -E "^trace|phase|shrink mma" "$OUT/trace.log" | cut -c1-250
 fi
 echo "== summary =="

@@ -3,9 +3,10 @@
 // segments, gather + batched GEMM, the base model's dense GEMM of the projection).
 // Timing: every measured call is captured n_inv times in one CUDA graph (weights, x and y rotating over
 // sets larger than 3x L2), the graph is replayed `reps` times, the median per-call time is reported.
-//   punica_bench_lora [--quick] [--csv FILE] [--only WORKLOAD] [--rank R] [--no-baselines] [--compare] [--trace] [--floor]
+//   punica_bench_lora [--quick] [--csv FILE] [--only WORKLOAD] [--rank R] [--dtype f16|bf16] [--no-baselines] [--compare]
+//                     [--trace] [--floor]
 // --compare: only the 4096x4096 rows, lora_add timed per path in the same run: the older paths (cluster
-// kernel off), the cluster kernel with token tiles of 16 and 32 rows, and the default choice.
+// kernel off), the cluster kernel with token tiles of 16, 32 and 64 rows, and the default choice.
 #include <algorithm>
 #include <cmath>
 #include <cstring>
@@ -124,9 +125,13 @@ AdapterPool make_pool(Shape sh, int r, bool bf16, cudaStream_t s) {
   return p;
 }
 
-constexpr int kCompareModes[] = {0, 1, 2, -1};  // lora_set_cluster_override values timed by --compare
-constexpr int kNumCompareModes = 4;
-const char* const kCompareNames[] = {"old", "m16", "m32", "auto"};
+// The paths --compare times: lora_set_cluster_override value, column name.
+struct CompareMode {
+  int cluster;
+  const char* name;
+};
+constexpr CompareMode kCompareModes[] = {{0, "old"}, {1, "m16"}, {2, "m32"}, {4, "m64"}, {-1, "auto"}};
+constexpr int kNumCompareModes = sizeof(kCompareModes) / sizeof(kCompareModes[0]);
 
 // The acceptance rule of a row (issue 5): prefill <= 1.4x the larger floor; decode rows with a floor under
 // 3 us at most 4 us; other decode rows at least 70% of the copy bandwidth. Fills `rule` ("<=4us" ...).
@@ -305,7 +310,7 @@ RowResult run_row(Ctx& ctx, Shape sh, const AdapterPool& pool, bool bf16, Worklo
   }
   if (compare) {
     for (int m = 0; m < kNumCompareModes; ++m) {
-      cuda::lora_set_cluster_override(kCompareModes[m]);
+      cuda::lora_set_cluster_override(kCompareModes[m].cluster);
       res.cmp[m] = time_graph(ctx.s, n_inv, reps, add_call);
     }
     cuda::lora_set_cluster_override(-1);
@@ -414,18 +419,20 @@ int main(int argc, char** argv) {
   bool quick = false, no_baselines = false, compare = false, trace = false, floor_only = false;
   const char* csv_path = nullptr;
   std::string only;  // run only rows of this workload (e.g. for ncu)
+  std::string only_dtype;  // run only this activation dtype
   int only_rank = 0;
   for (int i = 1; i < argc; ++i) {
     if (!std::strcmp(argv[i], "--quick")) quick = true;
     else if (!std::strcmp(argv[i], "--csv") && i + 1 < argc) csv_path = argv[++i];
     else if (!std::strcmp(argv[i], "--only") && i + 1 < argc) only = argv[++i];
     else if (!std::strcmp(argv[i], "--rank") && i + 1 < argc) only_rank = std::atoi(argv[++i]);
+    else if (!std::strcmp(argv[i], "--dtype") && i + 1 < argc) only_dtype = argv[++i];
     else if (!std::strcmp(argv[i], "--no-baselines")) no_baselines = true;
     else if (!std::strcmp(argv[i], "--compare")) compare = no_baselines = true;
     else if (!std::strcmp(argv[i], "--trace")) trace = true;
     else if (!std::strcmp(argv[i], "--floor")) floor_only = true;
     else {
-      std::fprintf(stderr, "usage: %s [--quick] [--csv FILE] [--only WORKLOAD] [--rank R] [--no-baselines] [--compare] [--trace] [--floor]\n",
+      std::fprintf(stderr, "usage: %s [--quick] [--csv FILE] [--only WORKLOAD] [--rank R] [--dtype f16|bf16] [--no-baselines] [--compare] [--trace] [--floor]\n",
                    argv[0]);
       return 2;
     }
@@ -466,18 +473,21 @@ int main(int argc, char** argv) {
   }
 
   FILE* csv = csv_path ? std::fopen(csv_path, "w") : nullptr;
-  if (csv && compare)
-    std::fprintf(csv, "dtype,h_in,h_out,rank,workload,B,distinct,old_us,m16_us,m32_us,auto_us,byte_floor_us,"
-                      "flop_floor_us,rule,auto_pass\n");
+  if (csv && compare) {
+    std::fprintf(csv, "dtype,h_in,h_out,rank,workload,B,distinct");
+    for (const CompareMode& m : kCompareModes) std::fprintf(csv, ",%s_us", m.name);
+    std::fprintf(csv, ",byte_floor_us,flop_floor_us,rule,auto_pass\n");
+  }
   else if (csv)
     std::fprintf(csv, "dtype,h_in,h_out,rank,workload,B,distinct,us,shrink_us,expand_us,GBps,pct_copy,byte_floor_us,"
                       "flop_floor_us,rule,pass,seg_loop_us,batched_us,dense_us\n");
   const std::vector<Shape> shapes = compare ? std::vector<Shape>{{4096, 4096}}
                                             : std::vector<Shape>{{4096, 4096}, {4096, 11008}, {11008, 4096}};
   if (compare) {
-    std::printf("\ncompare: lora_add us per path (old = cluster kernel off; m16 / m32 = cluster kernel forced with "
-                "token tiles of 16 / 32 rows; auto = default choice)\n%-5s %-3s %-9s %-4s %3s %8s %8s %8s %8s %7s %-5s "
-                "%-12s\n", "dtype", "r", "workload", "B", "D", "old", "m16", "m32", "auto", "floorB", "best", "auto rule");
+    std::printf("\ncompare: lora_add us per path (old = cluster kernel off; m16 / m32 / m64 = cluster kernel forced "
+                "with token tiles of 16 / 32 / 64 rows; auto = default choice)\n%-5s %-3s %-9s %-4s %3s", "dtype", "r", "workload", "B", "D");
+    for (const CompareMode& m : kCompareModes) std::printf(" %8s", m.name);
+    std::printf(" %7s %-7s %-12s\n", "floorB", "best", "auto rule");
   }
   const std::vector<Workload> decode = {Workload::kDistinct, Workload::kUniform, Workload::kZipf,
                                         Workload::kIdentical, Workload::kSplit1, Workload::kNoAdapterRows};
@@ -489,6 +499,7 @@ int main(int argc, char** argv) {
               "workload", "B", "D", "us", "shrink", "expand", "GB/s", "%cp", "floorB", "floorF", "rule", "segloop",
               "batched", "dense");
   for (bool bf16 : {false, true}) {
+    if (!only_dtype.empty() && only_dtype != (bf16 ? "bf16" : "f16")) continue;
     for (Shape sh : shapes) {
       for (int r : {16, 64}) {
         if (only_rank && r != only_rank) continue;
@@ -511,14 +522,16 @@ int main(int argc, char** argv) {
             const bool ok = row_passes(w, rr.ours, floor_b, floor_f, &rule);
             rule += ok ? " ok" : " MISS";
             if (sh.h_in == 4096 && sh.h_out == 4096) (ok ? pass : fail)++;
-            std::printf("%-5s %-3d %-9s %-4d %3d %8.2f %8.2f %8.2f %8.2f %7.2f %-5s %-12s\n", bf16 ? "bf16" : "f16", r,
-                        workload_name(w), n, bt.distinct, rr.cmp[0], rr.cmp[1], rr.cmp[2], rr.cmp[3], floor_b,
-                        kCompareNames[best], rule.c_str());
+            std::printf("%-5s %-3d %-9s %-4d %3d", bf16 ? "bf16" : "f16", r, workload_name(w), n, bt.distinct);
+            for (int m = 0; m < kNumCompareModes; ++m) std::printf(" %8.2f", rr.cmp[m]);
+            std::printf(" %7.2f %-7s %-12s\n", floor_b, kCompareModes[best].name, rule.c_str());
             std::fflush(stdout);
-            if (csv)
-              std::fprintf(csv, "%s,%d,%d,%d,%s,%d,%d,%.3f,%.3f,%.3f,%.3f,%.3f,%.3f,%s,%d\n", bf16 ? "bf16" : "f16",
-                           sh.h_in, sh.h_out, r, workload_name(w), n, bt.distinct, rr.cmp[0], rr.cmp[1], rr.cmp[2],
-                           rr.cmp[3], floor_b, floor_f, rule.c_str(), ok ? 1 : 0);
+            if (csv) {
+              std::fprintf(csv, "%s,%d,%d,%d,%s,%d,%d", bf16 ? "bf16" : "f16", sh.h_in, sh.h_out, r, workload_name(w), n,
+                           bt.distinct);
+              for (int m = 0; m < kNumCompareModes; ++m) std::fprintf(csv, ",%.3f", rr.cmp[m]);
+              std::fprintf(csv, ",%.3f,%.3f,%s,%d\n", floor_b, floor_f, rule.c_str(), ok ? 1 : 0);
+            }
             continue;
           }
           const double gbps = rr.bytes / (rr.ours * 1e-6) / 1e9;
