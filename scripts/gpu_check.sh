@@ -5,8 +5,10 @@
 #   3. the LoRA benchmark (bench/lora),
 # writing full logs to $OUT (default ./gpu-out) and printing a short summary last.
 #
-# Binaries: uses build-cuda-lora/bin (built on a CPU machine with nvcc and carried along); if they do not
-# start there, builds them with cmake + ninja from src/backends/cuda/standalone (needs only CUDA).
+# Binaries: uses $BIN (default build-cuda-90/bin), built on a CPU machine with nvcc and carried along:
+#   cmake -S src/backends/cuda/standalone -B build-cuda-90 -G Ninja -DCMAKE_BUILD_TYPE=Release \
+#     -DCMAKE_CUDA_ARCHITECTURES=90a && ninja -C build-cuda-90 punica_lora_oracle punica_bench_lora
+# (sm_90a only: 30 MB, small enough to carry); if they do not start there, builds them the same way there.
 #   scripts/gpu_check.sh [all|oracle|sanitize|bench|quick|profile|compare|rule|probe|iterate|ab|final]
 #   (all = oracle by shape + oracle with the cluster kernel off (the older paths) + sanitizers + bench;
 #    quick = oracle + sanitizer + --quick bench; profile = all + Nsight Compute on the prefill kernels;
@@ -21,7 +23,7 @@ set -uo pipefail
 mode=${1:-all}
 OUT=${OUT:-$PWD/gpu-out}
 mkdir -p "$OUT"
-BIN=${BIN:-build-cuda-lora/bin}
+BIN=${BIN:-build-cuda-90/bin}
 export CUDA_MODULE_LOADING=EAGER  # load every kernel up front, never inside a graph capture
 
 nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.sm,clocks.max.mem --format=csv >"$OUT/device.txt" 2>&1
