@@ -132,8 +132,9 @@ using punica::cuda::kLoraTraceSlots;
 // Fills the shared-memory plan of `a` (num_slices, a_pitch, b_rows, y_pitch set); false if it exceeds
 // kLoraClusterMaxSmem or (rp, mt) has no kernel (rp 16/32/64/128, mt 1/2/4).
 bool lora_cluster_layout(int rp, int mt, ClusterArgs* a);
-// Whether a cluster of this instance with a.smem_bytes can be resident on this device (cached per size).
-Status lora_cluster_fits(DType dtype, const ClusterArgs& args, int rp, int mt, bool* ok);
+// How many clusters of this instance with a.smem_bytes can be resident at once on this device (0: none;
+// cached per size).
+Status lora_cluster_capacity(DType dtype, const ClusterArgs& args, int rp, int mt, int* clusters);
 Status lora_launch_cluster(DType dtype, const ClusterArgs& args, int rp, int mt, bool pdl, cudaStream_t stream);
 
 // Resident shrink blocks per SM for a tile shape and stage width (from the occupancy calculator).

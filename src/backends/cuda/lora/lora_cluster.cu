@@ -517,15 +517,15 @@ Status launch(const ClusterArgs& args, bool pdl, cudaStream_t stream) {
                        static_cast<size_t>(args.smem_bytes), pdl, CS, stream, "lora_cluster_kernel launch", args);
 }
 
-// Whether a 16-CTA cluster of this instance and shared-memory size can be resident at all (a GPC with 16
-// free SMs' worth of room); asked once per (instance, size) and remembered.
+// How many 16-CTA clusters of this instance and shared-memory size can be resident at once (each needs a GPC
+// with 16 free SMs' worth of room; 0: none); asked once per (instance, size) and remembered.
 template <typename T, int RP, int MT>
-Status fits(int smem_bytes, bool* ok) {
+Status capacity(int smem_bytes, int* out) {
   static std::mutex mu;
-  static std::map<int, bool> known;
+  static std::map<int, int> known;
   std::lock_guard<std::mutex> lock(mu);
   if (auto it = known.find(smem_bytes); it != known.end()) {
-    *ok = it->second;
+    *out = it->second;
     return Status::ok();
   }
   PUNICA_RETURN_IF_ERROR((prepare_kernel<T, RP, MT>()));
@@ -547,8 +547,8 @@ Status fits(int smem_bytes, bool* ok) {
     (void)cudaGetLastError();  // not an error of the call: this size is just not available here
     clusters = 0;
   }
-  *ok = clusters > 0;
-  known[smem_bytes] = *ok;
+  *out = clusters;
+  known[smem_bytes] = clusters;
   return Status::ok();
 }
 
@@ -601,9 +601,9 @@ bool lora_cluster_layout(int rp, int mt, ClusterArgs* a) {
   return a->smem_bytes <= kLoraClusterMaxSmem;
 }
 
-Status lora_cluster_fits(DType dtype, const ClusterArgs& args, int rp, int mt, bool* ok) {
+Status lora_cluster_capacity(DType dtype, const ClusterArgs& args, int rp, int mt, int* clusters) {
   return dispatch_instance(dtype, rp, mt, [&](auto t, auto r, auto m) {
-    return fits<decltype(t), decltype(r)::value, decltype(m)::value>(args.smem_bytes, ok);
+    return capacity<decltype(t), decltype(r)::value, decltype(m)::value>(args.smem_bytes, clusters);
   });
 }
 

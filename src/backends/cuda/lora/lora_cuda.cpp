@@ -305,6 +305,29 @@ void plan_expand(const ops::LoraExpandParams& p, const DeviceFacts& dev, int ksp
 void lora_set_cluster_override(int cluster_size) { cluster_override() = cluster_size; }
 void lora_set_cluster_trace(unsigned long long* buf) { trace_buffer() = buf; }
 
+Status lora_cluster_capacity_for(DType dtype, int h_in, int h_out, int rank, int tile_rows, int* clusters) {
+  *clusters = 0;
+  DeviceFacts dev;
+  PUNICA_RETURN_IF_ERROR(device_facts(&dev));
+  const int mt = tile_rows / 16;
+  if (!dev.pdl || (mt != 1 && mt != 2 && mt != 4) || rank < 1 || rank > ops::kMaxLoraRank) return Status::ok();
+  // a one-slice call whose longest segment fills one tile; only the shapes matter, no pointer is read
+  ops::LoraShrinkParams s{};
+  ops::LoraExpandParams e{};
+  s.dtype = e.dtype = dtype;
+  s.h_in = h_in;
+  s.x_stride = h_in;
+  s.num_slices = e.num_slices = 1;
+  s.slices[0].h_out = e.slices[0].h_out = h_out;
+  s.v_rank_stride = e.v_rank_stride = rank;
+  e.y_stride = h_out;
+  s.seg.num_tokens = s.seg.max_seg_len = tile_rows;
+  s.seg.num_segments = s.seg.num_adapted_segments = 1;
+  lora_detail::ClusterArgs ca;
+  if (!plan_cluster(s, e, mt, &ca)) return Status::ok();
+  return lora_detail::lora_cluster_capacity(dtype, ca, padded_rank(rank), mt, clusters);
+}
+
 size_t lora_workspace_size() { return kSyncBytes + kAccBytes + kPartialBytes; }
 
 Status lora_workspace_init(const LoraWorkspace& ws, cudaStream_t stream) {
@@ -351,9 +374,9 @@ Status lora_add(const ops::LoraShrinkParams& s, const ops::LoraExpandParams& e, 
   if (const int mt = pick_cluster_tiles(s, dev); mt > 0) {
     lora_detail::ClusterArgs ca;
     const int rp = padded_rank(s.v_rank_stride);
-    bool fits = false;
-    if (plan_cluster(s, e, mt, &ca)) PUNICA_RETURN_IF_ERROR(lora_detail::lora_cluster_fits(s.dtype, ca, rp, mt, &fits));
-    if (fits) return lora_detail::lora_launch_cluster(s.dtype, ca, rp, mt, dev.pdl, stream);
+    int resident = 0;
+    if (plan_cluster(s, e, mt, &ca)) PUNICA_RETURN_IF_ERROR(lora_detail::lora_cluster_capacity(s.dtype, ca, rp, mt, &resident));
+    if (resident > 0) return lora_detail::lora_launch_cluster(s.dtype, ca, rp, mt, dev.pdl, stream);
   }
   LaunchShape ss, es;
   ShrinkArgs sa;
