@@ -136,7 +136,8 @@ if [[ $mode == ab ]]; then  # A/B of two builds ($BIN and $BIN2, e.g. a build fl
     run_bench bench_${v}_prefill16 60 --only prefill --rank 16 --dtype f16 --no-baselines
   done
   BIN=$BIN_A
-  paste -d' ' <(grep -E "^f16 " "$OUT/bench_a_r64.log" | cut -c1-80) <(grep -E "^f16 " "$OUT/bench_b_r64.log" | cut -c50-80)
+  # a's row (up to % of copy bandwidth), then b's us / shrink / expand / GB/s / %: columns 42-80 of a row
+  paste -d' ' <(grep -E "^f16 " "$OUT/bench_a_r64.log" | cut -c1-80) <(grep -E "^f16 " "$OUT/bench_b_r64.log" | cut -c42-80)
   grep -h prefill "$OUT/bench_a_prefill16.log" "$OUT/bench_b_prefill16.log" | cut -c1-100
 fi
 if [[ $mode == final ]]; then

@@ -124,7 +124,8 @@ struct ClusterArgs {
   int direct_max;           // v tiles of at most this many elements: every CTA receives every partial
   int rs_stride;            // larger tiles (reduce-scatter): partials per source CTA in an owner's buffer
   // Benchmarking only: when set, thread 0 of each CTA writes kLoraTraceSlots stamps at trace[block * slots]
-  // (clock64 at each phase, then globaltimer at start and end, then the SM id).
+  // (clock64 at phases 0-9 and at the end of the shrink mma in slot 13, globaltimer at start and end in slots
+  // 10 and 11; slot 9 is written right after 8).
   unsigned long long* trace;
 };
 using punica::cuda::kLoraTraceSlots;

@@ -67,7 +67,8 @@ Status lora_add(const ops::LoraShrinkParams& shrink, const ops::LoraExpandParams
 void lora_set_cluster_override(int cluster_size);
 
 // Benchmarking only (not thread-safe): cluster-kernel launches made while set write per-CTA phase stamps to
-// buf (16 u64 per CTA: clock64 at 10 phases, globaltimer at start and end, SM id); nullptr turns it off.
+// buf (16 u64 per CTA: clock64 at 10 phases and at the end of the shrink mma, globaltimer at start and end);
+// nullptr turns it off.
 void lora_set_cluster_trace(unsigned long long* buf);
 constexpr int kLoraTraceSlots = 16;  // u64 stamps per CTA in a trace buffer
 
