@@ -9,7 +9,7 @@
 #   cmake -S src/backends/cuda/standalone -B build-cuda-90 -G Ninja -DCMAKE_BUILD_TYPE=Release \
 #     -DCMAKE_CUDA_ARCHITECTURES=90a && ninja -C build-cuda-90 punica_lora_oracle punica_bench_lora
 # (sm_90a only: 30 MB, small enough to carry); if they do not start there, builds them the same way there.
-#   scripts/gpu_check.sh [all|oracle|sanitize|bench|quick|profile|compare|rule|probe|iterate|ab|final]
+#   scripts/gpu_check.sh [all|oracle|sanitize|bench|quick|profile|compare|rule|probe|iterate|ab|stream|tune|final]
 #   (all = oracle by shape + oracle with the cluster kernel off (the older paths) + sanitizers + bench;
 #    quick = oracle + sanitizer + --quick bench; profile = all + Nsight Compute on the prefill kernels;
 #    COMPARE_PATHS=1 also benches every row with the single-launch decode kernel off, PUNICA_LORA_FUSED=0;
@@ -17,6 +17,8 @@
 #    (16 / 32 / 64 rows) and by shape, the 4096x4096 path comparison (bench --compare), compute-sanitizer
 #    memcheck + racecheck on the reduced oracle by shape and with 64-row tiles forced;
 #    rule = oracle by shape + bench --compare only (after a change of the choice rule);
+#    tune = the streaming path's knobs on the distinct / noadapt rows, then --compare;
+#    stream = the streaming decode kernels: oracle forced / by shape / off, memcheck forced, --compare, distinct rows;
 #    final = the short end-of-session check: oracle with the cluster kernel forced (if it fails, the rest runs
 #    with it off), by shape and with it off, the full benchmark, the phase trace, memcheck, racecheck (f16))
 set -uo pipefail
@@ -139,6 +141,30 @@ if [[ $mode == ab ]]; then  # A/B of two builds ($BIN and $BIN2, e.g. a build fl
   # a's row (up to % of copy bandwidth), then b's us / shrink / expand / GB/s / %: columns 42-80 of a row
   paste -d' ' <(grep -E "^f16 " "$OUT/bench_a_r64.log" | cut -c1-80) <(grep -E "^f16 " "$OUT/bench_b_r64.log" | cut -c42-80)
   grep -h prefill "$OUT/bench_a_prefill16.log" "$OUT/bench_b_prefill16.log" | cut -c1-100
+fi
+if [[ $mode == stream ]]; then  # the streaming decode kernels: oracle forced / by shape / off, memcheck, compare
+  run_oracle oracle_stream 90 --dtype all --stream 1 --cluster 0
+  run_oracle oracle_auto 60 --dtype all
+  run_oracle oracle_no_stream 60 --dtype all --stream 0 --cluster 0
+  run_sanitizer memcheck 120 --stream 1 --cluster 0
+  run_bench compare 360 --compare --dtype f16 --csv "$OUT/compare.csv"
+  run_bench stream_bw 120 --only distinct --dtype f16
+  grep -E "^(launch floor|dtype|f16 |bf16 )" "$OUT/compare.log" | cut -c1-140
+  grep -E "^(dtype|f16 )" "$OUT/stream_bw.log" | cut -c1-130
+fi
+if [[ $mode == tune ]]; then  # the streaming path's knobs (PUNICA_LORA_STREAM_BPS / _EXPAND / _NARROW), forced
+  PUNICA_LORA_STREAM_EXPAND=0 run_oracle oracle_stream_tiled_expand 60 --dtype all --stream 1 --cluster 0
+  PUNICA_LORA_STREAM_NARROW=1 run_oracle oracle_stream_narrow 60 --dtype all --stream 1 --cluster 0
+  for cfg in "4 1 0" "2 1 0" "2 1 1" "3 1 0" "4 0 0" "2 0 0"; do
+    read -r bps ex nar <<<"$cfg"
+    for w in distinct noadapt; do
+      PUNICA_LORA_STREAM=1 PUNICA_LORA_CLUSTER=0 PUNICA_LORA_STREAM_BPS=$bps PUNICA_LORA_STREAM_EXPAND=$ex \
+        PUNICA_LORA_STREAM_NARROW=$nar run_bench "tune_${bps}${ex}${nar}_$w" 60 --only $w --dtype f16 --shape 4096x4096 --no-baselines
+    done
+  done
+  run_bench compare 300 --compare --dtype f16 --csv "$OUT/compare.csv"
+  for f in "$OUT"/tune_*.log; do echo "== $(basename "$f" .log) (bps expand narrow)"; grep -E "^f16 " "$f" | cut -c1-92; done
+  grep -E "^(dtype|f16 )" "$OUT/compare.log" | cut -c1-140
 fi
 if [[ $mode == final ]]; then
   run_oracle oracle_m16 60 --dtype all --cluster 1

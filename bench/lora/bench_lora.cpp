@@ -3,10 +3,11 @@
 // segments, gather + batched GEMM, the base model's dense GEMM of the projection).
 // Timing: every measured call is captured n_inv times in one CUDA graph (weights, x and y rotating over
 // sets larger than 3x L2), the graph is replayed `reps` times, the median per-call time is reported.
-//   punica_bench_lora [--quick] [--csv FILE] [--only WORKLOAD] [--rank R] [--dtype f16|bf16] [--no-baselines] [--compare]
-//                     [--trace] [--floor]
-// --compare: only the 4096x4096 rows, lora_add timed per path in the same run: the older paths (cluster
-// kernel off), the cluster kernel with token tiles of 16, 32 and 64 rows, and the default choice.
+//   punica_bench_lora [--quick] [--csv FILE] [--only WORKLOAD] [--rank R] [--dtype f16|bf16] [--shape HINxHOUT]
+//                     [--no-baselines] [--compare] [--trace] [--floor]
+// --compare: only the 4096x4096 rows, lora_add timed per path in the same run: the older paths (cluster and
+// streaming kernels off), the streaming kernels, the cluster kernel with token tiles of 16 and 32 rows, and
+// the default choice.
 #include <algorithm>
 #include <cmath>
 #include <cstring>
@@ -125,12 +126,12 @@ AdapterPool make_pool(Shape sh, int r, bool bf16, cudaStream_t s) {
   return p;
 }
 
-// The paths --compare times: lora_set_cluster_override value, column name.
+// The paths --compare times: lora_set_cluster_override and lora_set_stream_override values, column name.
 struct CompareMode {
-  int cluster;
+  int cluster, stream;
   const char* name;
 };
-constexpr CompareMode kCompareModes[] = {{0, "old"}, {1, "m16"}, {2, "m32"}, {4, "m64"}, {-1, "auto"}};
+constexpr CompareMode kCompareModes[] = {{0, 0, "old"}, {0, 1, "stream"}, {1, -1, "m16"}, {2, -1, "m32"}, {-1, -1, "auto"}};
 constexpr int kNumCompareModes = sizeof(kCompareModes) / sizeof(kCompareModes[0]);
 
 // The acceptance rule of a row (issue 5): prefill <= 1.4x the larger floor; decode rows with a floor under
@@ -319,9 +320,11 @@ RowResult run_row(Ctx& ctx, Shape sh, const AdapterPool& pool, bool bf16, Worklo
   if (compare) {
     for (int m = 0; m < kNumCompareModes; ++m) {
       cuda::lora_set_cluster_override(kCompareModes[m].cluster);
+      cuda::lora_set_stream_override(kCompareModes[m].stream);
       res.cmp[m] = time_graph(ctx.s, n_inv, reps, add_call);
     }
     cuda::lora_set_cluster_override(-1);
+    cuda::lora_set_stream_override(-1);
     res.ours = res.cmp[kNumCompareModes - 1];
     return res;
   }
@@ -428,6 +431,7 @@ int main(int argc, char** argv) {
   const char* csv_path = nullptr;
   std::string only;  // run only rows of this workload (e.g. for ncu)
   std::string only_dtype;  // run only this activation dtype
+  std::string only_shape;  // run only this projection shape, "HINxHOUT"
   int only_rank = 0;
   for (int i = 1; i < argc; ++i) {
     if (!std::strcmp(argv[i], "--quick")) quick = true;
@@ -435,12 +439,13 @@ int main(int argc, char** argv) {
     else if (!std::strcmp(argv[i], "--only") && i + 1 < argc) only = argv[++i];
     else if (!std::strcmp(argv[i], "--rank") && i + 1 < argc) only_rank = std::atoi(argv[++i]);
     else if (!std::strcmp(argv[i], "--dtype") && i + 1 < argc) only_dtype = argv[++i];
+    else if (!std::strcmp(argv[i], "--shape") && i + 1 < argc) only_shape = argv[++i];
     else if (!std::strcmp(argv[i], "--no-baselines")) no_baselines = true;
     else if (!std::strcmp(argv[i], "--compare")) compare = no_baselines = true;
     else if (!std::strcmp(argv[i], "--trace")) trace = true;
     else if (!std::strcmp(argv[i], "--floor")) floor_only = true;
     else {
-      std::fprintf(stderr, "usage: %s [--quick] [--csv FILE] [--only WORKLOAD] [--rank R] [--dtype f16|bf16] [--no-baselines] [--compare] [--trace] [--floor]\n",
+      std::fprintf(stderr, "usage: %s [--quick] [--csv FILE] [--only WORKLOAD] [--rank R] [--dtype f16|bf16] [--shape HINxHOUT] [--no-baselines] [--compare] [--trace] [--floor]\n",
                    argv[0]);
       return 2;
     }
@@ -492,8 +497,9 @@ int main(int argc, char** argv) {
   const std::vector<Shape> shapes = compare ? std::vector<Shape>{{4096, 4096}}
                                             : std::vector<Shape>{{4096, 4096}, {4096, 11008}, {11008, 4096}};
   if (compare) {
-    std::printf("\ncompare: lora_add us per path (old = cluster kernel off; m16 / m32 / m64 = cluster kernel forced "
-                "with token tiles of 16 / 32 / 64 rows; auto = default choice)\n%-5s %-3s %-9s %-4s %3s", "dtype", "r", "workload", "B", "D");
+    std::printf("\ncompare: lora_add us per path (old = cluster and streaming kernels off; stream = streaming "
+                "kernels forced, cluster kernel off; m16 / m32 = cluster kernel forced with token tiles of 16 / 32 "
+                "rows; auto = default choice)\n%-5s %-3s %-9s %-4s %3s", "dtype", "r", "workload", "B", "D");
     for (const CompareMode& m : kCompareModes) std::printf(" %8s", m.name);
     std::printf(" %7s %-7s %-12s\n", "floorB", "best", "auto rule");
   }
@@ -509,6 +515,7 @@ int main(int argc, char** argv) {
   for (bool bf16 : {false, true}) {
     if (!only_dtype.empty() && only_dtype != (bf16 ? "bf16" : "f16")) continue;
     for (Shape sh : shapes) {
+      if (!only_shape.empty() && only_shape != std::to_string(sh.h_in) + "x" + std::to_string(sh.h_out)) continue;
       for (int r : {16, 64}) {
         if (only_rank && r != only_rank) continue;
         AdapterPool pool = make_pool(sh, r, bf16, ctx.s);

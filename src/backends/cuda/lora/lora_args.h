@@ -4,6 +4,7 @@
 
 #include <cuda_runtime_api.h>
 
+#include <cstddef>
 #include <cstdint>
 
 #include "backends/cuda/lora/lora_cuda.h"
@@ -46,7 +47,24 @@ struct ShrinkArgs {
   int ksteps_per_split;
   float* vpart;             // [ksplit, T, num_slices, v_rank_stride] partial sums (ksplit > 1)
   SegmentArgs seg;
+  // Streaming shrink only (lora_stream.cu): blockIdx.x = (slice * rank_groups + group) * ksplit + split, and
+  // ksteps_per_split counts 32-column chunks; x is staged per batch in x_rows x x_pitch halves.
+  int rank_groups;          // groups of 8 rank rows: ceil(v_rank_stride / 8)
+  int x_rows;               // min(16, max_seg_len)
+  int x_pitch;              // halves: the batch's columns + 8
 };
+
+// Streaming shrink: 32-column chunks per warp kept in flight (16 x 16 bytes of A per lane), so a block
+// stages at most 4 warps x 16 chunks = 2048 columns of x per batch.
+constexpr int kStreamShrinkBatch = 16;
+constexpr size_t stream_shrink_smem_bytes(int x_rows, int x_pitch) {
+  return size_t(x_rows) * x_pitch * 2 + 4 * 16 * 8 * sizeof(float);
+}
+// Streaming expand: output columns per block, wide (many column tiles in flight) or narrow (few segments);
+// each warp holds NB / 4 columns x RP ranks of B in registers, at most 64 32-bit registers.
+constexpr int stream_expand_cols(int rp, bool wide) {
+  return wide ? (rp <= 32 ? 512 : rp == 64 ? 256 : 128) : (rp <= 32 ? 128 : 64);
+}
 
 struct ExpandArgs {
   void* y;
@@ -146,5 +164,9 @@ Status lora_launch_reduce(const LaunchShape& shape, const ShrinkArgs& args, cuda
 Status lora_launch_fused_decode(DType dtype, const FusedShape& shape, const ShrinkArgs& sa, const ExpandArgs& ea,
                                 cudaStream_t stream);
 Status lora_launch_expand(DType dtype, const LaunchShape& shape, const ExpandArgs& args, cudaStream_t stream);
+// The streaming decode kernels (lora_stream.cu). shape.tm: 16 when a token tile may have more than 8 rows,
+// else 8; the expand's shape.nb is stream_expand_cols(rp, wide or not).
+Status lora_launch_stream_shrink(DType dtype, const LaunchShape& shape, const ShrinkArgs& args, cudaStream_t stream);
+Status lora_launch_stream_expand(DType dtype, const LaunchShape& shape, const ExpandArgs& args, cudaStream_t stream);
 
 }  // namespace punica::cuda::lora_detail

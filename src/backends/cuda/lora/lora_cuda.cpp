@@ -58,6 +58,15 @@ int padded_rank(int v_rank_stride) {
   return rp <= 16 ? 16 : rp <= 32 ? 32 : rp <= 64 ? 64 : 128;
 }
 
+// Token tiles of tm rows that carry an adapter: at most ceil(max_seg_len / tm) per adapted segment, and at
+// most one partial tile per adapted segment plus the tokens' full tiles. The second bound matters when the
+// longest segment has no adapter (decode rows next to a 64-token run without one: 4x fewer tiles than the
+// first bound, which had sized split-K and column tiles 4x too small).
+int64_t adapted_tiles(const ops::LoraSegments& seg, int tm) {
+  const int64_t segs = std::max(1, seg.num_adapted_segments);
+  return std::max<int64_t>(1, std::min<int64_t>(segs * ceil_div(seg.max_seg_len, tm), segs + seg.num_tokens / tm));
+}
+
 // Token tiles per segment in the grid (blocks loop over the rest).
 int grid_tiles_y(const ops::LoraSegments& seg, int tm, int blocks_per_tile) {
   const int tiles = std::max(1, ceil_div(seg.max_seg_len, tm));
@@ -137,6 +146,50 @@ int& cluster_override() {
   return v;
 }
 
+// lora_set_stream_override / PUNICA_LORA_STREAM: -1 by shape, 0 off, 1 forced for every shape (and the
+// single-launch decode kernel off).
+int& stream_override() {
+  static int v = [] {
+    const char* e = std::getenv("PUNICA_LORA_STREAM");
+    return e ? std::atoi(e) : -1;
+  }();
+  return v;
+}
+
+// Benchmarking knobs of the streaming path, read once from the environment:
+// PUNICA_LORA_STREAM_BPS: streaming shrink blocks per SM that split-K aims at (default 4: 16 warps);
+// PUNICA_LORA_STREAM_EXPAND=0: the tiled expand follows the streaming shrink in lora_add.
+int env_int(const char* name, int fallback) {
+  const char* e = std::getenv(name);
+  return e ? std::atoi(e) : fallback;
+}
+int stream_shrink_blocks_per_sm() {
+  static const int v = std::clamp(env_int("PUNICA_LORA_STREAM_BPS", 4), 1, 16);
+  return v;
+}
+bool stream_expand_enabled() {
+  static const bool v = env_int("PUNICA_LORA_STREAM_EXPAND", 1) != 0;
+  return v;
+}
+// PUNICA_LORA_STREAM_NARROW=1: the streaming expand always takes its narrow column tile (fewer registers).
+bool stream_expand_narrow() {
+  static const bool v = env_int("PUNICA_LORA_STREAM_NARROW", 0) != 0;
+  return v;
+}
+
+// The streaming decode kernels (lora_stream.cu) for batches of short segments (16-row tiles). Measured on
+// H100 (docs/perf/lora-kernels.md, fifth session): they beat the tiled kernels from ~20 adapted segments
+// at rank <= 32 (distinct B = 128 r = 16: 18.5 vs 22.4 us) and for 7-20 at rank 64 (distinct B = 16:
+// 10.4 vs 15.8 us), where fewer segments go to the cluster kernel; with 32 or more rank-64 adapters the tiled
+// kernels' shrink / expand overlap wins (distinct B = 32: 15.7 vs 19.5 us).
+bool use_stream(const ops::LoraSegments& seg, int rp) {
+  const int ov = stream_override();
+  if (ov == 0 || ov == 1) return ov == 1;
+  if (pick_tile_rows(seg) != 16) return false;
+  const int segs = seg.num_adapted_segments;
+  return rp <= 32 ? segs >= 20 : segs >= 7 && segs <= 20;
+}
+
 unsigned long long*& trace_buffer() {
   static unsigned long long* t = nullptr;
   return t;
@@ -190,15 +243,16 @@ bool plan_cluster(const ops::LoraShrinkParams& s, const ops::LoraExpandParams& e
 
 // Token-tile height of the cluster kernel for this batch (in 16-row m tiles), 0 for the other paths.
 // Measured on H100 (docs/perf/lora-kernels.md, "Cluster kernel v2"): one cluster per segment tile wins while
-// few segments carry adapters (up to 12 at rank <= 32, 8 at rank 64 and more: 1.1-1.6x faster than the
-// two-kernel / persistent paths) and loses from ~16 adapters on (16 CTAs per segment then stream too little
+// few segments carry adapters (up to 12 at rank <= 32, 6 at rank 64 and more: 1.1-1.6x faster than the
+// two-kernel / persistent paths; from 8 rank-64 segments on the streaming kernels win, fifth session) and
+// loses from ~16 adapters on (16 CTAs per segment then stream too little
 // each: 1.1-2.3x slower at 16..128 distinct adapters) and on prefill-length segments.
 int pick_cluster_tiles(const ops::LoraShrinkParams& s, const DeviceFacts& dev) {
   if (!dev.pdl) return 0;  // clusters need sm_90
   const int ov = cluster_override();
   if (ov == 0 || ov == 1 || ov == 2 || ov == 4) return ov;
   const int rp = padded_rank(s.v_rank_stride);
-  if (s.seg.max_seg_len > 128 || s.seg.num_adapted_segments > (rp <= 32 ? 12 : 8)) return 0;
+  if (s.seg.max_seg_len > 128 || s.seg.num_adapted_segments > (rp <= 32 ? 12 : 6)) return 0;
   return s.seg.max_seg_len > 64 && rp >= 64 ? 2 : 1;
 }
 
@@ -213,9 +267,7 @@ void plan_shrink(const ops::LoraShrinkParams& p, const LoraWorkspace& ws, const 
   shape->ks = lora_detail::shrink_step_k(shape->tm, shape->rp, p.seg.max_seg_len <= 32);
   const int nk = ceil_div(p.h_in, shape->ks);
   const int tiles_y = grid_tiles_y(p.seg, shape->tm, p.num_slices);
-  const int64_t work_tiles =
-      static_cast<int64_t>(std::max(1, p.seg.num_adapted_segments)) * ceil_div(p.seg.max_seg_len, shape->tm) *
-      p.num_slices;
+  const int64_t work_tiles = adapted_tiles(p.seg, shape->tm) * p.num_slices;
   // One full wave of resident blocks (Nsight/bench: 640 blocks on 528 slots ran 1.2 waves and lost ~25% of
   // the bandwidth), so the split rounds down.
   static int occupancy[2][4][2] = {};
@@ -249,6 +301,51 @@ void plan_shrink(const ops::LoraShrinkParams& p, const LoraWorkspace& ws, const 
                      static_cast<unsigned>(p.seg.num_segments));
 }
 
+// Fills the streaming shrink's launch. Split-K gives about four blocks per SM (16 warps, each keeping
+// kStreamShrinkBatch 512-byte loads in flight) and at least one whole batch per block when the workspace
+// holds the partials; without a workspace ksplit is 1 and blocks loop over batches.
+void plan_stream_shrink(const ops::LoraShrinkParams& p, const LoraWorkspace& ws, const DeviceFacts& dev,
+                        LaunchShape* shape, ShrinkArgs* a) {
+  constexpr int kBatchCols = 4 * lora_detail::kStreamShrinkBatch;  // chunks per block batch
+  const int nchunks = ceil_div(p.h_in, 32);
+  const int groups = ceil_div(p.v_rank_stride, 8);
+  const int64_t work = adapted_tiles(p.seg, 16) * p.num_slices * groups;
+  int ksplit = static_cast<int>(
+      std::clamp<int64_t>(int64_t{stream_shrink_blocks_per_sm()} * dev.sms / work, 1, std::max(1, nchunks / 4)));
+  ksplit = std::max(ksplit, ceil_div(nchunks, kBatchCols));
+  const int64_t split_bytes = int64_t{4} * p.seg.num_tokens * p.num_slices * p.v_rank_stride;
+  ksplit = static_cast<int>(std::max<int64_t>(1, std::min<int64_t>(ksplit, partial_bytes(ws) / split_bytes)));
+  const int per = ceil_div(nchunks, ksplit);
+  ksplit = ceil_div(nchunks, per);
+
+  *a = {};
+  a->x = p.x;
+  a->x_stride = p.x_stride;
+  a->h_in = p.h_in;
+  a->num_slices = p.num_slices;
+  for (int i = 0; i < ops::kMaxLoraSlices; ++i) {
+    a->a[i] = i < p.num_slices ? p.slices[i].a : nullptr;
+    a->rank[i] = i < p.num_slices ? p.slices[i].rank : nullptr;
+  }
+  a->v = p.v;
+  a->v_rank_stride = p.v_rank_stride;
+  a->ksplit = ksplit;
+  a->ksteps_per_split = per;
+  a->vpart = ksplit > 1 ? partials(ws) : nullptr;
+  a->seg = {p.seg.seg_start, p.seg.seg_slot, p.seg.num_tokens};
+  a->rank_groups = groups;
+  a->x_rows = std::min(16, p.seg.max_seg_len);
+  a->x_pitch = std::min(per, kBatchCols) * 32 + 8;
+  shape->tm = a->x_rows > 8 ? 16 : 8;
+  shape->rp = padded_rank(p.v_rank_stride);
+  shape->nb = 0;
+  shape->ks = 32;
+  shape->pdl = dev.pdl;
+  const int bx = p.num_slices * groups * ksplit;
+  shape->grid = dim3(static_cast<unsigned>(bx), static_cast<unsigned>(grid_tiles_y(p.seg, 16, bx)),
+                     static_cast<unsigned>(p.seg.num_segments));
+}
+
 // The reduce kernel's launch: one block per (slice, chunk of reduce_rows() token rows, segment), chunks
 // strided when many.
 LaunchShape plan_reduce(const ops::LoraShrinkParams& p, const DeviceFacts& dev) {
@@ -262,9 +359,11 @@ LaunchShape plan_reduce(const ops::LoraShrinkParams& p, const DeviceFacts& dev) 
   return shape;
 }
 
-void plan_expand(const ops::LoraExpandParams& p, const DeviceFacts& dev, int ksplit, const float* vpart,
+// Fills the expand launch: the tiled kernel (lora_expand.cu), or with `stream` the streaming one
+// (lora_stream.cu). Both take the wide column tile when that still gives two blocks per SM.
+void plan_expand(const ops::LoraExpandParams& p, const DeviceFacts& dev, int ksplit, const float* vpart, bool stream,
                  LaunchShape* shape, ExpandArgs* a) {
-  shape->tm = pick_tile_rows(p.seg);
+  shape->tm = stream ? (std::min(16, p.seg.max_seg_len) > 8 ? 16 : 8) : pick_tile_rows(p.seg);
   shape->rp = padded_rank(p.v_rank_stride);
   shape->pdl = dev.pdl;
   auto col_tiles = [&](int nb) {
@@ -272,9 +371,10 @@ void plan_expand(const ops::LoraExpandParams& p, const DeviceFacts& dev, int ksp
     for (int i = 0; i < p.num_slices; ++i) n += ceil_div(p.slices[i].h_out, nb);
     return n;
   };
-  const int64_t work = static_cast<int64_t>(std::max(1, p.seg.num_adapted_segments)) *
-                       ceil_div(p.seg.max_seg_len, shape->tm);
-  shape->nb = work * col_tiles(128) >= int64_t{2} * dev.sms ? 128 : 64;
+  const int64_t work = adapted_tiles(p.seg, stream ? 16 : shape->tm);
+  const int wide = stream ? lora_detail::stream_expand_cols(shape->rp, true) : 128;
+  const int narrow = stream ? lora_detail::stream_expand_cols(shape->rp, false) : 64;
+  shape->nb = work * col_tiles(wide) >= int64_t{2} * dev.sms && !(stream && stream_expand_narrow()) ? wide : narrow;
   a->y = p.y;
   a->y_stride = p.y_stride;
   a->num_slices = p.num_slices;
@@ -296,7 +396,8 @@ void plan_expand(const ops::LoraExpandParams& p, const DeviceFacts& dev, int ksp
   a->vpart = vpart;
   a->prefetch_y = 0;
   a->seg = {p.seg.seg_start, p.seg.seg_slot, p.seg.num_tokens};
-  shape->grid = dim3(static_cast<unsigned>(tiles), static_cast<unsigned>(grid_tiles_y(p.seg, shape->tm, tiles)),
+  shape->grid = dim3(static_cast<unsigned>(tiles),
+                     static_cast<unsigned>(grid_tiles_y(p.seg, stream ? 16 : shape->tm, tiles)),
                      static_cast<unsigned>(p.seg.num_segments));
 }
 
@@ -304,6 +405,7 @@ void plan_expand(const ops::LoraExpandParams& p, const DeviceFacts& dev, int ksp
 
 void lora_set_cluster_override(int cluster_size) { cluster_override() = cluster_size; }
 void lora_set_cluster_trace(unsigned long long* buf) { trace_buffer() = buf; }
+void lora_set_stream_override(int mode) { stream_override() = mode; }
 
 Status lora_cluster_capacity_for(DType dtype, int h_in, int h_out, int rank, int tile_rows, int* clusters) {
   *clusters = 0;
@@ -342,8 +444,13 @@ Status lora_shrink(const ops::LoraShrinkParams& p, const LoraWorkspace& ws, cuda
   PUNICA_RETURN_IF_ERROR(device_facts(&dev));
   LaunchShape shape;
   ShrinkArgs args;
-  plan_shrink(p, ws, dev, 1 << 20, &shape, &args);
-  PUNICA_RETURN_IF_ERROR(lora_detail::lora_launch_shrink(p.dtype, shape, args, stream));
+  if (use_stream(p.seg, padded_rank(p.v_rank_stride))) {
+    plan_stream_shrink(p, ws, dev, &shape, &args);
+    PUNICA_RETURN_IF_ERROR(lora_detail::lora_launch_stream_shrink(p.dtype, shape, args, stream));
+  } else {
+    plan_shrink(p, ws, dev, 1 << 20, &shape, &args);
+    PUNICA_RETURN_IF_ERROR(lora_detail::lora_launch_shrink(p.dtype, shape, args, stream));
+  }
   if (args.ksplit == 1) return Status::ok();
   return lora_detail::lora_launch_reduce(plan_reduce(p, dev), args, stream);
 }
@@ -355,8 +462,10 @@ Status lora_expand(const ops::LoraExpandParams& p, cudaStream_t stream) {
   PUNICA_RETURN_IF_ERROR(device_facts(&dev));
   LaunchShape shape;
   ExpandArgs args;
-  plan_expand(p, dev, 1, nullptr, &shape, &args);
-  return lora_detail::lora_launch_expand(p.dtype, shape, args, stream);
+  const bool stream_path = use_stream(p.seg, padded_rank(p.v_rank_stride));
+  plan_expand(p, dev, 1, nullptr, stream_path, &shape, &args);
+  return stream_path ? lora_detail::lora_launch_stream_expand(p.dtype, shape, args, stream)
+                     : lora_detail::lora_launch_expand(p.dtype, shape, args, stream);
 }
 
 Status lora_add(const ops::LoraShrinkParams& s, const ops::LoraExpandParams& e, const LoraWorkspace& ws,
@@ -395,7 +504,9 @@ Status lora_add(const ops::LoraShrinkParams& s, const ops::LoraExpandParams& e, 
   const int rp = padded_rank(s.v_rank_stride);
   const int segs = s.seg.num_adapted_segments;
   const bool fused_wins = rp >= 64 ? segs <= 16 : (segs <= 2 && s.seg.max_seg_len > 4);
+  const bool stream_path = use_stream(s.seg, rp);
   const bool fused = s.seg.max_seg_len <= 128 && v_elems <= kAccFloats && partial_bytes(ws) > 0 && ov != 0 &&
+                     !stream_path &&
                      (ov == 1 || (fused_wins && adapter_bytes <= 24e6));
   if (fused) {
     lora_detail::FusedShape fs;
@@ -411,7 +522,7 @@ Status lora_add(const ops::LoraShrinkParams& s, const ops::LoraExpandParams& e, 
     sa.ksplit = ksplit;
     sa.ksteps_per_split = per;
     sa.vpart = nullptr;
-    plan_expand(e, dev, 1, nullptr, &es, &ea);
+    plan_expand(e, dev, 1, nullptr, false, &es, &ea);
     int tiles64 = 0;
     for (int i = 0; i < e.num_slices; ++i) tiles64 += ceil_div(e.slices[i].h_out, 64);
     fs.nb = int64_t{tiles64} * std::max(1, s.seg.num_adapted_segments) * fs.tiles <= 4 * dev.sms ? 64 : 128;
@@ -430,18 +541,22 @@ Status lora_add(const ops::LoraShrinkParams& s, const ops::LoraExpandParams& e, 
     fs.n_expand = tiles * s.seg.num_segments * fs.tiles;
     return lora_detail::lora_launch_fused_decode(s.dtype, fs, sa, ea, stream);
   }
-  plan_shrink(s, ws, dev, 1 << 20, &ss, &sa);
+  if (stream_path) plan_stream_shrink(s, ws, dev, &ss, &sa);
+  else plan_shrink(s, ws, dev, 1 << 20, &ss, &sa);
   // When each expand block would sum only a few KB of partials (decode), the expand sums them itself and
   // the reduce kernel (one launch and one pass) is skipped.
-  const int64_t expand_sum_bytes =
-      int64_t{4} * sa.ksplit * std::min(ss.tm, s.seg.max_seg_len) * s.v_rank_stride;
-  const bool sum_in_expand = sa.ksplit > 1 && ss.tm == 16 && expand_sum_bytes <= (32 << 10);
-  plan_expand(e, dev, sum_in_expand ? sa.ksplit : 1, sum_in_expand ? sa.vpart : nullptr, &es, &ea);
+  const int64_t expand_sum_bytes = int64_t{4} * sa.ksplit * std::min(16, s.seg.max_seg_len) * s.v_rank_stride;
+  const bool sum_in_expand =
+      sa.ksplit > 1 && (stream_path || ss.tm == 16) && s.seg.max_seg_len <= 128 && expand_sum_bytes <= (32 << 10);
+  const bool stream_expand = stream_path && stream_expand_enabled();
+  plan_expand(e, dev, sum_in_expand ? sa.ksplit : 1, sum_in_expand ? sa.vpart : nullptr, stream_expand, &es, &ea);
   ea.prefetch_y = dev.pdl ? 1 : 0;
-  PUNICA_RETURN_IF_ERROR(lora_detail::lora_launch_shrink(s.dtype, ss, sa, stream));
+  PUNICA_RETURN_IF_ERROR(stream_path ? lora_detail::lora_launch_stream_shrink(s.dtype, ss, sa, stream)
+                                     : lora_detail::lora_launch_shrink(s.dtype, ss, sa, stream));
   if (sa.ksplit > 1 && !sum_in_expand)
     PUNICA_RETURN_IF_ERROR(lora_detail::lora_launch_reduce(plan_reduce(s, dev), sa, stream));
-  return lora_detail::lora_launch_expand(e.dtype, es, ea, stream);
+  return stream_expand ? lora_detail::lora_launch_stream_expand(e.dtype, es, ea, stream)
+                       : lora_detail::lora_launch_expand(e.dtype, es, ea, stream);
 }
 
 }  // namespace punica::cuda

@@ -9,11 +9,12 @@
 //   per projection and step:  lora_add(shrink_params, expand_params, ws, stream);   // y += scale * x A^T B^T
 //
 // lora_add picks the algorithm by shape on the host. On sm_90, batches with few adapted segments (<= 12 at
-// rank <= 32, <= 8 above; segments <= 128 tokens) run the whole add-on as ONE launch of the cluster kernel
+// rank <= 32, <= 6 above; segments <= 128 tokens) run the whole add-on as ONE launch of the cluster kernel
 // (lora_cluster.cu: a 16-CTA cluster per segment tile, partial v pushed through distributed shared memory)
-// when its shared-memory plan fits; everything else (and everything before sm_90) runs a persistent
-// single-launch kernel or shrink [+ split-K reduce] + expand kernels, launched with Programmatic Dependent
-// Launch.
+// when its shared-memory plan fits; batches of many short segments run the streaming shrink + expand
+// (lora_stream.cu: weights loaded straight into mma fragments); everything else (and everything before
+// sm_90) runs a persistent single-launch kernel or the tiled shrink [+ split-K reduce] + expand kernels. All
+// are launched with Programmatic Dependent Launch.
 // PDL contract: the kernels read the segment arrays, slot tables and adapter weights BEFORE waiting for the
 // previous kernel in the stream (that overlap is most of the speed of small batches), x and y after. So
 // those arrays and weights must not be written by the kernel launched just before; the once-per-step
@@ -65,6 +66,12 @@ Status lora_add(const ops::LoraShrinkParams& shrink, const ops::LoraExpandParams
 // 1 / 2 / 4: for every call it can take (sm_90, shared-memory plan fits), with token tiles of 16 / 32 / 64
 // rows, whatever the shape.
 void lora_set_cluster_override(int cluster_size);
+
+// Benchmarking and testing only (not thread-safe): overrides the choice of the streaming decode kernels
+// (lora_stream.cu) for lora_shrink, lora_expand and lora_add's two-kernel path. -1: by shape (default:
+// segments that fit 16-row tiles; the PUNICA_LORA_STREAM environment variable sets the initial value),
+// 0: never, 1: for every shape, and lora_add's single-launch decode kernel off.
+void lora_set_stream_override(int mode);
 
 // Benchmarking only (not thread-safe): cluster-kernel launches made while set write per-CTA phase stamps to
 // buf (16 u64 per CTA: clock64 at 10 phases and at the end of the shrink mma, globaltimer at start and end);
