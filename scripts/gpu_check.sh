@@ -9,7 +9,7 @@
 #   cmake -S src/backends/cuda/standalone -B build-cuda-90 -G Ninja -DCMAKE_BUILD_TYPE=Release \
 #     -DCMAKE_CUDA_ARCHITECTURES=90a && ninja -C build-cuda-90 punica_lora_oracle punica_bench_lora
 # (sm_90a only: 30 MB, small enough to carry); if they do not start there, builds them the same way there.
-#   scripts/gpu_check.sh [all|oracle|sanitize|bench|quick|profile|compare|rule|probe|iterate|ab|stream|tune|final]
+#   scripts/gpu_check.sh [all|oracle|sanitize|bench|quick|profile|compare|rule|probe|iterate|ab|stream|final|final-san]
 #   (all = oracle by shape + oracle with the cluster kernel off (the older paths) + sanitizers + bench;
 #    quick = oracle + sanitizer + --quick bench; profile = all + Nsight Compute on the prefill kernels;
 #    COMPARE_PATHS=1 also benches every row with the single-launch decode kernel off, PUNICA_LORA_FUSED=0;
@@ -17,10 +17,10 @@
 #    (16 / 32 / 64 rows) and by shape, the 4096x4096 path comparison (bench --compare), compute-sanitizer
 #    memcheck + racecheck on the reduced oracle by shape and with 64-row tiles forced;
 #    rule = oracle by shape + bench --compare only (after a change of the choice rule);
-#    tune = the streaming path's knobs on the distinct / noadapt rows, then --compare;
 #    stream = the streaming decode kernels: oracle forced / by shape / off, memcheck forced, --compare, distinct rows;
-#    final = the short end-of-session check: oracle with the cluster kernel forced (if it fails, the rest runs
-#    with it off), by shape and with it off, the full benchmark, the phase trace, memcheck, racecheck (f16))
+#    final = the end-of-session check: oracle with the cluster kernel forced (if it fails, the rest runs
+#    with it off), by shape, the older paths alone, the streaming kernels forced, the full benchmark, the
+#    phase trace; final-san = its sanitizers: memcheck and racecheck (f16), by shape and streaming forced)
 set -uo pipefail
 mode=${1:-all}
 OUT=${OUT:-$PWD/gpu-out}
@@ -152,20 +152,6 @@ if [[ $mode == stream ]]; then  # the streaming decode kernels: oracle forced / 
   grep -E "^(launch floor|dtype|f16 |bf16 )" "$OUT/compare.log" | cut -c1-140
   grep -E "^(dtype|f16 )" "$OUT/stream_bw.log" | cut -c1-130
 fi
-if [[ $mode == tune ]]; then  # the streaming path's knobs (PUNICA_LORA_STREAM_BPS / _EXPAND / _NARROW), forced
-  PUNICA_LORA_STREAM_EXPAND=0 run_oracle oracle_stream_tiled_expand 60 --dtype all --stream 1 --cluster 0
-  PUNICA_LORA_STREAM_NARROW=1 run_oracle oracle_stream_narrow 60 --dtype all --stream 1 --cluster 0
-  for cfg in "4 1 0" "2 1 0" "2 1 1" "3 1 0" "4 0 0" "2 0 0"; do
-    read -r bps ex nar <<<"$cfg"
-    for w in distinct noadapt; do
-      PUNICA_LORA_STREAM=1 PUNICA_LORA_CLUSTER=0 PUNICA_LORA_STREAM_BPS=$bps PUNICA_LORA_STREAM_EXPAND=$ex \
-        PUNICA_LORA_STREAM_NARROW=$nar run_bench "tune_${bps}${ex}${nar}_$w" 60 --only $w --dtype f16 --shape 4096x4096 --no-baselines
-    done
-  done
-  run_bench compare 300 --compare --dtype f16 --csv "$OUT/compare.csv"
-  for f in "$OUT"/tune_*.log; do echo "== $(basename "$f" .log) (bps expand narrow)"; grep -E "^f16 " "$f" | cut -c1-92; done
-  grep -E "^(dtype|f16 )" "$OUT/compare.log" | cut -c1-140
-fi
 if [[ $mode == final ]]; then
   run_oracle oracle_m16 60 --dtype all --cluster 1
   if grep -q FAIL "$OUT/oracle_m16.log" || ! grep -q " 0 failed" "$OUT/oracle_m16.log"; then
@@ -173,12 +159,17 @@ if [[ $mode == final ]]; then
     summary+=("cluster kernel FAILED the oracle: the rest runs with PUNICA_LORA_CLUSTER=0")
   fi
   run_oracle oracle_auto 60 --dtype all
-  run_oracle oracle_old_paths 60 --dtype all --cluster 0
-  run_bench bench 300 --csv "$OUT/bench.csv"
+  run_oracle oracle_old_paths 60 --dtype all --cluster 0 --stream 0
+  run_oracle oracle_stream 60 --dtype all --cluster 0 --stream 1
+  run_bench bench 330 --csv "$OUT/bench.csv"
   run_bench trace 40 --trace
-  run_sanitizer memcheck 90
-  run_sanitizer racecheck 90 --dtype f16
   grep -E "^trace|phase|shrink mma" "$OUT/trace.log" | cut -c1-250
+fi
+if [[ $mode == final-san ]]; then  # the sanitizers of the end-of-session check, by shape and streaming forced
+  run_sanitizer memcheck 100
+  run_sanitizer memcheck 100 --stream 1 --cluster 0
+  run_sanitizer racecheck 170 --dtype f16
+  run_sanitizer racecheck 120 --dtype f16 --stream 1 --cluster 0
 fi
 echo "== summary =="
 printf '%s\n' "${summary[@]}"

@@ -24,6 +24,7 @@ LoraSegmentArrays segments_from_runs(const std::vector<int32_t>& slot, const std
       s.max_seg_len = std::max(s.max_seg_len, end - b);
       if (slot[r] >= 0) {
         ++s.num_adapted_segments;
+        s.max_adapted_seg_len = std::max(s.max_adapted_seg_len, end - b);
         std::fill(s.token_slot.begin() + b, s.token_slot.begin() + end, slot[r]);
       }
     }
@@ -43,6 +44,7 @@ ops::LoraSegments LoraSegmentArrays::view() const {
   v.token_slot = token_slot.data();
   v.max_seg_len = max_seg_len;
   v.num_adapted_segments = num_adapted_segments;
+  v.max_adapted_seg_len = max_adapted_seg_len;
   return v;
 }
 

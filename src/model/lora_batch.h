@@ -20,6 +20,7 @@ struct LoraSegmentArrays {
   std::vector<int32_t> token_slot;   // [T]
   int max_seg_len = 0;
   int num_adapted_segments = 0;
+  int max_adapted_seg_len = 0;
   // A view for the ops; valid while this object lives and is not modified.
   ops::LoraSegments view() const;
 };

@@ -19,6 +19,9 @@ Status check_common(const char* op, DType dtype, int num_slices, int num_slots, 
   if (seg.num_tokens < 0 || seg.num_segments < 0) return invalid_argument(pre + "negative token or segment count");
   if (seg.num_segments > 0 && (!seg.seg_start || !seg.seg_slot))
     return invalid_argument(pre + "seg_start and seg_slot are required when num_segments > 0");
+  if (seg.max_adapted_seg_len < 0 || seg.max_adapted_seg_len > seg.max_seg_len)
+    return invalid_argument(pre + "max_adapted_seg_len must be 0..max_seg_len (" + std::to_string(seg.max_seg_len) +
+                            "), got " + std::to_string(seg.max_adapted_seg_len));
   for (int i = 0; i < num_slices; ++i) {
     const LoraSliceTable& s = slices[i];
     if (num_slots > 0 && (!s.a || !s.b || !s.rank || !s.scale))

@@ -44,6 +44,7 @@ struct LoraSegments {
   // Host-side facts about the batch so a backend picks its algorithm without reading device memory.
   int max_seg_len = 0;              // longest segment, in tokens
   int num_adapted_segments = 0;     // segments with seg_slot >= 0
+  int max_adapted_seg_len = 0;      // longest segment with seg_slot >= 0; 0: not given (max_seg_len stands in)
 };
 
 // Where each slot's weights for one slice live.

@@ -7,6 +7,7 @@
 
 #include <cmath>
 #include <random>
+#include <string>
 #include <vector>
 
 #include "backends/cpu/lora_cpu.h"
@@ -126,6 +127,11 @@ TEST_P(LoraF32VsReference, ShrinkAndExpand) {
   ASSERT_TRUE(cpu::lora_shrink(sp).is_ok());
   sp.v = v_f32.data();
   ASSERT_TRUE(cpu::lora_shrink_f32(sp).is_ok());
+  sp.seg.max_adapted_seg_len = seg.max_seg_len + 1;  // a host fact past the longest segment is refused by name
+  const Status bad = cpu::lora_shrink(sp);
+  EXPECT_FALSE(bad.is_ok());
+  EXPECT_NE(bad.to_string().find("max_adapted_seg_len"), std::string::npos) << bad.to_string();
+  sp.seg.max_adapted_seg_len = 0;
 
   double err = 0, ref = 0;
   for (size_t k = 0; k < v_size; ++k) {

@@ -29,6 +29,13 @@ TEST(LoraBatch, SegmentsAreRunsOfOneSlot) {
   EXPECT_EQ(b->rows.token_slot, (std::vector<int32_t>{1, 1, 1, 1, 1, -1, 0, 0, 2, 2, 2, 2}));
   EXPECT_EQ(b->rows.max_seg_len, 5);
   EXPECT_EQ(b->rows.num_adapted_segments, 3);
+  EXPECT_EQ(b->rows.max_adapted_seg_len, 5);
+  // the longest segment without an adapter does not count as an adapted one
+  auto nb = model::lora_batch_build({-1, 0, 1}, {0, 6, 7, 9}, {0, 1, 2, 3}, 2);
+  ASSERT_TRUE(nb.has_value()) << nb.status().to_string();
+  EXPECT_EQ(nb->rows.max_seg_len, 6);
+  EXPECT_EQ(nb->rows.max_adapted_seg_len, 2);
+  EXPECT_EQ(nb->rows.view().max_adapted_seg_len, 2);
   EXPECT_EQ(b->logit_rows.seg_start, (std::vector<int32_t>{0, 2, 3, 7}));   // slot 0 has no logit rows
   EXPECT_EQ(b->logit_rows.seg_slot, (std::vector<int32_t>{1, -1, 2}));
   EXPECT_FALSE(model::lora_batch_build({3}, {0, 1}, {0, 1}, 3).has_value());

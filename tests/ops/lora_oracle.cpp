@@ -261,6 +261,7 @@ Status run_gpu(const LoraOracleCase& c, const CaseData& d, void* ws, size_t ws_b
   for (int g = 0; g < d.S; ++g) {
     seg.max_seg_len = std::max(seg.max_seg_len, c.seg_len[g]);
     seg.num_adapted_segments += d.seg_slot[g] >= 0;
+    if (d.seg_slot[g] >= 0) seg.max_adapted_seg_len = std::max(seg.max_adapted_seg_len, c.seg_len[g]);
   }
   for (int i = 0; i < d.num_slices; ++i) {
     auto pa = std::make_unique<DevBuf>(d.a[i].host.size() * 2);

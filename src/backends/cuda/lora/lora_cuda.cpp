@@ -44,13 +44,19 @@ Status device_facts(DeviceFacts* f) {
 int round_up(int a, int b) { return (a + b - 1) / b * b; }
 int ceil_div(int a, int b) { return (a + b - 1) / b; }
 
+// The longest segment that carries an adapter, the length every plan below is sized by: segments without one
+// are skipped by every kernel (a decode batch next to a 64-token run without adapter is still a decode batch).
+int adapted_len(const ops::LoraSegments& seg) {
+  return seg.max_adapted_seg_len > 0 ? std::min(seg.max_adapted_seg_len, seg.max_seg_len) : seg.max_seg_len;
+}
+
 // Decode batches use 16-row tiles, prefill-length segments 64-row tiles. One long segment among many short
 // ones (a Zipf batch, or decode rows next to a 64-row run without adapter) does not make a prefill: every
 // segment gets the tile height, so 64-row tiles there multiplied the work of the one-token segments (H100:
 // zipf B = 128 r = 16 took 25 us with 64-row tiles, 14.5 us with 16-row tiles).
 int pick_tile_rows(const ops::LoraSegments& seg) {
   const int avg = seg.num_tokens / std::max(1, seg.num_segments);
-  return seg.max_seg_len > 32 && (avg >= 16 || seg.max_seg_len > 128) ? 64 : 16;
+  return adapted_len(seg) > 32 && (avg >= 16 || adapted_len(seg) > 128) ? 64 : 16;
 }
 
 int padded_rank(int v_rank_stride) {
@@ -58,18 +64,18 @@ int padded_rank(int v_rank_stride) {
   return rp <= 16 ? 16 : rp <= 32 ? 32 : rp <= 64 ? 64 : 128;
 }
 
-// Token tiles of tm rows that carry an adapter: at most ceil(max_seg_len / tm) per adapted segment, and at
+// Token tiles of tm rows that carry an adapter: at most ceil(adapted_len / tm) per adapted segment, and at
 // most one partial tile per adapted segment plus the tokens' full tiles. The second bound matters when the
-// longest segment has no adapter (decode rows next to a 64-token run without one: 4x fewer tiles than the
-// first bound, which had sized split-K and column tiles 4x too small).
+// caller does not give max_adapted_seg_len and the longest segment has no adapter (decode rows next to a
+// 64-token run without one: 4x fewer tiles than the first bound, which had sized split-K 4x too small).
 int64_t adapted_tiles(const ops::LoraSegments& seg, int tm) {
   const int64_t segs = std::max(1, seg.num_adapted_segments);
-  return std::max<int64_t>(1, std::min<int64_t>(segs * ceil_div(seg.max_seg_len, tm), segs + seg.num_tokens / tm));
+  return std::max<int64_t>(1, std::min<int64_t>(segs * ceil_div(adapted_len(seg), tm), segs + seg.num_tokens / tm));
 }
 
 // Token tiles per segment in the grid (blocks loop over the rest).
 int grid_tiles_y(const ops::LoraSegments& seg, int tm, int blocks_per_tile) {
-  const int tiles = std::max(1, ceil_div(seg.max_seg_len, tm));
+  const int tiles = std::max(1, ceil_div(adapted_len(seg), tm));
   const int64_t per_y = static_cast<int64_t>(blocks_per_tile) * std::max(1, seg.num_segments);
   const int cap = static_cast<int>(std::max<int64_t>(1, kMaxBlocksPerCall / per_y));
   return std::min({tiles, cap, kMaxGridY});
@@ -147,7 +153,7 @@ int& cluster_override() {
 }
 
 // lora_set_stream_override / PUNICA_LORA_STREAM: -1 by shape, 0 off, 1 forced for every shape (and the
-// single-launch decode kernel off).
+// persistent decode kernel off).
 int& stream_override() {
   static int v = [] {
     const char* e = std::getenv("PUNICA_LORA_STREAM");
@@ -156,38 +162,17 @@ int& stream_override() {
   return v;
 }
 
-// Benchmarking knobs of the streaming path, read once from the environment:
-// PUNICA_LORA_STREAM_BPS: streaming shrink blocks per SM that split-K aims at (default 4: 16 warps);
-// PUNICA_LORA_STREAM_EXPAND=0: the tiled expand follows the streaming shrink in lora_add.
-int env_int(const char* name, int fallback) {
-  const char* e = std::getenv(name);
-  return e ? std::atoi(e) : fallback;
-}
-int stream_shrink_blocks_per_sm() {
-  static const int v = std::clamp(env_int("PUNICA_LORA_STREAM_BPS", 4), 1, 16);
-  return v;
-}
-bool stream_expand_enabled() {
-  static const bool v = env_int("PUNICA_LORA_STREAM_EXPAND", 1) != 0;
-  return v;
-}
-// PUNICA_LORA_STREAM_NARROW=1: the streaming expand always takes its narrow column tile (fewer registers).
-bool stream_expand_narrow() {
-  static const bool v = env_int("PUNICA_LORA_STREAM_NARROW", 0) != 0;
-  return v;
-}
-
 // The streaming decode kernels (lora_stream.cu) for batches of short segments (16-row tiles). Measured on
 // H100 (docs/perf/lora-kernels.md, fifth session): they beat the tiled kernels from ~20 adapted segments
-// at rank <= 32 (distinct B = 128 r = 16: 18.5 vs 22.4 us) and for 7-20 at rank 64 (distinct B = 16:
-// 10.4 vs 15.8 us), where fewer segments go to the cluster kernel; with 32 or more rank-64 adapters the tiled
-// kernels' shrink / expand overlap wins (distinct B = 32: 15.7 vs 19.5 us).
+// at rank <= 32 (distinct B = 128 r = 16: 19.0 vs 22.1 us) and for 7-16 at rank 64 (distinct B = 16:
+// 10.8 vs 15.7 us), where fewer segments go to the cluster kernel; with more rank-64
+// adapters the tiled kernels' shrink / expand overlap wins (distinct B = 32: 15.6 vs 18.9 us).
 bool use_stream(const ops::LoraSegments& seg, int rp) {
   const int ov = stream_override();
-  if (ov == 0 || ov == 1) return ov == 1;
+  if (ov >= 0) return ov > 0;
   if (pick_tile_rows(seg) != 16) return false;
   const int segs = seg.num_adapted_segments;
-  return rp <= 32 ? segs >= 20 : segs >= 7 && segs <= 20;
+  return rp <= 32 ? segs >= 20 : segs >= 7 && segs <= 16;
 }
 
 unsigned long long*& trace_buffer() {
@@ -199,7 +184,7 @@ unsigned long long*& trace_buffer() {
 bool plan_cluster(const ops::LoraShrinkParams& s, const ops::LoraExpandParams& e, int mt, lora_detail::ClusterArgs* a) {
   constexpr int CS = lora_detail::kLoraClusterSize;
   if (e.v_rank_stride > ops::kMaxLoraRank) return false;
-  const int tiles = std::max(1, ceil_div(s.seg.max_seg_len, 16 * mt));
+  const int tiles = std::max(1, ceil_div(adapted_len(s.seg), 16 * mt));
   const int64_t items = int64_t{s.seg.num_segments} * tiles;
   if (items * CS > int64_t{1} << 30) return false;
   *a = {};
@@ -252,8 +237,8 @@ int pick_cluster_tiles(const ops::LoraShrinkParams& s, const DeviceFacts& dev) {
   const int ov = cluster_override();
   if (ov == 0 || ov == 1 || ov == 2 || ov == 4) return ov;
   const int rp = padded_rank(s.v_rank_stride);
-  if (s.seg.max_seg_len > 128 || s.seg.num_adapted_segments > (rp <= 32 ? 12 : 6)) return 0;
-  return s.seg.max_seg_len > 64 && rp >= 64 ? 2 : 1;
+  if (adapted_len(s.seg) > 128 || s.seg.num_adapted_segments > (rp <= 32 ? 12 : 6)) return 0;
+  return adapted_len(s.seg) > 64 && rp >= 64 ? 2 : 1;
 }
 
 // Fills the shrink launch. Split-K is chosen so that one wave of resident blocks runs, within the
@@ -264,7 +249,7 @@ void plan_shrink(const ops::LoraShrinkParams& p, const LoraWorkspace& ws, const 
   shape->rp = padded_rank(p.v_rank_stride);
   shape->nb = 0;
   shape->pdl = dev.pdl;
-  shape->ks = lora_detail::shrink_step_k(shape->tm, shape->rp, p.seg.max_seg_len <= 32);
+  shape->ks = lora_detail::shrink_step_k(shape->tm, shape->rp, adapted_len(p.seg) <= 32);
   const int nk = ceil_div(p.h_in, shape->ks);
   const int tiles_y = grid_tiles_y(p.seg, shape->tm, p.num_slices);
   const int64_t work_tiles = adapted_tiles(p.seg, shape->tm) * p.num_slices;
@@ -310,8 +295,7 @@ void plan_stream_shrink(const ops::LoraShrinkParams& p, const LoraWorkspace& ws,
   const int nchunks = ceil_div(p.h_in, 32);
   const int groups = ceil_div(p.v_rank_stride, 8);
   const int64_t work = adapted_tiles(p.seg, 16) * p.num_slices * groups;
-  int ksplit = static_cast<int>(
-      std::clamp<int64_t>(int64_t{stream_shrink_blocks_per_sm()} * dev.sms / work, 1, std::max(1, nchunks / 4)));
+  int ksplit = static_cast<int>(std::clamp<int64_t>(int64_t{4} * dev.sms / work, 1, std::max(1, nchunks / 4)));
   ksplit = std::max(ksplit, ceil_div(nchunks, kBatchCols));
   const int64_t split_bytes = int64_t{4} * p.seg.num_tokens * p.num_slices * p.v_rank_stride;
   ksplit = static_cast<int>(std::max<int64_t>(1, std::min<int64_t>(ksplit, partial_bytes(ws) / split_bytes)));
@@ -334,7 +318,7 @@ void plan_stream_shrink(const ops::LoraShrinkParams& p, const LoraWorkspace& ws,
   a->vpart = ksplit > 1 ? partials(ws) : nullptr;
   a->seg = {p.seg.seg_start, p.seg.seg_slot, p.seg.num_tokens};
   a->rank_groups = groups;
-  a->x_rows = std::min(16, p.seg.max_seg_len);
+  a->x_rows = std::min(16, adapted_len(p.seg));
   a->x_pitch = std::min(per, kBatchCols) * 32 + 8;
   shape->tm = a->x_rows > 8 ? 16 : 8;
   shape->rp = padded_rank(p.v_rank_stride);
@@ -352,7 +336,7 @@ LaunchShape plan_reduce(const ops::LoraShrinkParams& p, const DeviceFacts& dev) 
   LaunchShape shape{};
   shape.pdl = dev.pdl;
   const int chunk = lora_detail::reduce_rows(p.v_rank_stride);
-  const int rows = std::max(1, std::min({ceil_div(p.seg.max_seg_len, chunk), kMaxGridY,
+  const int rows = std::max(1, std::min({ceil_div(adapted_len(p.seg), chunk), kMaxGridY,
                                          static_cast<int>(kMaxBlocksPerCall / std::max(1, p.seg.num_segments))}));
   shape.grid = dim3(static_cast<unsigned>(p.num_slices), static_cast<unsigned>(rows),
                     static_cast<unsigned>(p.seg.num_segments));
@@ -360,10 +344,10 @@ LaunchShape plan_reduce(const ops::LoraShrinkParams& p, const DeviceFacts& dev) 
 }
 
 // Fills the expand launch: the tiled kernel (lora_expand.cu), or with `stream` the streaming one
-// (lora_stream.cu). Both take the wide column tile when that still gives two blocks per SM.
+// (lora_stream.cu). Both take the wide column tile when that still fills the SMs.
 void plan_expand(const ops::LoraExpandParams& p, const DeviceFacts& dev, int ksplit, const float* vpart, bool stream,
                  LaunchShape* shape, ExpandArgs* a) {
-  shape->tm = stream ? (std::min(16, p.seg.max_seg_len) > 8 ? 16 : 8) : pick_tile_rows(p.seg);
+  shape->tm = stream ? (std::min(16, adapted_len(p.seg)) > 8 ? 16 : 8) : pick_tile_rows(p.seg);
   shape->rp = padded_rank(p.v_rank_stride);
   shape->pdl = dev.pdl;
   auto col_tiles = [&](int nb) {
@@ -374,7 +358,8 @@ void plan_expand(const ops::LoraExpandParams& p, const DeviceFacts& dev, int ksp
   const int64_t work = adapted_tiles(p.seg, stream ? 16 : shape->tm);
   const int wide = stream ? lora_detail::stream_expand_cols(shape->rp, true) : 128;
   const int narrow = stream ? lora_detail::stream_expand_cols(shape->rp, false) : 64;
-  shape->nb = work * col_tiles(wide) >= int64_t{2} * dev.sms && !(stream && stream_expand_narrow()) ? wide : narrow;
+  // the tiled expand wants two blocks per SM; the streaming one a block per SM (each moves 32 KB of B)
+  shape->nb = work * col_tiles(wide) >= int64_t{stream ? 1 : 2} * dev.sms ? wide : narrow;
   a->y = p.y;
   a->y_stride = p.y_stride;
   a->num_slices = p.num_slices;
@@ -503,15 +488,15 @@ Status lora_add(const ops::LoraShrinkParams& s, const ops::LoraExpandParams& e, 
   // ranks spread over many one-token segments (their shrink splits K wider and needs no grid-wide wait).
   const int rp = padded_rank(s.v_rank_stride);
   const int segs = s.seg.num_adapted_segments;
-  const bool fused_wins = rp >= 64 ? segs <= 16 : (segs <= 2 && s.seg.max_seg_len > 4);
+  const bool fused_wins = rp >= 64 ? segs <= 16 : (segs <= 2 && adapted_len(s.seg) > 4);
   const bool stream_path = use_stream(s.seg, rp);
-  const bool fused = s.seg.max_seg_len <= 128 && v_elems <= kAccFloats && partial_bytes(ws) > 0 && ov != 0 &&
+  const bool fused = adapted_len(s.seg) <= 128 && v_elems <= kAccFloats && partial_bytes(ws) > 0 && ov != 0 &&
                      !stream_path &&
                      (ov == 1 || (fused_wins && adapter_bytes <= 24e6));
   if (fused) {
     lora_detail::FusedShape fs;
     fs.rp = padded_rank(s.v_rank_stride);
-    fs.tiles = ceil_div(s.seg.max_seg_len, 16);
+    fs.tiles = ceil_div(adapted_len(s.seg), 16);
     const int nk = ceil_div(s.h_in, lora_detail::shrink_step_k(16, fs.rp));
     const int64_t work = int64_t{std::max(1, s.seg.num_adapted_segments)} * fs.tiles * s.num_slices;
     int ksplit = static_cast<int>(std::clamp<int64_t>((int64_t{4} * dev.sms + work - 1) / work, 1, nk));
@@ -545,18 +530,17 @@ Status lora_add(const ops::LoraShrinkParams& s, const ops::LoraExpandParams& e, 
   else plan_shrink(s, ws, dev, 1 << 20, &ss, &sa);
   // When each expand block would sum only a few KB of partials (decode), the expand sums them itself and
   // the reduce kernel (one launch and one pass) is skipped.
-  const int64_t expand_sum_bytes = int64_t{4} * sa.ksplit * std::min(16, s.seg.max_seg_len) * s.v_rank_stride;
+  const int64_t expand_sum_bytes = int64_t{4} * sa.ksplit * std::min(16, adapted_len(s.seg)) * s.v_rank_stride;
   const bool sum_in_expand =
-      sa.ksplit > 1 && (stream_path || ss.tm == 16) && s.seg.max_seg_len <= 128 && expand_sum_bytes <= (32 << 10);
-  const bool stream_expand = stream_path && stream_expand_enabled();
-  plan_expand(e, dev, sum_in_expand ? sa.ksplit : 1, sum_in_expand ? sa.vpart : nullptr, stream_expand, &es, &ea);
+      sa.ksplit > 1 && (stream_path || ss.tm == 16) && adapted_len(s.seg) <= 128 && expand_sum_bytes <= (32 << 10);
+  plan_expand(e, dev, sum_in_expand ? sa.ksplit : 1, sum_in_expand ? sa.vpart : nullptr, stream_path, &es, &ea);
   ea.prefetch_y = dev.pdl ? 1 : 0;
   PUNICA_RETURN_IF_ERROR(stream_path ? lora_detail::lora_launch_stream_shrink(s.dtype, ss, sa, stream)
                                      : lora_detail::lora_launch_shrink(s.dtype, ss, sa, stream));
   if (sa.ksplit > 1 && !sum_in_expand)
     PUNICA_RETURN_IF_ERROR(lora_detail::lora_launch_reduce(plan_reduce(s, dev), sa, stream));
-  return stream_expand ? lora_detail::lora_launch_stream_expand(e.dtype, es, ea, stream)
-                       : lora_detail::lora_launch_expand(e.dtype, es, ea, stream);
+  return stream_path ? lora_detail::lora_launch_stream_expand(e.dtype, es, ea, stream)
+                     : lora_detail::lora_launch_expand(e.dtype, es, ea, stream);
 }
 
 }  // namespace punica::cuda

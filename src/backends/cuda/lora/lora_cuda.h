@@ -40,7 +40,7 @@ struct LoraWorkspace {
   size_t bytes = 0;
 };
 
-// Bytes of the workspace that gives every shape its preferred split (a constant, 8 MiB + 256 bytes).
+// Bytes of the workspace that gives every shape its preferred split (a constant, 8.5 MiB + 256 bytes).
 size_t lora_workspace_size();
 
 // Zeroes the workspace (asynchronously on `stream`). Required once after allocating it: the single-launch
@@ -68,9 +68,9 @@ Status lora_add(const ops::LoraShrinkParams& shrink, const ops::LoraExpandParams
 void lora_set_cluster_override(int cluster_size);
 
 // Benchmarking and testing only (not thread-safe): overrides the choice of the streaming decode kernels
-// (lora_stream.cu) for lora_shrink, lora_expand and lora_add's two-kernel path. -1: by shape (default:
-// segments that fit 16-row tiles; the PUNICA_LORA_STREAM environment variable sets the initial value),
-// 0: never, 1: for every shape, and lora_add's single-launch decode kernel off.
+// (lora_stream.cu) for lora_shrink, lora_expand and lora_add's two-kernel path. -1: by shape (the
+// PUNICA_LORA_STREAM environment variable sets the initial value), 0: never, 1: for every shape, and
+// lora_add's persistent decode kernel off.
 void lora_set_stream_override(int mode);
 
 // Benchmarking only (not thread-safe): cluster-kernel launches made while set write per-CTA phase stamps to

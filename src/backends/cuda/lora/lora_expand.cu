@@ -55,6 +55,8 @@ __global__ void __launch_bounds__(kThreads) lora_expand_kernel(const ExpandArgs 
   const int h_out = p.h_out[slice];
   const int seg_begin = p.seg.seg_start[seg];
   const int seg_end = p.seg.seg_start[seg + 1];
+  // The grid covers the longest segment; tiles past this one's end leave before loading B.
+  if (seg_begin + static_cast<int>(blockIdx.y) * TM >= seg_end) return;
   const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
 
   if ((r & 7) == 0 && (reinterpret_cast<uintptr_t>(b) & 15) == 0) {

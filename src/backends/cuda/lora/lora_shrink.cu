@@ -91,11 +91,12 @@ __global__ void __launch_bounds__(kThreads) lora_shrink_kernel(const ShrinkArgs 
 
   bool first = true;
   const int t_first = seg_begin + blockIdx.y * TM;
-  if (t_first < seg_end) {
+  // The grid covers the longest segment; tiles past this one's end leave before the wait (they would hold a
+  // block slot until the previous kernel ends).
+  if (t_first >= seg_end) return;
 #pragma unroll
-    for (int s = 0; s < kStages - 1; ++s)
-      if (k_begin + s < k_end) load_a(s, k_begin + s);
-  }
+  for (int s = 0; s < kStages - 1; ++s)
+    if (k_begin + s < k_end) load_a(s, k_begin + s);
   griddep_wait();
   griddep_launch_dependents();
 
@@ -184,9 +185,9 @@ __global__ void __launch_bounds__(kThreads) lora_reduce_kernel(const ShrinkArgs 
   const int r = a ? min(p.rank[slice][slot], p.v_rank_stride) : 0;
   const int seg_begin = p.seg.seg_start[seg];
   const int seg_end = p.seg.seg_start[seg + 1];
+  if (r <= 0 || seg_begin + static_cast<int>(blockIdx.y) * reduce_rows(p.v_rank_stride) >= seg_end) return;
   griddep_wait();
   griddep_launch_dependents();
-  if (r <= 0) return;
   const int64_t v_row = static_cast<int64_t>(p.num_slices) * p.v_rank_stride;
   const int64_t part_stride = static_cast<int64_t>(p.seg.num_tokens) * v_row;
   const int chunk = reduce_rows(p.v_rank_stride);

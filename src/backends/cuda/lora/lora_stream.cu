@@ -102,8 +102,11 @@ __global__ void __launch_bounds__(kThreads) lora_stream_shrink_kernel(const Shri
     }
   };
 
+  // Tiles past the segment's end (the grid covers the longest segment) leave before the wait: they would
+  // hold a block slot until the previous kernel ends.
   const int t_first = seg_begin + blockIdx.y * 16;
-  if (t_first < seg_end) load_a(0);
+  if (t_first >= seg_end) return;
+  load_a(0);
   griddep_wait();
   griddep_launch_dependents();
 
@@ -193,6 +196,8 @@ __global__ void __launch_bounds__(kThreads) lora_stream_expand_kernel(const Expa
   const int h_out = p.h_out[slice];
   const int seg_begin = p.seg.seg_start[seg];
   const int seg_end = p.seg.seg_start[seg + 1];
+  const int t_first = seg_begin + blockIdx.y * 16;
+  if (t_first >= seg_end) return;  // past the segment's end: no B to load
   const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
   const int g = lane >> 2, q = lane & 3;
   // Rows of B start 16-byte aligned only when r % 8 == 0 (odd ranks take element loads).
@@ -221,8 +226,7 @@ __global__ void __launch_bounds__(kThreads) lora_stream_expand_kernel(const Expa
     cp_async_commit();
   };
   // In lora_add the kernel this one overlaps is this call's shrink, which does not write y (lora_expand.cu).
-  const int t_first = seg_begin + blockIdx.y * 16;
-  if (p.prefetch_y && t_first < seg_end) load_y(t_first, min(16, seg_end - t_first));
+  if (p.prefetch_y) load_y(t_first, min(16, seg_end - t_first));
   griddep_wait();  // v (or its partials) is ready from here on
 
   const int64_t v_row = static_cast<int64_t>(p.num_slices) * p.v_rank_stride;
@@ -259,30 +263,26 @@ __global__ void __launch_bounds__(kThreads) lora_stream_expand_kernel(const Expa
       }
     }
 
-    float acc[kGroups][4];
+    // per column group: the product, then y = round(y + scale * acc) in shared memory at once (no
+    // accumulator stays live across groups, which is what lets a warp hold NB / 4 columns of B)
 #pragma unroll
     for (int gi = 0; gi < kGroups; ++gi) {
-      acc[gi][0] = acc[gi][1] = acc[gi][2] = acc[gi][3] = 0.f;
+      float acc[4] = {0.f, 0.f, 0.f, 0.f};
 #pragma unroll
       for (int m = 0; m < kPieces; ++m) {
         if constexpr (kHalves == 4) {
           const uint32_t bf[2] = {wb[gi][m].x, wb[gi][m].y};
-          MmaF16<T>::run(acc[gi], ah[0], bf);
-          MmaF16<T>::run(acc[gi], al[0], bf);
+          MmaF16<T>::run(acc, ah[0], bf);
+          MmaF16<T>::run(acc, al[0], bf);
         } else {
           const uint4 w = wb[gi][m];
           const uint32_t b0[2] = {w.x, w.y}, b1[2] = {w.z, w.w};
-          MmaF16<T>::run(acc[gi], ah[2 * m], b0);
-          MmaF16<T>::run(acc[gi], al[2 * m], b0);
-          MmaF16<T>::run(acc[gi], ah[2 * m + 1], b1);
-          MmaF16<T>::run(acc[gi], al[2 * m + 1], b1);
+          MmaF16<T>::run(acc, ah[2 * m], b0);
+          MmaF16<T>::run(acc, al[2 * m], b0);
+          MmaF16<T>::run(acc, ah[2 * m + 1], b1);
+          MmaF16<T>::run(acc, al[2 * m + 1], b1);
         }
       }
-    }
-
-    // y = round(y + scale * acc) in shared memory, then 16-byte stores
-#pragma unroll
-    for (int gi = 0; gi < kGroups; ++gi) {
       const int lc = (warp + 4 * gi) * 8 + 2 * q;
 #pragma unroll
       for (int half = 0; half < (kTall ? 2 : 1); ++half) {
@@ -290,7 +290,7 @@ __global__ void __launch_bounds__(kThreads) lora_stream_expand_kernel(const Expa
         if (row < rows) {
           uint32_t* cell = reinterpret_cast<uint32_t*>(sy + row * kYPitch + lc);
           const float2 old = pair_to_float2(*cell, T());
-          *cell = float2_to_pair(old.x + scale * acc[gi][2 * half], old.y + scale * acc[gi][2 * half + 1], T());
+          *cell = float2_to_pair(old.x + scale * acc[2 * half], old.y + scale * acc[2 * half + 1], T());
         }
       }
     }
