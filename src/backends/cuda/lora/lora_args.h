@@ -60,12 +60,12 @@ constexpr int kStreamShrinkBatch = 16;
 constexpr size_t stream_shrink_smem_bytes(int x_rows, int x_pitch) {
   return size_t(x_rows) * x_pitch * 2 + 4 * 16 * 8 * sizeof(float);
 }
-// Streaming expand: output columns per block, wide (16 KB of B per block at r <= 16, 32 KB above) or a
-// quarter of that when the wide tiles would leave SMs without a block. 1024 columns at r = 16 (32 KB, 136+
+// Streaming expand: output columns per block, wide (16 KB of B per block at r <= 16, 32 KB above) or half
+// of that (tall token tiles at r <= 16; plan_expand). 1024 columns at r = 16 (32 KB, 136+
 // registers per thread) measured slower in lora_add (H100: distinct B = 128 20.9 vs 19.0 us): an expand block
 // then needs more registers than a finishing shrink block frees, so it cannot start in its place.
 constexpr int stream_expand_cols(int rp, bool wide) {
-  return (rp <= 16 ? 512 : rp <= 64 ? 256 : 128) / (wide ? 1 : 4);
+  return (rp <= 16 ? 512 : rp <= 64 ? 256 : 128) / (wide ? 1 : 2);
 }
 
 struct ExpandArgs {

@@ -162,6 +162,16 @@ int& stream_override() {
   return v;
 }
 
+// PUNICA_LORA_STREAM_COLS=1 / 0: the streaming expand always takes its wide / narrow column tile
+// (benchmarking); unset: by shape.
+int stream_cols_override() {
+  static const int v = [] {
+    const char* e = std::getenv("PUNICA_LORA_STREAM_COLS");
+    return e ? std::atoi(e) : -1;
+  }();
+  return v;
+}
+
 // The streaming decode kernels (lora_stream.cu) for batches of short segments (16-row tiles). Measured on
 // H100 (docs/perf/lora-kernels.md, fifth session): they beat the tiled kernels from ~20 adapted segments
 // at rank <= 32 (distinct B = 128 r = 16: 19.0 vs 22.1 us) and for 7-16 at rank 64 (distinct B = 16:
@@ -241,6 +251,25 @@ int pick_cluster_tiles(const ops::LoraShrinkParams& s, const DeviceFacts& dev) {
   return adapted_len(s.seg) > 64 && rp >= 64 ? 2 : 1;
 }
 
+// The shrink arguments both shrink kernels share; `per` counts the kernel's k steps per split.
+void fill_shrink_args(const ops::LoraShrinkParams& p, const LoraWorkspace& ws, int ksplit, int per, ShrinkArgs* a) {
+  *a = {};
+  a->x = p.x;
+  a->x_stride = p.x_stride;
+  a->h_in = p.h_in;
+  a->num_slices = p.num_slices;
+  for (int i = 0; i < ops::kMaxLoraSlices; ++i) {
+    a->a[i] = i < p.num_slices ? p.slices[i].a : nullptr;
+    a->rank[i] = i < p.num_slices ? p.slices[i].rank : nullptr;
+  }
+  a->v = p.v;
+  a->v_rank_stride = p.v_rank_stride;
+  a->ksplit = ksplit;
+  a->ksteps_per_split = per;
+  a->vpart = ksplit > 1 ? partials(ws) : nullptr;
+  a->seg = {p.seg.seg_start, p.seg.seg_slot, p.seg.num_tokens};
+}
+
 // Fills the shrink launch. Split-K is chosen so that one wave of resident blocks runs, within the
 // workspace; ksplit > 1 leaves partial sums in the workspace.
 void plan_shrink(const ops::LoraShrinkParams& p, const LoraWorkspace& ws, const DeviceFacts& dev, int max_ksplit,
@@ -268,20 +297,7 @@ void plan_shrink(const ops::LoraShrinkParams& p, const LoraWorkspace& ws, const 
   const int per = ceil_div(nk, ksplit);
   ksplit = ceil_div(nk, per);  // no empty split
 
-  a->x = p.x;
-  a->x_stride = p.x_stride;
-  a->h_in = p.h_in;
-  a->num_slices = p.num_slices;
-  for (int i = 0; i < ops::kMaxLoraSlices; ++i) {
-    a->a[i] = i < p.num_slices ? p.slices[i].a : nullptr;
-    a->rank[i] = i < p.num_slices ? p.slices[i].rank : nullptr;
-  }
-  a->v = p.v;
-  a->v_rank_stride = p.v_rank_stride;
-  a->ksplit = ksplit;
-  a->ksteps_per_split = per;
-  a->vpart = ksplit > 1 ? partials(ws) : nullptr;
-  a->seg = {p.seg.seg_start, p.seg.seg_slot, p.seg.num_tokens};
+  fill_shrink_args(p, ws, ksplit, per, a);
   shape->grid = dim3(static_cast<unsigned>(p.num_slices * ksplit), static_cast<unsigned>(tiles_y),
                      static_cast<unsigned>(p.seg.num_segments));
 }
@@ -302,21 +318,7 @@ void plan_stream_shrink(const ops::LoraShrinkParams& p, const LoraWorkspace& ws,
   const int per = ceil_div(nchunks, ksplit);
   ksplit = ceil_div(nchunks, per);
 
-  *a = {};
-  a->x = p.x;
-  a->x_stride = p.x_stride;
-  a->h_in = p.h_in;
-  a->num_slices = p.num_slices;
-  for (int i = 0; i < ops::kMaxLoraSlices; ++i) {
-    a->a[i] = i < p.num_slices ? p.slices[i].a : nullptr;
-    a->rank[i] = i < p.num_slices ? p.slices[i].rank : nullptr;
-  }
-  a->v = p.v;
-  a->v_rank_stride = p.v_rank_stride;
-  a->ksplit = ksplit;
-  a->ksteps_per_split = per;
-  a->vpart = ksplit > 1 ? partials(ws) : nullptr;
-  a->seg = {p.seg.seg_start, p.seg.seg_slot, p.seg.num_tokens};
+  fill_shrink_args(p, ws, ksplit, per, a);
   a->rank_groups = groups;
   a->x_rows = std::min(16, adapted_len(p.seg));
   a->x_pitch = std::min(per, kBatchCols) * 32 + 8;
@@ -358,8 +360,13 @@ void plan_expand(const ops::LoraExpandParams& p, const DeviceFacts& dev, int ksp
   const int64_t work = adapted_tiles(p.seg, stream ? 16 : shape->tm);
   const int wide = stream ? lora_detail::stream_expand_cols(shape->rp, true) : 128;
   const int narrow = stream ? lora_detail::stream_expand_cols(shape->rp, false) : 64;
-  // the tiled expand wants two blocks per SM; the streaming one a block per SM (each moves 32 KB of B)
-  shape->nb = work * col_tiles(wide) >= int64_t{stream ? 1 : 2} * dev.sms ? wide : narrow;
+  // The tiled expand takes the wide tile from two blocks per SM on. The streaming one takes it always,
+  // except for tiles of more than 8 tokens at rank <= 16 (H100, fifth session, both forced on every
+  // decode row: wide won by 0.3-1.0 us everywhere else, e.g. noadapt r = 64 B = 16 8.25 vs 8.97 us; narrow
+  // won zipf r = 16 B = 64, 8.75 vs 11.54 us).
+  shape->nb = stream ? (shape->tm > 8 && shape->rp <= 16 ? narrow : wide)
+                     : work * col_tiles(wide) >= int64_t{2} * dev.sms ? wide : narrow;
+  if (stream && stream_cols_override() >= 0) shape->nb = stream_cols_override() ? wide : narrow;
   a->y = p.y;
   a->y_stride = p.y_stride;
   a->num_slices = p.num_slices;
