@@ -44,7 +44,9 @@ struct LoraSegments {
   // Host-side facts about the batch so a backend picks its algorithm without reading device memory.
   int max_seg_len = 0;              // longest segment, in tokens
   int num_adapted_segments = 0;     // segments with seg_slot >= 0
-  int max_adapted_seg_len = 0;      // longest segment with seg_slot >= 0; 0: not given (max_seg_len stands in)
+  // Longest segment with seg_slot >= 0; 0: not given (max_seg_len stands in). Like max_seg_len it must be
+  // exact when given: a backend may size its work by it, and rows past an understated value may be left out.
+  int max_adapted_seg_len = 0;
 };
 
 // Where each slot's weights for one slice live.

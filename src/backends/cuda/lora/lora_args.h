@@ -50,7 +50,7 @@ struct ShrinkArgs {
   // Streaming shrink only (lora_stream.cu): blockIdx.x = (slice * rank_groups + group) * ksplit + split, and
   // ksteps_per_split counts 32-column chunks; x is staged per batch in x_rows x x_pitch halves.
   int rank_groups;          // groups of 8 rank rows: ceil(v_rank_stride / 8)
-  int x_rows;               // min(16, max_seg_len)
+  int x_rows;               // min(16, longest adapted segment)
   int x_pitch;              // halves: the batch's columns + 8
 };
 

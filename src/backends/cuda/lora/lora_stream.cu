@@ -116,8 +116,8 @@ __global__ void __launch_bounds__(kThreads) lora_stream_shrink_kernel(const Shri
                              : p.vpart + static_cast<int64_t>(split) * p.seg.num_tokens * v_row + slice * p.v_rank_stride;
   bool first = true;
   for (int t0 = t_first; t0 < seg_end; t0 += gridDim.y * 16) {
-    // x_rows = min(16, max_seg_len) from the host; a segment longer than the caller's max_seg_len loses its
-    // extra rows (as in the other kernels) instead of overrunning the staged x tile.
+    // x_rows = min(16, longest adapted segment) from the host; a segment longer than the caller said loses
+    // its extra rows (as in the other kernels) instead of overrunning the staged x tile.
     const int rows = min(min(16, seg_end - t0), p.x_rows);
     float acc[4] = {0.f, 0.f, 0.f, 0.f};
     for (int i0 = 0; i0 < max(1, (c_end - c_begin + 3) / 4); i0 += kBatch) {
