@@ -132,43 +132,37 @@ float* partials(const LoraWorkspace& ws) {
   return reinterpret_cast<float*>(static_cast<char*>(ws.ptr) + kSyncBytes + kAccBytes);
 }
 
+// A benchmarking override from the environment: its integer value, -1 (by shape) when unset.
+int env_override(const char* name) {
+  const char* e = std::getenv(name);
+  return e ? std::atoi(e) : -1;
+}
+
 // PUNICA_LORA_FUSED=0 turns the single-launch decode kernel off, =1 uses it for every decode batch
 // (benchmarking); unset: by size (below).
 int fused_override() {
-  static const int v = [] {
-    const char* e = std::getenv("PUNICA_LORA_FUSED");
-    return e ? std::atoi(e) : -1;
-  }();
+  static const int v = env_override("PUNICA_LORA_FUSED");
   return v;
 }
 
 // lora_set_cluster_override / PUNICA_LORA_CLUSTER: -1 by shape, 0 off, 1 / 2 / 4 forced with token tiles of
 // 16 / 32 / 64 rows.
 int& cluster_override() {
-  static int v = [] {
-    const char* e = std::getenv("PUNICA_LORA_CLUSTER");
-    return e ? std::atoi(e) : -1;
-  }();
+  static int v = env_override("PUNICA_LORA_CLUSTER");
   return v;
 }
 
 // lora_set_stream_override / PUNICA_LORA_STREAM: -1 by shape, 0 off, 1 forced for every shape (and the
 // persistent decode kernel off).
 int& stream_override() {
-  static int v = [] {
-    const char* e = std::getenv("PUNICA_LORA_STREAM");
-    return e ? std::atoi(e) : -1;
-  }();
+  static int v = env_override("PUNICA_LORA_STREAM");
   return v;
 }
 
 // PUNICA_LORA_STREAM_COLS=1 / 0: the streaming expand always takes its wide / narrow column tile
 // (benchmarking); unset: by shape.
 int stream_cols_override() {
-  static const int v = [] {
-    const char* e = std::getenv("PUNICA_LORA_STREAM_COLS");
-    return e ? std::atoi(e) : -1;
-  }();
+  static const int v = env_override("PUNICA_LORA_STREAM_COLS");
   return v;
 }
 
@@ -270,6 +264,17 @@ void fill_shrink_args(const ops::LoraShrinkParams& p, const LoraWorkspace& ws, i
   a->seg = {p.seg.seg_start, p.seg.seg_slot, p.seg.num_tokens};
 }
 
+// ksplit as far as the workspace holds its partials (and at most max_ksplit), then evened out over the nk
+// k steps so that no split is empty; *per = k steps per split.
+int settle_split(const ops::LoraShrinkParams& p, const LoraWorkspace& ws, int ksplit, int max_ksplit, int nk,
+                 int* per) {
+  const int64_t split_bytes = int64_t{4} * p.seg.num_tokens * p.num_slices * p.v_rank_stride;
+  const int64_t fit = partial_bytes(ws) / split_bytes;
+  ksplit = static_cast<int>(std::max<int64_t>(1, std::min<int64_t>({ksplit, fit, max_ksplit})));
+  *per = ceil_div(nk, ksplit);
+  return ceil_div(nk, *per);
+}
+
 // Fills the shrink launch. Split-K is chosen so that one wave of resident blocks runs, within the
 // workspace; ksplit > 1 leaves partial sums in the workspace.
 void plan_shrink(const ops::LoraShrinkParams& p, const LoraWorkspace& ws, const DeviceFacts& dev, int max_ksplit,
@@ -290,12 +295,9 @@ void plan_shrink(const ops::LoraShrinkParams& p, const LoraWorkspace& ws, const 
   int& occ = occupancy[ti][ri][ki];
   if (occ == 0) occ = lora_detail::lora_shrink_blocks_per_sm(shape->tm, shape->rp, shape->ks);
   const int64_t target_blocks = int64_t{occ} * dev.sms;
-  int ksplit = static_cast<int>(std::clamp<int64_t>(target_blocks / work_tiles, 1, nk));
-  const int64_t split_bytes = int64_t{4} * p.seg.num_tokens * p.num_slices * p.v_rank_stride;
-  const int64_t fit = partial_bytes(ws) / split_bytes;
-  ksplit = static_cast<int>(std::max<int64_t>(1, std::min<int64_t>({ksplit, fit, max_ksplit})));
-  const int per = ceil_div(nk, ksplit);
-  ksplit = ceil_div(nk, per);  // no empty split
+  int per = 0;
+  const int ksplit = settle_split(
+      p, ws, static_cast<int>(std::clamp<int64_t>(target_blocks / work_tiles, 1, nk)), max_ksplit, nk, &per);
 
   fill_shrink_args(p, ws, ksplit, per, a);
   shape->grid = dim3(static_cast<unsigned>(p.num_slices * ksplit), static_cast<unsigned>(tiles_y),
@@ -313,10 +315,8 @@ void plan_stream_shrink(const ops::LoraShrinkParams& p, const LoraWorkspace& ws,
   const int64_t work = adapted_tiles(p.seg, 16) * p.num_slices * groups;
   int ksplit = static_cast<int>(std::clamp<int64_t>(int64_t{4} * dev.sms / work, 1, std::max(1, nchunks / 4)));
   ksplit = std::max(ksplit, ceil_div(nchunks, kBatchCols));
-  const int64_t split_bytes = int64_t{4} * p.seg.num_tokens * p.num_slices * p.v_rank_stride;
-  ksplit = static_cast<int>(std::max<int64_t>(1, std::min<int64_t>(ksplit, partial_bytes(ws) / split_bytes)));
-  const int per = ceil_div(nchunks, ksplit);
-  ksplit = ceil_div(nchunks, per);
+  int per = 0;
+  ksplit = settle_split(p, ws, ksplit, 1 << 20, nchunks, &per);
 
   fill_shrink_args(p, ws, ksplit, per, a);
   a->rank_groups = groups;
@@ -357,7 +357,6 @@ void plan_expand(const ops::LoraExpandParams& p, const DeviceFacts& dev, int ksp
     for (int i = 0; i < p.num_slices; ++i) n += ceil_div(p.slices[i].h_out, nb);
     return n;
   };
-  const int64_t work = adapted_tiles(p.seg, stream ? 16 : shape->tm);
   const int wide = stream ? lora_detail::stream_expand_cols(shape->rp, true) : 128;
   const int narrow = stream ? lora_detail::stream_expand_cols(shape->rp, false) : 64;
   // The tiled expand takes the wide tile from two blocks per SM on. The streaming one takes it always,
@@ -365,7 +364,7 @@ void plan_expand(const ops::LoraExpandParams& p, const DeviceFacts& dev, int ksp
   // decode row: wide won by 0.3-1.0 us everywhere else, e.g. noadapt r = 64 B = 16 8.25 vs 8.97 us; narrow
   // won zipf r = 16 B = 64, 8.75 vs 11.54 us).
   shape->nb = stream ? (shape->tm > 8 && shape->rp <= 16 ? narrow : wide)
-                     : work * col_tiles(wide) >= int64_t{2} * dev.sms ? wide : narrow;
+                     : adapted_tiles(p.seg, shape->tm) * col_tiles(wide) >= int64_t{2} * dev.sms ? wide : narrow;
   if (stream && stream_cols_override() >= 0) shape->nb = stream_cols_override() ? wide : narrow;
   a->y = p.y;
   a->y_stride = p.y_stride;
