@@ -64,7 +64,7 @@ run_bench() {  # log name, timeout (s), benchmark args...
 }
 if [[ $mode == all || $mode == oracle || $mode == quick || $mode == profile ]]; then
   run_oracle oracle 300 --dtype all
-  run_oracle oracle_old_paths 300 --dtype all --cluster 0
+  run_oracle oracle_old_paths 300 --dtype all --cluster 0 --stream 0
 fi
 if [[ $mode == all || $mode == sanitize || $mode == quick || $mode == profile ]]; then
   for tool in memcheck racecheck; do run_sanitizer $tool 240; done
@@ -91,7 +91,7 @@ if [[ $mode == compare ]]; then
   run_oracle oracle_m32 60 --dtype all --cluster 2
   run_oracle oracle_m64 60 --dtype all --cluster 4
   run_oracle oracle_auto 60 --dtype all
-  run_oracle oracle_old_paths 60 --dtype all --cluster 0
+  run_oracle oracle_old_paths 60 --dtype all --cluster 0 --stream 0
   run_sanitizer memcheck 90
   run_sanitizer racecheck 120
   run_sanitizer memcheck 60 --cluster 4
@@ -118,7 +118,7 @@ if [[ $mode == iterate ]]; then  # after a kernel change: every path's oracle, t
   run_oracle oracle_m16 60 --dtype all --cluster 1
   run_oracle oracle_m64 60 --dtype all --cluster 4
   run_oracle oracle_auto 60 --dtype all
-  run_oracle oracle_old_paths 60 --dtype all --cluster 0
+  run_oracle oracle_old_paths 60 --dtype all --cluster 0 --stream 0
   run_bench trace 60 --trace
   run_bench compare 300 --compare --csv "$OUT/compare.csv"
   run_bench prefill 60 --only prefill --no-baselines
@@ -129,7 +129,7 @@ fi
 if [[ $mode == ab ]]; then  # A/B of two builds ($BIN and $BIN2, e.g. a build flag): oracles, rank-64 and prefill rows
   run_oracle oracle_auto 60 --dtype all
   run_oracle oracle_m16 60 --dtype all --cluster 1
-  run_oracle oracle_old_paths 60 --dtype all --cluster 0
+  run_oracle oracle_old_paths 60 --dtype all --cluster 0 --stream 0
   BIN_A=$BIN
   BIN=$BIN2 run_oracle oracle_b_auto 60 --dtype all
   for v in a b; do

@@ -256,8 +256,7 @@ RowResult run_row(Ctx& ctx, Shape sh, const AdapterPool& pool, bool bf16, Worklo
     seg.seg_start = d_starts->as<int32_t>();
     seg.seg_slot = d_slots->as<int32_t>() + int64_t(i) * S;
     seg.max_seg_len = bt.max_seg_len;
-    for (int g = 0; g < S; ++g)
-      if (bt.seg_local[g] >= 0) seg.max_adapted_seg_len = std::max(seg.max_adapted_seg_len, bt.seg_len[g]);
+    seg.max_adapted_seg_len = bt.max_adapted_seg_len;
     seg.num_adapted_segments = bt.distinct;
     ops::LoraSliceTable tab;
     tab.a = pool.a_tab->as<const void* const>();

@@ -43,6 +43,7 @@ const char* workload_name(Workload w);
 struct Batch {
   std::vector<int> seg_len, seg_local;  // per segment
   int tokens = 0, adapted_tokens = 0, distinct = 0, max_seg_len = 0;
+  int max_adapted_seg_len = 0;  // longest segment with an adapter
 };
 Batch make_batch(Workload w, int n, uint64_t seed);
 

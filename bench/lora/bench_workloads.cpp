@@ -69,7 +69,10 @@ Batch make_batch(Workload w, int n, uint64_t seed) {
   }
   b.tokens = n;
   for (size_t g = 0; g < b.seg_len.size(); ++g) {
-    if (b.seg_local[g] >= 0) b.adapted_tokens += b.seg_len[g];
+    if (b.seg_local[g] >= 0) {
+      b.adapted_tokens += b.seg_len[g];
+      b.max_adapted_seg_len = std::max(b.max_adapted_seg_len, b.seg_len[g]);
+    }
     b.max_seg_len = std::max(b.max_seg_len, b.seg_len[g]);
   }
   return b;
