@@ -7,6 +7,8 @@
 
 #include <cstdint>
 
+#include "backends/cuda/lora/lora_args.h"
+
 namespace punica::cuda::lora_detail {
 
 // Wait until the grids this one depends on (PDL) have finished and their writes are visible. A no-op when
@@ -183,6 +185,30 @@ __device__ __forceinline__ void expand_fill_v(T* svh, T* svl, int pitch, float* 
     }
     if (groups > 1) __syncthreads();
   }
+}
+
+// Where an expand block (tiled or streaming kernel) works: the slice of its column tile (blockIdx.x over
+// p.ntile_begin) and the tile's first column, its segment (blockIdx.z) with the slot's B, rank, scale and token
+// range. b == nullptr: the segment has no adapter (rank, scale and range are then not read). Only metadata
+// and slot tables, which no LoRA kernel writes, so blocks read them before griddep_wait. Lets the next kernel
+// launch (PDL) as soon as the slot's B and rank are known.
+struct ExpandBlock {
+  int slice, n0, r, h_out, seg_begin, seg_end;
+  const void* b;
+  float scale;
+};
+template <int NB>
+__device__ __forceinline__ ExpandBlock expand_block(const ExpandArgs& p) {
+  int slice = 0;
+  while (slice + 1 < p.num_slices && static_cast<int>(blockIdx.x) >= p.ntile_begin[slice + 1]) ++slice;
+  const int n0 = (blockIdx.x - p.ntile_begin[slice]) * NB;
+  const int slot = p.seg.seg_slot[blockIdx.z];
+  const void* b = slot >= 0 ? p.b[slice][slot] : nullptr;
+  const int r = b ? min(p.rank[slice][slot], p.v_rank_stride) : 0;
+  griddep_launch_dependents();
+  if (b == nullptr || r <= 0) return ExpandBlock{slice, n0, 0, 0, 0, 0, nullptr, 0.f};
+  return ExpandBlock{slice, n0, r, p.h_out[slice], p.seg.seg_start[blockIdx.z], p.seg.seg_start[blockIdx.z + 1], b,
+                     p.scale[slice][slot]};
 }
 
 }  // namespace punica::cuda::lora_detail

@@ -42,19 +42,11 @@ __global__ void __launch_bounds__(kThreads) lora_expand_kernel(const ExpandArgs 
   __shared__ float s_red[kThreads];
 
   // Segment metadata, slot tables and B are not written by the shrink kernel: read them before the wait.
-  const int seg = blockIdx.z;
-  int slice = 0;
-  while (slice + 1 < p.num_slices && static_cast<int>(blockIdx.x) >= p.ntile_begin[slice + 1]) ++slice;
-  const int n0 = (blockIdx.x - p.ntile_begin[slice]) * NB;
-  const int slot = p.seg.seg_slot[seg];
-  const T* b = slot >= 0 ? static_cast<const T*>(p.b[slice][slot]) : nullptr;
-  const int r = b ? min(p.rank[slice][slot], p.v_rank_stride) : 0;
-  griddep_launch_dependents();
-  if (b == nullptr || r <= 0) return;
-  const float scale = p.scale[slice][slot];
-  const int h_out = p.h_out[slice];
-  const int seg_begin = p.seg.seg_start[seg];
-  const int seg_end = p.seg.seg_start[seg + 1];
+  const ExpandBlock eb = expand_block<NB>(p);
+  if (eb.b == nullptr) return;
+  const int slice = eb.slice, n0 = eb.n0, r = eb.r, h_out = eb.h_out, seg_begin = eb.seg_begin, seg_end = eb.seg_end;
+  const float scale = eb.scale;
+  const T* b = static_cast<const T*>(eb.b);
   // The grid covers the longest segment; tiles past this one's end leave before loading B.
   if (seg_begin + static_cast<int>(blockIdx.y) * TM >= seg_end) return;
   const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;

@@ -25,6 +25,7 @@
 #include "backends/cuda/lora/lora_args.h"
 #include "backends/cuda/lora/lora_device.cuh"
 #include "backends/cuda/lora/lora_launch.cuh"
+#include "backends/cuda/lora/lora_warm.cuh"
 
 namespace punica::cuda::lora_detail {
 namespace {
@@ -106,6 +107,9 @@ __global__ void __launch_bounds__(kThreads) lora_stream_shrink_kernel(const Shri
   // hold a block slot until the previous kernel ends.
   const int t_first = seg_begin + blockIdx.y * 16;
   if (t_first >= seg_end) return;
+  // This block's share of the expand's B, and after each tile's mma of y (where the A registers are free).
+  const int warm_part = group * p.ksplit + split, warm_parts = (r + 7) / 8 * p.ksplit;
+  if (warp == 0 && blockIdx.y == 0) warm_b(p.warm, slice, slot, r, warm_part, warm_parts, lane);
   load_a(0);
   griddep_wait();
   griddep_launch_dependents();
@@ -152,6 +156,7 @@ __global__ void __launch_bounds__(kThreads) lora_stream_shrink_kernel(const Shri
       }
       __syncthreads();  // sx is restaged by the next batch
     }
+    if (warp == 0) warm_y(p.warm, slice, t0, min(16, seg_end - t0), warm_part, warm_parts, lane);
     // acc: token rows g and g + 8, rank columns 2q, 2q + 1 of the group; sum the 4 warps in a fixed order
     red[(warp * 16 + g) * 8 + 2 * q] = acc[0];
     red[(warp * 16 + g) * 8 + 2 * q + 1] = acc[1];
@@ -183,19 +188,11 @@ __global__ void __launch_bounds__(kThreads) lora_stream_expand_kernel(const Expa
 
   // Metadata, slot tables and B are not written by the shrink: read them, and all of this block's B rows,
   // before the wait.
-  const int seg = blockIdx.z;
-  int slice = 0;
-  while (slice + 1 < p.num_slices && static_cast<int>(blockIdx.x) >= p.ntile_begin[slice + 1]) ++slice;
-  const int n0 = (blockIdx.x - p.ntile_begin[slice]) * NB;
-  const int slot = p.seg.seg_slot[seg];
-  const uint16_t* b = slot >= 0 ? static_cast<const uint16_t*>(p.b[slice][slot]) : nullptr;
-  const int r = b ? min(p.rank[slice][slot], p.v_rank_stride) : 0;
-  griddep_launch_dependents();
-  if (b == nullptr || r <= 0) return;
-  const float scale = p.scale[slice][slot];
-  const int h_out = p.h_out[slice];
-  const int seg_begin = p.seg.seg_start[seg];
-  const int seg_end = p.seg.seg_start[seg + 1];
+  const ExpandBlock eb = expand_block<NB>(p);
+  if (eb.b == nullptr) return;
+  const int slice = eb.slice, n0 = eb.n0, r = eb.r, h_out = eb.h_out, seg_begin = eb.seg_begin, seg_end = eb.seg_end;
+  const float scale = eb.scale;
+  const uint16_t* b = static_cast<const uint16_t*>(eb.b);
   const int t_first = seg_begin + blockIdx.y * 16;
   if (t_first >= seg_end) return;  // past the segment's end: no B to load
   const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
