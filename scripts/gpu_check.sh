@@ -20,9 +20,7 @@
 #    stream = the streaming decode kernels: oracle forced / by shape / off, memcheck forced, --compare, distinct rows;
 #    final = the end-of-session check: oracle with the cluster kernel forced (if it fails, the rest runs
 #    with it off), by shape, the older paths alone, the streaming kernels forced, the full benchmark, the
-#    phase trace; final-san = its sanitizers: memcheck and racecheck (f16), by shape and streaming forced;
-#    warm = lora_add's L2 prefetch of the expand's B and y by the shrink: oracles with it forced on every path,
-#    memcheck, and the 4096x4096 f16 rows without it, by size, and forced, side by side)
+#    phase trace; final-san = its sanitizers: memcheck and racecheck (f16), by shape and streaming forced)
 set -uo pipefail
 mode=${1:-all}
 OUT=${OUT:-$PWD/gpu-out}
@@ -166,21 +164,6 @@ if [[ $mode == final ]]; then
   run_bench bench 330 --csv "$OUT/bench.csv"
   run_bench trace 40 --trace
   grep -E "^trace|phase|shrink mma" "$OUT/trace.log" | cut -c1-250
-fi
-if [[ $mode == warm ]]; then
-  run_oracle oracle_auto 60 --dtype all
-  run_oracle oracle_warm3 60 --dtype all --warm 3
-  run_oracle oracle_warm3_stream 60 --dtype all --warm 3 --cluster 0 --stream 1
-  run_oracle oracle_warm3_old 60 --dtype all --warm 3 --cluster 0 --stream 0
-  run_sanitizer memcheck 150 --warm 3 --cluster 0
-  for v in 0 x 3; do
-    if [[ $v == x ]]; then unset PUNICA_LORA_WARM; else export PUNICA_LORA_WARM=$v; fi
-    run_bench bench_warm$v 150 --shape 4096x4096 --dtype f16 --no-baselines --csv "$OUT/bench_warm$v.csv"
-  done
-  unset PUNICA_LORA_WARM
-  echo "== 4096x4096 f16: r workload B D, no prefetch: us shrink expand | by size: us shrink expand GB/s %copy rule | forced: us =="
-  paste -d'|' <(grep -E "^f16 " "$OUT/bench_warm0.log" | cut -c19-65) <(grep -E "^f16 " "$OUT/bench_warmx.log" | cut -c42-79,97-106) \
-    <(grep -E "^f16 " "$OUT/bench_warm3.log" | cut -c42-49)
 fi
 if [[ $mode == final-san ]]; then  # the sanitizers of the end-of-session check, by shape and streaming forced
   run_sanitizer memcheck 100

@@ -6,8 +6,8 @@
 //   punica_bench_lora [--quick] [--csv FILE] [--only WORKLOAD] [--rank R] [--dtype f16|bf16] [--shape HINxHOUT]
 //                     [--no-baselines] [--compare] [--trace] [--floor]
 // --compare: only the 4096x4096 rows, lora_add timed per path in the same run: the older paths (cluster and
-// streaming kernels off), the streaming kernels, the cluster kernel with token tiles of 16 and 32 rows, the
-// default choice without and with forced L2 prefetch of the expand's B and y by the shrink, and the default.
+// streaming kernels off), the streaming kernels, the cluster kernel with token tiles of 16 and 32 rows, and
+// the default choice.
 #include <algorithm>
 #include <cmath>
 #include <cstring>
@@ -126,15 +126,12 @@ AdapterPool make_pool(Shape sh, int r, bool bf16, cudaStream_t s) {
   return p;
 }
 
-// The paths --compare times: lora_set_cluster_override, lora_set_stream_override and lora_set_warm_override
-// values, column name. The last one is the default choice.
+// The paths --compare times: lora_set_cluster_override and lora_set_stream_override values, column name.
 struct CompareMode {
-  int cluster, stream, warm;
+  int cluster, stream;
   const char* name;
 };
-constexpr CompareMode kCompareModes[] = {{0, 0, -1, "old"},     {0, 1, -1, "stream"}, {1, -1, -1, "m16"},
-                                         {2, -1, -1, "m32"},    {-1, -1, 0, "nowarm"}, {-1, -1, 3, "warm3"},
-                                         {-1, -1, -1, "auto"}};
+constexpr CompareMode kCompareModes[] = {{0, 0, "old"}, {0, 1, "stream"}, {1, -1, "m16"}, {2, -1, "m32"}, {-1, -1, "auto"}};
 constexpr int kNumCompareModes = sizeof(kCompareModes) / sizeof(kCompareModes[0]);
 
 // The acceptance rule of a row (issue 5): prefill <= 1.4x the larger floor; decode rows with a floor under
@@ -325,12 +322,10 @@ RowResult run_row(Ctx& ctx, Shape sh, const AdapterPool& pool, bool bf16, Worklo
     for (int m = 0; m < kNumCompareModes; ++m) {
       cuda::lora_set_cluster_override(kCompareModes[m].cluster);
       cuda::lora_set_stream_override(kCompareModes[m].stream);
-      cuda::lora_set_warm_override(kCompareModes[m].warm);
       res.cmp[m] = time_graph(ctx.s, n_inv, reps, add_call);
     }
     cuda::lora_set_cluster_override(-1);
     cuda::lora_set_stream_override(-1);
-    cuda::lora_set_warm_override(-1);
     res.ours = res.cmp[kNumCompareModes - 1];
     return res;
   }
@@ -505,8 +500,7 @@ int main(int argc, char** argv) {
   if (compare) {
     std::printf("\ncompare: lora_add us per path (old = cluster and streaming kernels off; stream = streaming "
                 "kernels forced, cluster kernel off; m16 / m32 = cluster kernel forced with token tiles of 16 / 32 "
-                "rows; nowarm / warm3 = default path, no L2 prefetch for the expand / B and y prefetched whatever the size; "
-                "auto = default choice)\n%-5s %-3s %-9s %-4s %3s", "dtype", "r", "workload", "B", "D");
+                "rows; auto = default choice)\n%-5s %-3s %-9s %-4s %3s", "dtype", "r", "workload", "B", "D");
     for (const CompareMode& m : kCompareModes) std::printf(" %8s", m.name);
     std::printf(" %7s %-7s %-12s\n", "floorB", "best", "auto rule");
   }

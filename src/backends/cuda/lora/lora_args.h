@@ -33,22 +33,6 @@ struct SegmentArgs {
   int num_tokens;
 };
 
-// What the shrink blocks of lora_add's two-kernel paths prefetch into L2 for the expand that follows: the
-// B of their segment's slot (b_on) and the y rows of their token tile (y_on), each block its share, with
-// sm_90 bulk prefetches (lora_warm.cuh). The expand's blocks can only start in slots that shrink blocks free,
-// so without this they begin with a cold DRAM round trip and one-shot loads; with it the shrink keeps DRAM
-// busy and the expand reads from L2. All zero (off) for lora_shrink alone, the fused and cluster kernels,
-// and before sm_90.
-struct WarmArgs {
-  int b_on;
-  int y_on;
-  const void* const* b[ops::kMaxLoraSlices];  // [num_slots] -> B: [h_out, rank]
-  int h_out[ops::kMaxLoraSlices];
-  int y_col_offset[ops::kMaxLoraSlices];
-  const void* y;
-  int64_t y_stride;
-};
-
 struct ShrinkArgs {
   const void* x;
   int64_t x_stride;
@@ -68,7 +52,6 @@ struct ShrinkArgs {
   int rank_groups;          // groups of 8 rank rows: ceil(v_rank_stride / 8)
   int x_rows;               // min(16, longest adapted segment)
   int x_pitch;              // halves: the batch's columns + 8
-  WarmArgs warm;
 };
 
 // Streaming shrink: 32-column chunks per warp kept in flight (16 x 16 bytes of A per lane), so a block

@@ -29,7 +29,6 @@ bool aligned16(const void* p) { return (reinterpret_cast<uintptr_t>(p) & 15) == 
 struct DeviceFacts {
   int sms = 132;
   bool pdl = false;  // Programmatic Dependent Launch needs sm_90
-  int l2_bytes = 50 << 20;
 };
 
 Status device_facts(DeviceFacts* f) {
@@ -39,7 +38,6 @@ Status device_facts(DeviceFacts* f) {
   int major = 0;
   PUNICA_CUDA_RETURN_IF_ERROR(cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev));
   f->pdl = major >= 9;
-  PUNICA_CUDA_RETURN_IF_ERROR(cudaDeviceGetAttribute(&f->l2_bytes, cudaDevAttrL2CacheSize, dev));
   return Status::ok();
 }
 
@@ -179,38 +177,6 @@ bool use_stream(const ops::LoraSegments& seg, int rp) {
   if (pick_tile_rows(seg) != 16) return false;
   const int segs = seg.num_adapted_segments;
   return rp <= 32 ? segs >= 20 : segs >= 7 && segs <= 16;
-}
-
-// lora_set_warm_override / PUNICA_LORA_WARM: bits 1 (B) and 2 (y) force what lora_add's shrink prefetches
-// into L2 for its expand, 0 = nothing; -1: by size (plan_warm).
-int& warm_override() {
-  static int v = env_override("PUNICA_LORA_WARM");
-  return v;
-}
-
-// lora_add's shrink prefetches the expand's B and y into L2 (sm_90 bulk prefetches, lora_warm.cuh) when they
-// fit in half of L2 next to what the shrink itself streams through it; y first (every token's row is read and
-// written), then B.
-void plan_warm(const ops::LoraShrinkParams& s, const ops::LoraExpandParams& e, const DeviceFacts& dev,
-               lora_detail::WarmArgs* w) {
-  *w = {};
-  if (!dev.pdl) return;  // the bulk prefetch is sm_90
-  int64_t sum_h_out = 0;
-  for (int i = 0; i < e.num_slices; ++i) sum_h_out += e.slices[i].h_out;
-  const int64_t y_bytes = int64_t{2} * s.seg.num_tokens * sum_h_out;
-  const int64_t b_bytes = int64_t{2} * s.seg.num_adapted_segments * e.v_rank_stride * sum_h_out;
-  const int64_t budget = dev.l2_bytes / 2;
-  const int ov = warm_override();
-  w->y_on = ov >= 0 ? (ov & 2) != 0 : y_bytes <= budget;
-  w->b_on = ov >= 0 ? (ov & 1) != 0 : b_bytes + (w->y_on ? y_bytes : 0) <= budget;
-  for (int i = 0; i < ops::kMaxLoraSlices; ++i) {
-    const bool on = i < e.num_slices;
-    w->b[i] = on ? e.slices[i].b : nullptr;
-    w->h_out[i] = on ? e.slices[i].h_out : 0;
-    w->y_col_offset[i] = on ? e.slices[i].y_col_offset : 0;
-  }
-  w->y = e.y;
-  w->y_stride = e.y_stride;
 }
 
 unsigned long long*& trace_buffer() {
@@ -431,7 +397,6 @@ void plan_expand(const ops::LoraExpandParams& p, const DeviceFacts& dev, int ksp
 void lora_set_cluster_override(int cluster_size) { cluster_override() = cluster_size; }
 void lora_set_cluster_trace(unsigned long long* buf) { trace_buffer() = buf; }
 void lora_set_stream_override(int mode) { stream_override() = mode; }
-void lora_set_warm_override(int mode) { warm_override() = mode; }
 
 Status lora_cluster_capacity_for(DType dtype, int h_in, int h_out, int rank, int tile_rows, int* clusters) {
   *clusters = 0;
@@ -576,7 +541,6 @@ Status lora_add(const ops::LoraShrinkParams& s, const ops::LoraExpandParams& e, 
       sa.ksplit > 1 && (stream_path || ss.tm == 16) && adapted_len(s.seg) <= 128 && expand_sum_bytes <= (32 << 10);
   plan_expand(e, dev, sum_in_expand ? sa.ksplit : 1, sum_in_expand ? sa.vpart : nullptr, stream_path, &es, &ea);
   ea.prefetch_y = dev.pdl ? 1 : 0;
-  plan_warm(s, e, dev, &sa.warm);
   PUNICA_RETURN_IF_ERROR(stream_path ? lora_detail::lora_launch_stream_shrink(s.dtype, ss, sa, stream)
                                      : lora_detail::lora_launch_shrink(s.dtype, ss, sa, stream));
   if (sa.ksplit > 1 && !sum_in_expand)

@@ -73,11 +73,6 @@ void lora_set_cluster_override(int cluster_size);
 // lora_add's persistent decode kernel off.
 void lora_set_stream_override(int mode);
 
-// Benchmarking and testing only (not thread-safe): overrides what lora_add's shrink prefetches into L2 for
-// its expand (sm_90, two-kernel paths). -1: by size (the PUNICA_LORA_WARM environment variable sets the
-// initial value), else bit 1 = the adapters' B, bit 2 = the y rows (0: nothing, 3: both, whatever the size).
-void lora_set_warm_override(int mode);
-
 // Benchmarking only (not thread-safe): cluster-kernel launches made while set write per-CTA phase stamps to
 // buf (16 u64 per CTA: clock64 at 10 phases and at the end of the shrink mma, globaltimer at start and end);
 // nullptr turns it off.

@@ -12,7 +12,6 @@
 #include "backends/cuda/lora/lora_args.h"
 #include "backends/cuda/lora/lora_device.cuh"
 #include "backends/cuda/lora/lora_launch.cuh"
-#include "backends/cuda/lora/lora_warm.cuh"
 
 namespace punica::cuda::lora_detail {
 namespace {
@@ -98,14 +97,11 @@ __global__ void __launch_bounds__(kThreads) lora_shrink_kernel(const ShrinkArgs 
 #pragma unroll
   for (int s = 0; s < kStages - 1; ++s)
     if (k_begin + s < k_end) load_a(s, k_begin + s);
-  // This block's share of the expand's B (after its own A stages, so those go first) and, per tile, of y.
-  if (warp == 0 && blockIdx.y == 0) warm_b(p.warm, slice, slot, r, split, p.ksplit, lane);
   griddep_wait();
   griddep_launch_dependents();
 
   for (int t0 = t_first; t0 < seg_end; t0 += gridDim.y * TM) {
     const int rows = min(TM, seg_end - t0);
-    if (warp == 0) warm_y(p.warm, slice, t0, rows, split, p.ksplit, lane);
 
     float acc[kNJ * 2][4];
 #pragma unroll

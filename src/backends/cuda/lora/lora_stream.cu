@@ -25,7 +25,6 @@
 #include "backends/cuda/lora/lora_args.h"
 #include "backends/cuda/lora/lora_device.cuh"
 #include "backends/cuda/lora/lora_launch.cuh"
-#include "backends/cuda/lora/lora_warm.cuh"
 
 namespace punica::cuda::lora_detail {
 namespace {
@@ -107,9 +106,6 @@ __global__ void __launch_bounds__(kThreads) lora_stream_shrink_kernel(const Shri
   // hold a block slot until the previous kernel ends.
   const int t_first = seg_begin + blockIdx.y * 16;
   if (t_first >= seg_end) return;
-  // This block's share of the expand's B, and after each tile's mma of y (where the A registers are free).
-  const int warm_part = group * p.ksplit + split, warm_parts = (r + 7) / 8 * p.ksplit;
-  if (warp == 0 && blockIdx.y == 0) warm_b(p.warm, slice, slot, r, warm_part, warm_parts, lane);
   load_a(0);
   griddep_wait();
   griddep_launch_dependents();
@@ -156,7 +152,6 @@ __global__ void __launch_bounds__(kThreads) lora_stream_shrink_kernel(const Shri
       }
       __syncthreads();  // sx is restaged by the next batch
     }
-    if (warp == 0) warm_y(p.warm, slice, t0, min(16, seg_end - t0), warm_part, warm_parts, lane);
     // acc: token rows g and g + 8, rank columns 2q, 2q + 1 of the group; sum the 4 warps in a fixed order
     red[(warp * 16 + g) * 8 + 2 * q] = acc[0];
     red[(warp * 16 + g) * 8 + 2 * q + 1] = acc[1];
