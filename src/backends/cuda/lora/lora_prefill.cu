@@ -8,11 +8,11 @@
 // y back, so each byte of x and y crosses DRAM once and no block waits for another.
 //
 // Block: 8 warps, tile of 16 token rows, one slice after the other.
-//   Shrink: stages of KC = 128 h_in columns of x (16 rows) and A (RP rank rows); warp w takes the stage's
-//   k16 step w for all rank groups (mma.sync m16n8k16, fp32 accumulate); the 8 warps' tiles are summed in a
+//   Shrink: stages of KC h_in columns of x (16 rows) and A (RP rank rows); warp w takes the stage's
+//   k16 steps w, w + 8, ... for all rank groups (mma.sync m16n8k16, fp32 accumulate); the 8 warps' tiles are summed in a
 //   fixed order (deterministic), v is written to global memory and split into v_hi + v_lo (as in the tiled
 //   expand, lora_device.cuh) for the expand.
-//   Expand: stages of NC = 128 output columns: the y tile chunk and B rows; warp w owns 16 of the columns;
+//   Expand: stages of NC output columns: the y tile chunk and B rows; warp w owns NC / 8 of the columns;
 //   y is updated in shared memory and written with 16-byte stores.
 // PDL: the segment arrays, slot tables and the first slice's first A stages are read before griddep_wait
 // (never written by a kernel this one may overlap), x and y after it.
@@ -27,11 +27,16 @@ namespace {
 constexpr int kPrefillWarps = 8;
 constexpr int kPrefillThreads = kPrefillWarps * 32;
 
+// One block per SM holds the pipeline deep enough for ~30-40 KB of x (or y) in flight: with 128-column stages
+// and 3 in flight (12 KB) the first build ran at 35.5 us for 4 x 512 tokens at r = 16, slower than the two
+// kernels it replaces (30.3). A stages sit next to x in shared memory, so the larger ranks get narrower stages.
 template <int RP>
 struct PrefillLayout {
-  static constexpr int KC = 16 * kPrefillWarps;  // h_in columns per shrink stage: one k16 step per warp
-  static constexpr int NC = 16 * kPrefillWarps;  // output columns per expand stage: 16 per warp
-  static constexpr int kStages = RP >= 128 ? 3 : 4;
+  static constexpr int KC = RP <= 32 ? 256 : 128;  // h_in columns per shrink stage: KC / 128 k16 steps per warp
+  static constexpr int NC = RP <= 32 ? 256 : 128;  // output columns per expand stage: NC / 8 per warp
+  static constexpr int kStages = RP <= 16 ? 6 : RP <= 32 ? 5 : RP <= 64 ? 8 : 5;
+  static constexpr int kWarpSteps = KC / 16 / kPrefillWarps;
+  static constexpr int kWarpCols = NC / kPrefillWarps;  // a multiple of 16
   static constexpr int kXPitch = KC + 8;  // halves; rows 16 bytes off a bank multiple: ldmatrix conflict-free
   static constexpr int kBPitch = RP + 8;  // halves: B rows, v_hi / v_lo rows
   static constexpr int kYPitch = NC + 8;
@@ -43,10 +48,11 @@ struct PrefillLayout {
   static constexpr int kPipeBytes = kStages * kStageBytes > kRedBytes ? kStages * kStageBytes : kRedBytes;
   static constexpr int kSmemBytes = kPipeBytes + 2 * 16 * kBPitch * 2;
   static_assert(kStageBytes % 16 == 0 && kPipeBytes % 16 == 0, "16-byte aligned stages");
+  static_assert(kSmemBytes <= 227 * 1024, "one block per SM");
 };
 
 template <typename T, int RP>
-__global__ void __launch_bounds__(kPrefillThreads) lora_prefill_kernel(const AddArgs p) {
+__global__ void __launch_bounds__(kPrefillThreads, 1) lora_prefill_kernel(const AddArgs p) {
   using L = PrefillLayout<RP>;
   constexpr int S = L::kStages, KC = L::KC, NC = L::NC;
   extern __shared__ __align__(16) unsigned char smem[];
@@ -160,15 +166,19 @@ __global__ void __launch_bounds__(kPrefillThreads) lora_prefill_kernel(const Add
         cp_async_commit();
         const T* sx = stage(kc % S);
         const T* sa = sx + 16 * L::kXPitch;
-        uint32_t af[4];
-        ldmatrix_x4(af, sx + (lane & 15) * L::kXPitch + warp * 16 + (lane >> 4) * 8);
 #pragma unroll
-        for (int jj = 0; jj < RP / 16; ++jj) {
-          if (jj * 16 >= r) break;  // rank rows past r hold zeros
-          uint32_t bf[4];
-          ldmatrix_x4(bf, sa + (jj * 16 + (lane & 7) + (lane >> 4) * 8) * L::kXPitch + warp * 16 + ((lane >> 3) & 1) * 8);
-          MmaF16<T>::run(acc[2 * jj], af, bf);
-          MmaF16<T>::run(acc[2 * jj + 1], af, bf + 2);
+        for (int ks = 0; ks < L::kWarpSteps; ++ks) {
+          const int k16 = (ks * kPrefillWarps + warp) * 16;
+          uint32_t af[4];
+          ldmatrix_x4(af, sx + (lane & 15) * L::kXPitch + k16 + (lane >> 4) * 8);
+#pragma unroll
+          for (int jj = 0; jj < RP / 16; ++jj) {
+            if (jj * 16 >= r) break;  // rank rows past r hold zeros
+            uint32_t bf[4];
+            ldmatrix_x4(bf, sa + (jj * 16 + (lane & 7) + (lane >> 4) * 8) * L::kXPitch + k16 + ((lane >> 3) & 1) * 8);
+            MmaF16<T>::run(acc[2 * jj], af, bf);
+            MmaF16<T>::run(acc[2 * jj + 1], af, bf + 2);
+          }
         }
       }
       cp_async_wait<0>();
@@ -215,25 +225,31 @@ __global__ void __launch_bounds__(kPrefillThreads) lora_prefill_kernel(const Add
         if (next < nn) load_yb(next % S, next, b, r, vec, h_out, yrow0, rows);
         cp_async_commit();
         T* sy = stage(nc % S);
-        const T* sb = sy + 16 * L::kYPitch + (warp * 16) * L::kBPitch;
-        float c2[2][4] = {};
+        const T* sb = sy + 16 * L::kYPitch + (warp * L::kWarpCols) * L::kBPitch;
+        constexpr int kNT = L::kWarpCols / 8;  // n8 tiles per warp
+        float c2[kNT][4] = {};
 #pragma unroll
         for (int kk = 0; kk < RP / 16; ++kk) {
           if (kk * 16 >= r) break;
-          uint32_t ah[4], al[4], bf[4];
+          uint32_t ah[4], al[4];
           ldmatrix_x4(ah, svh + (lane & 15) * L::kBPitch + kk * 16 + (lane >> 4) * 8);
           ldmatrix_x4(al, svl + (lane & 15) * L::kBPitch + kk * 16 + (lane >> 4) * 8);
-          ldmatrix_x4(bf, sb + ((lane & 7) + (lane >> 4) * 8) * L::kBPitch + kk * 16 + ((lane >> 3) & 1) * 8);
-          MmaF16<T>::run(c2[0], ah, bf);
-          MmaF16<T>::run(c2[0], al, bf);
-          MmaF16<T>::run(c2[1], ah, bf + 2);
-          MmaF16<T>::run(c2[1], al, bf + 2);
+#pragma unroll
+          for (int np = 0; np < kNT / 2; ++np) {
+            uint32_t bf[4];
+            ldmatrix_x4(bf, sb + (np * 16 + (lane & 7) + (lane >> 4) * 8) * L::kBPitch + kk * 16 + ((lane >> 3) & 1) * 8);
+            MmaF16<T>::run(c2[2 * np], ah, bf);
+            MmaF16<T>::run(c2[2 * np], al, bf);
+            MmaF16<T>::run(c2[2 * np + 1], ah, bf + 2);
+            MmaF16<T>::run(c2[2 * np + 1], al, bf + 2);
+          }
         }
 #pragma unroll
-        for (int nt = 0; nt < 2; ++nt) {
+        for (int nt = 0; nt < kNT; ++nt) {
 #pragma unroll
           for (int half = 0; half < 2; ++half) {
-            uint32_t* cell = reinterpret_cast<uint32_t*>(sy + (g + 8 * half) * L::kYPitch + warp * 16 + nt * 8 + 2 * q);
+            uint32_t* cell =
+                reinterpret_cast<uint32_t*>(sy + (g + 8 * half) * L::kYPitch + warp * L::kWarpCols + nt * 8 + 2 * q);
             const float2 old = pair_to_float2(*cell, T());
             *cell = float2_to_pair(old.x + scale * c2[nt][2 * half], old.y + scale * c2[nt][2 * half + 1], T());
           }
