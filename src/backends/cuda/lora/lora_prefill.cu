@@ -129,7 +129,7 @@ __global__ void __launch_bounds__(kPrefillThreads, 1) lora_prefill_kernel(const 
     const int r = min(p.rank[first_slice][slot], p.v_rank_stride);
 #pragma unroll
     for (int s = 0; s < S - 1; ++s)
-      if (s < nk) load_a(s, s, a, r);
+      if (s < nk) load_a(s, (s + (t_first - seg_begin) / 16) % nk, a, r);
   }
   griddep_wait();
   griddep_launch_dependents();
@@ -137,6 +137,9 @@ __global__ void __launch_bounds__(kPrefillThreads, 1) lora_prefill_kernel(const 
   bool a_issued = true;
   for (int t0 = t_first; t0 < seg_end; t0 += gridDim.x * 16) {
     const int rows = min(16, seg_end - t0);
+    // Tiles of one segment start their k chunks (and output chunks) at different offsets: all ~32 tiles of a
+    // 512-token segment otherwise read the same A / B stage from the same L2 lines at the same time.
+    const int tile = (t0 - seg_begin) / 16;
     for (int slice = first_slice; slice < p.num_slices; ++slice) {
       const T* a = static_cast<const T*>(p.a[slice][slot]);
       if (a == nullptr) continue;
@@ -149,8 +152,8 @@ __global__ void __launch_bounds__(kPrefillThreads, 1) lora_prefill_kernel(const 
 #pragma unroll
       for (int s = 0; s < S - 1; ++s) {
         if (s < nk) {
-          if (!a_issued) load_a(s, s, a, r);
-          load_x(s, s, t0, rows);
+          if (!a_issued) load_a(s, (s + tile) % nk, a, r);
+          load_x(s, (s + tile) % nk, t0, rows);
         }
         cp_async_commit();
       }
@@ -160,8 +163,8 @@ __global__ void __launch_bounds__(kPrefillThreads, 1) lora_prefill_kernel(const 
         __syncthreads();
         const int next = kc + S - 1;
         if (next < nk) {
-          load_a(next % S, next, a, r);
-          load_x(next % S, next, t0, rows);
+          load_a(next % S, (next + tile) % nk, a, r);
+          load_x(next % S, (next + tile) % nk, t0, rows);
         }
         cp_async_commit();
         const T* sx = stage(kc % S);
@@ -215,14 +218,14 @@ __global__ void __launch_bounds__(kPrefillThreads, 1) lora_prefill_kernel(const 
       const int nn = (h_out + NC - 1) / NC;
 #pragma unroll
       for (int s = 0; s < S - 1; ++s) {
-        if (s < nn) load_yb(s, s, b, r, vec, h_out, yrow0, rows);
+        if (s < nn) load_yb(s, (s + tile) % nn, b, r, vec, h_out, yrow0, rows);
         cp_async_commit();
       }
       for (int nc = 0; nc < nn; ++nc) {
         cp_async_wait<S - 2>();
         __syncthreads();
         const int next = nc + S - 1;
-        if (next < nn) load_yb(next % S, next, b, r, vec, h_out, yrow0, rows);
+        if (next < nn) load_yb(next % S, (next + tile) % nn, b, r, vec, h_out, yrow0, rows);
         cp_async_commit();
         T* sy = stage(nc % S);
         const T* sb = sy + 16 * L::kYPitch + (warp * L::kWarpCols) * L::kBPitch;
@@ -257,7 +260,7 @@ __global__ void __launch_bounds__(kPrefillThreads, 1) lora_prefill_kernel(const 
         __syncthreads();
         constexpr int kYCh = NC / 8;
         for (int c = tid; c < rows * kYCh; c += kPrefillThreads) {
-          const int row = c / kYCh, n = nc * NC + (c % kYCh) * 8;
+          const int row = c / kYCh, n = (nc + tile) % nn * NC + (c % kYCh) * 8;
           if (n < h_out)
             *reinterpret_cast<uint4*>(yrow0 + row * p.y_stride + n) =
                 *reinterpret_cast<const uint4*>(sy + row * L::kYPitch + (c % kYCh) * 8);
