@@ -20,9 +20,7 @@
 #    stream = the streaming decode kernels: oracle forced / by shape / off, memcheck forced, --compare, distinct rows;
 #    final = the end-of-session check: oracle with the cluster kernel forced (if it fails, the rest runs
 #    with it off), by shape, the older paths alone, the streaming kernels forced, the full benchmark, the
-#    phase trace; final-san = its sanitizers: memcheck and racecheck (f16), by shape and streaming forced;
-#    prefill = the prefill kernel: oracle by shape, forced everywhere the cluster kernel does not run, the older
-#    paths alone; memcheck and racecheck (f16) forced; the prefill rows of every shape without it and by shape)
+#    phase trace; final-san = its sanitizers: memcheck and racecheck (f16), by shape and streaming forced)
 set -uo pipefail
 mode=${1:-all}
 OUT=${OUT:-$PWD/gpu-out}
@@ -166,17 +164,6 @@ if [[ $mode == final ]]; then
   run_bench bench 330 --csv "$OUT/bench.csv"
   run_bench trace 40 --trace
   grep -E "^trace|phase|shrink mma" "$OUT/trace.log" | cut -c1-250
-fi
-if [[ $mode == prefill ]]; then
-  run_oracle oracle_auto 60 --dtype all
-  run_oracle oracle_prefill 90 --dtype all --cluster 0 --prefill 1
-  run_oracle oracle_old_paths 60 --dtype all --cluster 0 --stream 0 --prefill 0
-  run_sanitizer memcheck 150 --cluster 0 --prefill 1
-  run_sanitizer racecheck 200 --dtype f16 --cluster 0 --prefill 1
-  PUNICA_LORA_PREFILL=0 run_bench prefill_off 120 --only prefill --no-baselines --csv "$OUT/prefill_off.csv"
-  run_bench prefill_on 120 --only prefill --no-baselines --csv "$OUT/prefill_on.csv"
-  echo "== prefill rows: two-kernel path (us shrink expand) | prefill kernel (us GB/s %copy floorB rule) =="
-  paste -d'|' <(grep -E "^(f16|bf16) " "$OUT/prefill_off.log" | cut -c1-65) <(grep -E "^(f16|bf16) " "$OUT/prefill_on.log" | cut -c42-49,67-87,97-108)
 fi
 if [[ $mode == final-san ]]; then  # the sanitizers of the end-of-session check, by shape and streaming forced
   run_sanitizer memcheck 100

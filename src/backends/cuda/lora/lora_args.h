@@ -114,9 +114,7 @@ constexpr int kLoraClusterSize = 16;
 // sm_90's largest shared memory per block is 227 KB, static included: 1 KB is left for the kernel's own.
 constexpr int kLoraClusterMaxSmem = 226 * 1024;
 
-// What the kernels that run the whole add-on in one launch take: both ops' operands (lora_add's shrink and
-// expand params, which share v, slices and segments).
-struct AddArgs {
+struct ClusterArgs {
   const void* x;
   int64_t x_stride;
   int h_in;
@@ -132,9 +130,6 @@ struct AddArgs {
   int h_out[ops::kMaxLoraSlices];
   int y_col_offset[ops::kMaxLoraSlices];
   SegmentArgs seg;
-};
-
-struct ClusterArgs : AddArgs {
   int tiles;                // token tiles per segment (ceil(max_seg_len / (16 * mt)))
   int num_items;            // clusters: segments * tiles
   int k_per;                // h_in elements per CTA, a multiple of 16
@@ -162,10 +157,6 @@ bool lora_cluster_layout(int rp, int mt, ClusterArgs* a);
 // cached per size).
 Status lora_cluster_capacity(DType dtype, const ClusterArgs& args, int rp, int mt, int* clusters);
 Status lora_launch_cluster(DType dtype, const ClusterArgs& args, int rp, int mt, bool pdl, cudaStream_t stream);
-
-// The prefill kernel (lora_prefill.cu): the whole add-on in one launch, one block per 16-row token tile of a
-// segment (grid x: tiles, strided; z: segments): x -> v -> y without v leaving the block (v is still written).
-Status lora_launch_prefill(DType dtype, int rp, dim3 grid, bool pdl, const AddArgs& args, cudaStream_t stream);
 
 // Resident shrink blocks per SM for a tile shape and stage width (from the occupancy calculator).
 int lora_shrink_blocks_per_sm(int tm, int rp, int ks);

@@ -179,46 +179,9 @@ bool use_stream(const ops::LoraSegments& seg, int rp) {
   return rp <= 32 ? segs >= 20 : segs >= 7 && segs <= 16;
 }
 
-// lora_set_prefill_override / PUNICA_LORA_PREFILL: -1 by shape, 0 off, 1 forced for every lora_add call
-// that the cluster kernel does not take.
-int& prefill_override() {
-  static int v = env_override("PUNICA_LORA_PREFILL");
-  return v;
-}
-
-// The prefill kernel (lora_prefill.cu, one block per 16-row token tile, the whole add-on in one launch) for
-// prefill-shaped batches: those that get 64-row tiles in the two-kernel path (pick_tile_rows).
-bool use_prefill(const ops::LoraSegments& seg) {
-  const int ov = prefill_override();
-  if (ov >= 0) return ov > 0;
-  return pick_tile_rows(seg) == 64;
-}
-
 unsigned long long*& trace_buffer() {
   static unsigned long long* t = nullptr;
   return t;
-}
-
-// The operands of both ops for the one-launch kernels (cluster, prefill).
-void fill_add_args(const ops::LoraShrinkParams& s, const ops::LoraExpandParams& e, lora_detail::AddArgs* a) {
-  a->x = s.x;
-  a->x_stride = s.x_stride;
-  a->h_in = s.h_in;
-  a->y = e.y;
-  a->y_stride = e.y_stride;
-  a->v = s.v;
-  a->v_rank_stride = s.v_rank_stride;
-  a->num_slices = s.num_slices;
-  for (int i = 0; i < ops::kMaxLoraSlices; ++i) {
-    const bool on = i < s.num_slices;
-    a->a[i] = on ? s.slices[i].a : nullptr;
-    a->b[i] = on ? e.slices[i].b : nullptr;
-    a->rank[i] = on ? s.slices[i].rank : nullptr;
-    a->scale[i] = on ? e.slices[i].scale : nullptr;
-    a->h_out[i] = on ? e.slices[i].h_out : 0;
-    a->y_col_offset[i] = on ? e.slices[i].y_col_offset : 0;
-  }
-  a->seg = {s.seg.seg_start, s.seg.seg_slot, s.seg.num_tokens};
 }
 
 // Fills the cluster kernel's arguments for token tiles of 16 * mt rows; false when the shape does not fit it.
@@ -229,11 +192,24 @@ bool plan_cluster(const ops::LoraShrinkParams& s, const ops::LoraExpandParams& e
   const int64_t items = int64_t{s.seg.num_segments} * tiles;
   if (items * CS > int64_t{1} << 30) return false;
   *a = {};
-  fill_add_args(s, e, a);
   a->k_per = round_up(ceil_div(s.h_in, CS), 16);
   a->a_pitch = a->k_per + 8;
+  a->x = s.x;
+  a->x_stride = s.x_stride;
+  a->h_in = s.h_in;
+  a->y = e.y;
+  a->y_stride = e.y_stride;
+  a->v = s.v;
+  a->v_rank_stride = s.v_rank_stride;
+  a->num_slices = s.num_slices;
   int brows = 0, ycols = 0;
   for (int i = 0; i < s.num_slices; ++i) {
+    a->a[i] = s.slices[i].a;
+    a->b[i] = e.slices[i].b;
+    a->rank[i] = s.slices[i].rank;
+    a->scale[i] = e.slices[i].scale;
+    a->h_out[i] = e.slices[i].h_out;
+    a->y_col_offset[i] = e.slices[i].y_col_offset;
     a->cspan[i] = round_up(ceil_div(e.slices[i].h_out, CS), 8);
     a->bcol[i] = brows;
     a->ycol[i] = ycols;
@@ -241,11 +217,13 @@ bool plan_cluster(const ops::LoraShrinkParams& s, const ops::LoraExpandParams& e
     ycols += a->cspan[i];
   }
   for (int i = s.num_slices; i < ops::kMaxLoraSlices; ++i) {
+    a->a[i] = a->b[i] = nullptr;
     a->bcol[i] = brows;
     a->ycol[i] = ycols;
   }
   a->b_rows = brows;
   a->y_pitch = ycols + 8;
+  a->seg = {s.seg.seg_start, s.seg.seg_slot, s.seg.num_tokens};
   a->tiles = tiles;
   a->num_items = static_cast<int>(items);
   a->trace = trace_buffer();
@@ -419,7 +397,6 @@ void plan_expand(const ops::LoraExpandParams& p, const DeviceFacts& dev, int ksp
 void lora_set_cluster_override(int cluster_size) { cluster_override() = cluster_size; }
 void lora_set_cluster_trace(unsigned long long* buf) { trace_buffer() = buf; }
 void lora_set_stream_override(int mode) { stream_override() = mode; }
-void lora_set_prefill_override(int mode) { prefill_override() = mode; }
 
 Status lora_cluster_capacity_for(DType dtype, int h_in, int h_out, int rank, int tile_rows, int* clusters) {
   *clusters = 0;
@@ -500,14 +477,6 @@ Status lora_add(const ops::LoraShrinkParams& s, const ops::LoraExpandParams& e, 
     int resident = 0;
     if (plan_cluster(s, e, mt, &ca)) PUNICA_RETURN_IF_ERROR(lora_detail::lora_cluster_capacity(s.dtype, ca, rp, mt, &resident));
     if (resident > 0) return lora_detail::lora_launch_cluster(s.dtype, ca, rp, mt, dev.pdl, stream);
-  }
-  if (use_prefill(s.seg)) {
-    lora_detail::AddArgs aa{};
-    fill_add_args(s, e, &aa);
-    const int tiles = std::max(1, ceil_div(adapted_len(s.seg), 16));
-    const int cap = static_cast<int>(std::max<int64_t>(1, kMaxBlocksPerCall / std::max(1, s.seg.num_segments)));
-    const dim3 grid(static_cast<unsigned>(std::min(tiles, cap)), 1, static_cast<unsigned>(s.seg.num_segments));
-    return lora_detail::lora_launch_prefill(s.dtype, padded_rank(s.v_rank_stride), grid, dev.pdl, aa, stream);
   }
   LaunchShape ss, es;
   ShrinkArgs sa;

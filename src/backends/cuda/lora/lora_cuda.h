@@ -12,10 +12,9 @@
 // rank <= 32, <= 6 above; segments <= 128 tokens) run the whole add-on as ONE launch of the cluster kernel
 // (lora_cluster.cu: a 16-CTA cluster per segment tile, partial v pushed through distributed shared memory)
 // when its shared-memory plan fits; batches of many short segments run the streaming shrink + expand
-// (lora_stream.cu: weights loaded straight into mma fragments); prefill-shaped batches run the prefill
-// kernel (lora_prefill.cu: one block per 16-row token tile does x -> v -> y); everything else (and everything
-// before sm_90) runs a persistent single-launch kernel or the tiled shrink [+ split-K reduce] + expand
-// kernels. All are launched with Programmatic Dependent Launch.
+// (lora_stream.cu: weights loaded straight into mma fragments); everything else (and everything before
+// sm_90) runs a persistent single-launch kernel or the tiled shrink [+ split-K reduce] + expand kernels. All
+// are launched with Programmatic Dependent Launch.
 // PDL contract: the kernels read the segment arrays, slot tables and adapter weights BEFORE waiting for the
 // previous kernel in the stream (that overlap is most of the speed of small batches), x and y after. So
 // those arrays and weights must not be written by the kernel launched just before; the once-per-step
@@ -73,11 +72,6 @@ void lora_set_cluster_override(int cluster_size);
 // PUNICA_LORA_STREAM environment variable sets the initial value), 0: never, 1: for every shape, and
 // lora_add's persistent decode kernel off.
 void lora_set_stream_override(int mode);
-
-// Benchmarking and testing only (not thread-safe): overrides lora_add's choice of the prefill kernel
-// (lora_prefill.cu). -1: by shape (the PUNICA_LORA_PREFILL environment variable sets the initial value),
-// 0: never, 1: for every call that the cluster kernel does not take.
-void lora_set_prefill_override(int mode);
 
 // Benchmarking only (not thread-safe): cluster-kernel launches made while set write per-CTA phase stamps to
 // buf (16 u64 per CTA: clock64 at 10 phases and at the end of the shrink mma, globaltimer at start and end);
