@@ -20,7 +20,10 @@
 #    stream = the streaming decode kernels: oracle forced / by shape / off, memcheck forced, --compare, distinct rows;
 #    final = the end-of-session check: oracle with the cluster kernel forced (if it fails, the rest runs
 #    with it off), by shape, the older paths alone, the streaming kernels forced, the full benchmark, the
-#    phase trace; final-san = its sanitizers: memcheck and racecheck (f16), by shape and streaming forced)
+#    phase trace; final-san = its sanitizers: memcheck and racecheck (f16), by shape and streaming forced;
+#    gemv = the cluster kernel's CUDA-core phases for tiles of <= 4 rows: oracles (by shape, cluster forced,
+#    cluster forced with them off), memcheck / racecheck with the cluster kernel forced, the 4096x4096 f16 rows
+#    with them off and by shape side by side, the phase trace)
 set -uo pipefail
 mode=${1:-all}
 OUT=${OUT:-$PWD/gpu-out}
@@ -164,6 +167,19 @@ if [[ $mode == final ]]; then
   run_bench bench 330 --csv "$OUT/bench.csv"
   run_bench trace 40 --trace
   grep -E "^trace|phase|shrink mma" "$OUT/trace.log" | cut -c1-250
+fi
+if [[ $mode == gemv ]]; then
+  run_oracle oracle_auto 60 --dtype all
+  run_oracle oracle_m16 60 --dtype all --cluster 1
+  PUNICA_LORA_GEMV=0 run_oracle oracle_m16_mma 60 --dtype all --cluster 1
+  run_sanitizer memcheck 150 --cluster 1
+  run_sanitizer racecheck 200 --dtype f16 --cluster 1
+  PUNICA_LORA_GEMV=0 run_bench bench_mma 150 --shape 4096x4096 --dtype f16 --no-baselines --csv "$OUT/bench_mma.csv"
+  run_bench bench_gemv 150 --shape 4096x4096 --dtype f16 --no-baselines --csv "$OUT/bench_gemv.csv"
+  run_bench trace 40 --trace
+  grep -E "^trace|phase|shrink mma" "$OUT/trace.log" | cut -c1-250
+  echo "== 4096x4096 f16: r workload B D, mma phases: us | CUDA-core phases (<= 4 rows): us GB/s %copy rule =="
+  paste -d'|' <(grep -E "^f16 " "$OUT/bench_mma.log" | cut -c19-49) <(grep -E "^f16 " "$OUT/bench_gemv.log" | cut -c42-49,67-79,97-106)
 fi
 if [[ $mode == final-san ]]; then  # the sanitizers of the end-of-session check, by shape and streaming forced
   run_sanitizer memcheck 100

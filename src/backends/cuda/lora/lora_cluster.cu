@@ -45,6 +45,8 @@ constexpr int CS = kLoraClusterSize;
 // latency-bound, ~1 us each, with one warp per SM sub-partition), so more warps split it.
 constexpr int kCT = 512;
 constexpr int kNW = kCT / 32;
+// Tiles of at most this many token rows may take the CUDA-core matrix-vector phases (ClusterArgs::gemv_rows).
+constexpr int kGemvRows = kLoraClusterGemvRows;
 
 // Warp layout of the shrink: kNW warps over rank groups (WN), m tiles (WM) and k steps (WK).
 template <int RP, int MT>
@@ -201,6 +203,7 @@ __global__ void __launch_bounds__(kCT) lora_cluster_kernel(const ClusterArgs p) 
   float* svr = reinterpret_cast<float*>(smem + p.off_vr);  // reduce-scatter sums
   T* svh = sa;                                           // [S][TMR][HP] v hi / lo, over A after the shrink
   T* svl = svh + p.num_slices * TMR * HP;
+  float* svf = svp;  // [S][TMR][VP] fp32 v of the few-row path, over the partials once they are pushed
 
   const int S = p.num_slices;
   const int kb = crank * p.k_per;
@@ -294,10 +297,65 @@ __global__ void __launch_bounds__(kCT) lora_cluster_kernel(const ClusterArgs p) 
   stamp(4);
 
   // ---- 3. partial v over this CTA's k range
+  // Tiles of a few token rows (decode) take matrix-vector products on the CUDA cores: lanes take 8-column
+  // pieces of the k range, warps rank rows, one warp-shuffle sum per (rank, row). The mma path below spends
+  // a 16-row tile on them and a chain of dependent ldmatrix / mma / shared-memory steps (0.47 us at r = 16,
+  // 0.79 us at r = 64 for one token, phase trace).
+  const bool gemv = MT == 1 && rows <= p.gemv_rows;
+  if (gemv) {
+    constexpr int kJ = (RP + kNW - 1) / kNW;  // rank rows per warp: warp, warp + 16, ...
+#pragma unroll 1
+    for (int s = 0; s < S; ++s) {
+      const int r = si[s].r;
+      if (r == 0) continue;
+      const T* ca = sa + s * RP * ap;
+      float acc[kJ][kGemvRows];
+#pragma unroll
+      for (int i = 0; i < kJ; ++i)
+#pragma unroll
+        for (int row = 0; row < kGemvRows; ++row) acc[i][row] = 0.f;
+#pragma unroll 1
+      for (int k = lane * 8; k < kspan; k += 256) {
+        uint4 xv[kGemvRows];  // kept as 16-bit pairs (converted at each use: fewer registers)
+#pragma unroll
+        for (int row = 0; row < kGemvRows; ++row)
+          xv[row] = row < rows ? *reinterpret_cast<const uint4*>(sx + row * ap + k) : uint4{0, 0, 0, 0};
+#pragma unroll
+        for (int i = 0; i < kJ; ++i) {
+          const int j = warp + i * kNW;
+          if (j >= r) break;
+          const uint4 av = *reinterpret_cast<const uint4*>(ca + j * ap + k);
+          const uint32_t aw[4] = {av.x, av.y, av.z, av.w};
+#pragma unroll
+          for (int row = 0; row < kGemvRows; ++row) {
+            if (row >= rows) break;
+            const uint32_t xw[4] = {xv[row].x, xv[row].y, xv[row].z, xv[row].w};
+#pragma unroll
+            for (int w = 0; w < 4; ++w) {
+              const float2 af = pair_to_float2(aw[w], T()), xf = pair_to_float2(xw[w], T());
+              acc[i][row] = fmaf(af.y, xf.y, fmaf(af.x, xf.x, acc[i][row]));
+            }
+          }
+        }
+      }
+#pragma unroll
+      for (int i = 0; i < kJ; ++i) {
+        const int j = warp + i * kNW;
+        if (j >= r) break;  // the same in the whole warp
+#pragma unroll
+        for (int row = 0; row < kGemvRows; ++row) {
+          if (row >= rows) break;
+#pragma unroll
+          for (int o = 16; o > 0; o >>= 1) acc[i][row] += __shfl_xor_sync(0xffffffffu, acc[i][row], o);
+          if (lane == 0) svp[(s * TMR + row) * VP + j] = acc[i][row];  // the partial of k-warp group 0
+        }
+      }
+    }
+  }
   const int wn = warp % W::WN, wm = (warp / W::WN) % W::WM, wk = warp / (W::WN * W::WM);
   const int ksteps = (kspan + 15) / 16;
   #pragma unroll 1
-  for (int s = 0; s < S; ++s) {
+  for (int s = 0; s < S && !gemv; ++s) {
     const int r = si[s].r;
     if (r == 0) continue;
     float acc[W::kMI][W::kNJ * 2][4];
@@ -370,8 +428,9 @@ __global__ void __launch_bounds__(kCT) lora_cluster_kernel(const ClusterArgs p) 
   for_each_v([&](int s, int row, int j, int e) {
     const float* part = svp + (s * TMR + row) * VP + j;
     float val = part[0];
+    if (!gemv)
 #pragma unroll
-    for (int w = 1; w < W::WK; ++w) val += part[w * S * TMR * VP];  // the warps that split k, in order
+      for (int w = 1; w < W::WK; ++w) val += part[w * S * TMR * VP];  // the warps that split k, in order
     if (direct) {
 #pragma unroll
       for (int dst = 0; dst < CS; ++dst) st_async_remote(recv + crank * p.direct_max + e, dst, val, &bar_v1);
@@ -421,7 +480,8 @@ __global__ void __launch_bounds__(kCT) lora_cluster_kernel(const ClusterArgs p) 
               val = gather[e];
             }
           }
-          put_v(s, row, j, val);
+          if (gemv) svf[(s * TMR + row) * VP + j] = val;
+          else put_v(s, row, j, val);
         }
       base += rows * r;
     }
@@ -429,8 +489,63 @@ __global__ void __launch_bounds__(kCT) lora_cluster_kernel(const ClusterArgs p) 
   __syncthreads();
   stamp(6);
 
+  // ---- 5 (few rows). y += scale * v B^T on the CUDA cores: two threads per column (the halves of the
+  // rank range, multiples of 8 up to r rounded to 16: B rows are zero there, v too), one shuffle sums them;
+  // v stays fp32 (the mma path splits it into hi + lo halves).
+  if (gemv) {
+    int total = 0;  // this CTA's columns of the adapted slices, in slice order
+    for (int s = 0; s < S; ++s) total += si[s].r ? si[s].ncols : 0;
+    const int lanes = (2 * total + 31) & ~31;  // whole warps, so every lane takes part in the shuffle
+#pragma unroll 1
+    for (int e = tid; e < lanes; e += kCT) {
+      int s = 0, n = e >> 1;  // column n of slice s (s == S: past the last column)
+      for (; s < S; ++s) {
+        const int cols = si[s].r ? si[s].ncols : 0;
+        if (n < cols) break;
+        n -= cols;
+      }
+      float acc[kGemvRows] = {};
+      if (s < S) {
+        const int rh = ((si[s].r + 15) & ~15) / 2;
+        const T* brow = sb + (p.bcol[s] + n) * HP + (e & 1) * rh;
+        const float* vf = svf + s * TMR * VP + (e & 1) * rh;
+#pragma unroll 1
+        for (int j = 0; j < rh; j += 8) {
+          const uint4 bv = *reinterpret_cast<const uint4*>(brow + j);
+          const float2 bf[4] = {pair_to_float2(bv.x, T()), pair_to_float2(bv.y, T()), pair_to_float2(bv.z, T()),
+                                pair_to_float2(bv.w, T())};
+#pragma unroll
+          for (int row = 0; row < kGemvRows; ++row) {
+            if (row >= rows) break;
+            const float4 v0 = *reinterpret_cast<const float4*>(vf + row * VP + j);
+            const float4 v1 = *reinterpret_cast<const float4*>(vf + row * VP + j + 4);
+            float a = acc[row];
+            a = fmaf(v0.x, bf[0].x, a);
+            a = fmaf(v0.y, bf[0].y, a);
+            a = fmaf(v0.z, bf[1].x, a);
+            a = fmaf(v0.w, bf[1].y, a);
+            a = fmaf(v1.x, bf[2].x, a);
+            a = fmaf(v1.y, bf[2].y, a);
+            a = fmaf(v1.z, bf[3].x, a);
+            a = fmaf(v1.w, bf[3].y, a);
+            acc[row] = a;
+          }
+        }
+      }
+#pragma unroll
+      for (int row = 0; row < kGemvRows; ++row) acc[row] += __shfl_xor_sync(0xffffffffu, acc[row], 1);
+      if (s < S && (e & 1) == 0)
+#pragma unroll
+        for (int row = 0; row < kGemvRows; ++row) {
+          if (row >= rows) break;
+          T* d = sy + row * p.y_pitch + p.ycol[s] + n;
+          *d = T(to_float(*d) + si[s].scale * acc[row]);
+        }
+    }
+  }
+
   // ---- 5. y tile += scale * v B^T: warps take 16-column groups of all slices in turn
-  const int groups = p.b_rows / 16;
+  const int groups = gemv ? 0 : p.b_rows / 16;
   #pragma unroll 1
   for (int gi = warp; gi < groups; gi += kNW) {
     const int row0 = gi * 16;

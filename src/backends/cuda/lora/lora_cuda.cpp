@@ -179,6 +179,13 @@ bool use_stream(const ops::LoraSegments& seg, int rp) {
   return rp <= 32 ? segs >= 20 : segs >= 7 && segs <= 16;
 }
 
+// PUNICA_LORA_GEMV (benchmarking): the cluster kernel's tiles of at most this many token rows take its
+// CUDA-core matrix-vector phases (0: never; capped at kLoraClusterGemvRows, the default).
+int cluster_gemv_rows() {
+  static const int v = env_override("PUNICA_LORA_GEMV");
+  return v < 0 ? lora_detail::kLoraClusterGemvRows : std::min(v, lora_detail::kLoraClusterGemvRows);
+}
+
 unsigned long long*& trace_buffer() {
   static unsigned long long* t = nullptr;
   return t;
@@ -225,6 +232,7 @@ bool plan_cluster(const ops::LoraShrinkParams& s, const ops::LoraExpandParams& e
   a->y_pitch = ycols + 8;
   a->seg = {s.seg.seg_start, s.seg.seg_slot, s.seg.num_tokens};
   a->tiles = tiles;
+  a->gemv_rows = cluster_gemv_rows();
   a->num_items = static_cast<int>(items);
   a->trace = trace_buffer();
   return lora_detail::lora_cluster_layout(padded_rank(s.v_rank_stride), mt, a);
