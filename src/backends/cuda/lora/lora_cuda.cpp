@@ -179,11 +179,14 @@ bool use_stream(const ops::LoraSegments& seg, int rp) {
   return rp <= 32 ? segs >= 20 : segs >= 7 && segs <= 16;
 }
 
-// PUNICA_LORA_GEMV (benchmarking): the cluster kernel's tiles of at most this many token rows take its
-// CUDA-core matrix-vector phases (0: never; capped at kLoraClusterGemvRows, the default).
-int cluster_gemv_rows() {
+// The cluster kernel's tiles of at most this many token rows take its CUDA-core matrix-vector phases.
+// Measured on H100 (docs/perf/lora-kernels.md, sixth session, each row with them off and on): faster for
+// tiles of 1-2 rows at rank 16 (distinct B = 4 4.35 -> 3.74 us) and of one row at rank 64 (4.44 -> 4.28);
+// slower for 3-4 rows (zipf r = 16 B = 4 3.95 -> 4.09, at r = 64 4.73 -> 6.90). PUNICA_LORA_GEMV sets the
+// limit for every rank (benchmarking; 0: never, at most kLoraClusterGemvRows).
+int cluster_gemv_rows(int rp) {
   static const int v = env_override("PUNICA_LORA_GEMV");
-  return v < 0 ? lora_detail::kLoraClusterGemvRows : std::min(v, lora_detail::kLoraClusterGemvRows);
+  return v >= 0 ? std::min(v, lora_detail::kLoraClusterGemvRows) : rp <= 32 ? 2 : 1;
 }
 
 unsigned long long*& trace_buffer() {
@@ -232,7 +235,7 @@ bool plan_cluster(const ops::LoraShrinkParams& s, const ops::LoraExpandParams& e
   a->y_pitch = ycols + 8;
   a->seg = {s.seg.seg_start, s.seg.seg_slot, s.seg.num_tokens};
   a->tiles = tiles;
-  a->gemv_rows = cluster_gemv_rows();
+  a->gemv_rows = cluster_gemv_rows(padded_rank(s.v_rank_stride));
   a->num_items = static_cast<int>(items);
   a->trace = trace_buffer();
   return lora_detail::lora_cluster_layout(padded_rank(s.v_rank_stride), mt, a);
