@@ -20,7 +20,8 @@
 #    stream = the streaming decode kernels: oracle forced / by shape / off, memcheck forced, --compare, distinct rows;
 #    final = the end-of-session check: oracle with the cluster kernel forced (if it fails, the rest runs
 #    with it off), by shape, the older paths alone, the streaming kernels forced, the full benchmark, the
-#    phase trace; final-san = its sanitizers: memcheck and racecheck (f16), by shape and streaming forced;
+#    phase trace (AB_ENV=VAR=value: also the 4096x4096 f16 rows under that setting, side by side);
+#    final-san = its sanitizers: memcheck and racecheck (f16), by shape and streaming forced;
 #    gemv = the cluster kernel's CUDA-core phases for tiles of <= 4 rows: oracles (by shape, cluster forced,
 #    cluster forced with them off), memcheck / racecheck with the cluster kernel forced, the 4096x4096 f16 rows
 #    with them off and by shape side by side, the phase trace)
@@ -167,6 +168,14 @@ if [[ $mode == final ]]; then
   run_bench bench 330 --csv "$OUT/bench.csv"
   run_bench trace 40 --trace
   grep -E "^trace|phase|shrink mma" "$OUT/trace.log" | cut -c1-250
+  if [[ -n ${AB_ENV:-} ]]; then  # e.g. AB_ENV=PUNICA_LORA_PUSH=0: the 4096x4096 f16 rows with it, next to bench's
+    env "$AB_ENV" timeout 150 "$BIN/punica_bench_lora" --shape 4096x4096 --dtype f16 --no-baselines \
+      --csv "$OUT/bench_ab.csv" >"$OUT/bench_ab.log" 2>&1
+    summary+=("bench with $AB_ENV: rc=$?")
+    echo "== 4096x4096 f16: r workload B D, with $AB_ENV: us | default: us rule =="
+    paste -d'|' <(grep -E "^f16 +4096x4096" "$OUT/bench_ab.log" | cut -c19-49) \
+      <(grep -E "^f16 +4096x4096" "$OUT/bench.log" | cut -c42-49,97-106)
+  fi
 fi
 if [[ $mode == gemv ]]; then
   run_oracle oracle_auto 60 --dtype all
