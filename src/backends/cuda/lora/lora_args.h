@@ -144,7 +144,6 @@ struct ClusterArgs {
   int off_b, off_x, off_y, off_vp, off_vr, smem_bytes;  // v hi / lo reuse A's space at offset 0
   int gemv_rows;            // one-m-tile tiles of at most this many rows (0..kLoraClusterGemvRows) take the
                             // CUDA-core matrix-vector phases instead of mma
-  int push_by_warp;         // direct exchange: warp w pushes the whole tile to CTA w (else warps over rows)
   int direct_max;           // v tiles of at most this many elements: every CTA receives every partial
   int rs_stride;            // larger tiles (reduce-scatter): partials per source CTA in an owner's buffer
   // Benchmarking only: when set, thread 0 of each CTA writes kLoraTraceSlots stamps at trace[block * slots]

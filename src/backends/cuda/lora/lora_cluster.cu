@@ -65,22 +65,15 @@ __device__ __forceinline__ void cluster_wait() { asm volatile("barrier.cluster.w
 __device__ __forceinline__ void cluster_arrive_relaxed() {
   asm volatile("barrier.cluster.arrive.relaxed.aligned;\n" ::: "memory");
 }
-// The shared::cluster address that `local` (a shared-memory address of this CTA) has in CTA `rank`.
-__device__ __forceinline__ uint32_t mapa_shared(const void* local, int rank) {
-  uint32_t remote;
+// A store into the shared memory of CTA `rank` of the cluster (at the address `local` has in this CTA) that
+// counts its 4 bytes on that CTA's mbarrier `bar`: the receiver waits for its own bytes, no cluster barrier.
+__device__ __forceinline__ void st_async_remote(float* local, int rank, float v, uint64_t* bar) {
+  uint32_t remote, rbar;
   asm volatile("mapa.shared::cluster.u32 %0, %1, %2;\n" : "=r"(remote) : "r"(smem_addr(local)), "r"(rank));
-  return remote;
-}
-// A 4-byte store into another CTA's shared memory (remote / rbar: mapped addresses) that counts its bytes on
-// that CTA's mbarrier: the receiver waits for its own bytes, no cluster barrier.
-__device__ __forceinline__ void st_async_mapped(uint32_t remote, float v, uint32_t rbar) {
+  asm volatile("mapa.shared::cluster.u32 %0, %1, %2;\n" : "=r"(rbar) : "r"(smem_addr(bar)), "r"(rank));
   asm volatile("st.async.shared::cluster.mbarrier::complete_tx::bytes.f32 [%0], %1, [%2];\n" ::"r"(remote), "f"(v),
                "r"(rbar)
                : "memory");
-}
-// The same at the address `local` has in CTA `rank`, counted on that CTA's `bar`.
-__device__ __forceinline__ void st_async_remote(float* local, int rank, float v, uint64_t* bar) {
-  st_async_mapped(mapa_shared(local, rank), v, mapa_shared(bar, rank));
 }
 
 // sm_90 bulk-copy (TMA, non-tensor) and mbarrier wrappers, one instruction each.
@@ -308,9 +301,7 @@ __global__ void __launch_bounds__(kCT) lora_cluster_kernel(const ClusterArgs p) 
   // pieces of the k range, warps rank rows, one warp-shuffle sum per (rank, row). The mma path below spends
   // a 16-row tile on them and a chain of dependent ldmatrix / mma / shared-memory steps (0.47 us at r = 16,
   // 0.79 us at r = 64 for one token, phase trace).
-  // (rows held per thread: 4, or 2 at rank >= 64, where 4 rows of 4 rank rows per warp spilled registers)
-  constexpr int GR = RP >= 64 ? 2 : kGemvRows;
-  const bool gemv = MT == 1 && rows <= min(p.gemv_rows, GR);
+  const bool gemv = MT == 1 && rows <= p.gemv_rows;
   if (gemv) {
     constexpr int kJ = (RP + kNW - 1) / kNW;  // rank rows per warp: warp, warp + 16, ...
 #pragma unroll 1
@@ -318,16 +309,16 @@ __global__ void __launch_bounds__(kCT) lora_cluster_kernel(const ClusterArgs p) 
       const int r = si[s].r;
       if (r == 0) continue;
       const T* ca = sa + s * RP * ap;
-      float acc[kJ][GR];
+      float acc[kJ][kGemvRows];
 #pragma unroll
       for (int i = 0; i < kJ; ++i)
 #pragma unroll
-        for (int row = 0; row < GR; ++row) acc[i][row] = 0.f;
+        for (int row = 0; row < kGemvRows; ++row) acc[i][row] = 0.f;
 #pragma unroll 1
       for (int k = lane * 8; k < kspan; k += 256) {
-        uint4 xv[GR];  // kept as 16-bit pairs (converted at each use: fewer registers)
+        uint4 xv[kGemvRows];  // kept as 16-bit pairs (converted at each use: fewer registers)
 #pragma unroll
-        for (int row = 0; row < GR; ++row)
+        for (int row = 0; row < kGemvRows; ++row)
           xv[row] = row < rows ? *reinterpret_cast<const uint4*>(sx + row * ap + k) : uint4{0, 0, 0, 0};
 #pragma unroll
         for (int i = 0; i < kJ; ++i) {
@@ -336,7 +327,7 @@ __global__ void __launch_bounds__(kCT) lora_cluster_kernel(const ClusterArgs p) 
           const uint4 av = *reinterpret_cast<const uint4*>(ca + j * ap + k);
           const uint32_t aw[4] = {av.x, av.y, av.z, av.w};
 #pragma unroll
-          for (int row = 0; row < GR; ++row) {
+          for (int row = 0; row < kGemvRows; ++row) {
             if (row >= rows) break;
             const uint32_t xw[4] = {xv[row].x, xv[row].y, xv[row].z, xv[row].w};
 #pragma unroll
@@ -352,7 +343,7 @@ __global__ void __launch_bounds__(kCT) lora_cluster_kernel(const ClusterArgs p) 
         const int j = warp + i * kNW;
         if (j >= r) break;  // the same in the whole warp
 #pragma unroll
-        for (int row = 0; row < GR; ++row) {
+        for (int row = 0; row < kGemvRows; ++row) {
           if (row >= rows) break;
 #pragma unroll
           for (int o = 16; o > 0; o >>= 1) acc[i][row] += __shfl_xor_sync(0xffffffffu, acc[i][row], o);
@@ -434,42 +425,19 @@ __global__ void __launch_bounds__(kCT) lora_cluster_kernel(const ClusterArgs p) 
     }
   };
   cluster_wait();  // (arrived after the metadata) every CTA of the cluster runs: its shared memory exists
-  auto partial = [&](int s, int row, int j) {  // this CTA's partial of v[row][j] of slice s
+  for_each_v([&](int s, int row, int j, int e) {
     const float* part = svp + (s * TMR + row) * VP + j;
     float val = part[0];
     if (!gemv)
 #pragma unroll
       for (int w = 1; w < W::WK; ++w) val += part[w * S * TMR * VP];  // the warps that split k, in order
-    return val;
-  };
-  if (direct && p.push_by_warp) {
-    // Warp w pushes the whole tile to CTA w: lanes take consecutive elements (one merged store per
-    // instruction), the remote addresses are mapped once per warp. Warps over rows (below) left one warp
-    // issuing every push of a one-row tile: 16 destinations x 3 instructions per element.
-    static_assert(kNW == CS, "one warp per destination CTA");
-    const uint32_t rbase = mapa_shared(recv + crank * p.direct_max, warp), rbar = mapa_shared(&bar_v1, warp);
-    int base = 0;
-#pragma unroll 1
-    for (int s = 0; s < S; ++s) {
-      const int r = si[s].r;
-#pragma unroll 1
-      for (int i = lane; i < rows * r; i += 32) {
-        const int row = i / r;
-        st_async_mapped(rbase + 4u * static_cast<uint32_t>(base + i), partial(s, row, i - row * r), rbar);
-      }
-      base += rows * r;
-    }
-  } else {
-    for_each_v([&](int s, int row, int j, int e) {
-      const float val = partial(s, row, j);
-      if (direct) {
+    if (direct) {
 #pragma unroll
-        for (int dst = 0; dst < CS; ++dst) st_async_remote(recv + crank * p.direct_max + e, dst, val, &bar_v1);
-      } else {
-        st_async_remote(recv + crank * p.rs_stride + (e >> 4), e & (CS - 1), val, &bar_v1);
-      }
-    });
-  }
+      for (int dst = 0; dst < CS; ++dst) st_async_remote(recv + crank * p.direct_max + e, dst, val, &bar_v1);
+    } else {
+      st_async_remote(recv + crank * p.rs_stride + (e >> 4), e & (CS - 1), val, &bar_v1);
+    }
+  });
   mbar_wait(&bar_v1, 0);  // every partial pushed here has landed
   stamp(5);
   auto put_v = [&](int s, int row, int j, float val) {
@@ -536,7 +504,7 @@ __global__ void __launch_bounds__(kCT) lora_cluster_kernel(const ClusterArgs p) 
         if (n < cols) break;
         n -= cols;
       }
-      float acc[GR] = {};
+      float acc[kGemvRows] = {};
       if (s < S) {
         const int rh = ((si[s].r + 15) & ~15) / 2;
         const T* brow = sb + (p.bcol[s] + n) * HP + (e & 1) * rh;
@@ -547,7 +515,7 @@ __global__ void __launch_bounds__(kCT) lora_cluster_kernel(const ClusterArgs p) 
           const float2 bf[4] = {pair_to_float2(bv.x, T()), pair_to_float2(bv.y, T()), pair_to_float2(bv.z, T()),
                                 pair_to_float2(bv.w, T())};
 #pragma unroll
-          for (int row = 0; row < GR; ++row) {
+          for (int row = 0; row < kGemvRows; ++row) {
             if (row >= rows) break;
             const float4 v0 = *reinterpret_cast<const float4*>(vf + row * VP + j);
             const float4 v1 = *reinterpret_cast<const float4*>(vf + row * VP + j + 4);
@@ -565,10 +533,10 @@ __global__ void __launch_bounds__(kCT) lora_cluster_kernel(const ClusterArgs p) 
         }
       }
 #pragma unroll
-      for (int row = 0; row < GR; ++row) acc[row] += __shfl_xor_sync(0xffffffffu, acc[row], 1);
+      for (int row = 0; row < kGemvRows; ++row) acc[row] += __shfl_xor_sync(0xffffffffu, acc[row], 1);
       if (s < S && (e & 1) == 0)
 #pragma unroll
-        for (int row = 0; row < GR; ++row) {
+        for (int row = 0; row < kGemvRows; ++row) {
           if (row >= rows) break;
           T* d = sy + row * p.y_pitch + p.ycol[s] + n;
           *d = T(to_float(*d) + si[s].scale * acc[row]);

@@ -189,13 +189,6 @@ int cluster_gemv_rows(int rp) {
   return v >= 0 ? std::min(v, lora_detail::kLoraClusterGemvRows) : rp <= 32 ? 2 : 1;
 }
 
-// PUNICA_LORA_PUSH=0 (benchmarking): the cluster kernel's direct exchange with warps over rows, as before the
-// sixth session; by default warp w pushes the whole tile to CTA w.
-int cluster_push_by_warp() {
-  static const int v = env_override("PUNICA_LORA_PUSH");
-  return v == 0 ? 0 : 1;
-}
-
 unsigned long long*& trace_buffer() {
   static unsigned long long* t = nullptr;
   return t;
@@ -243,7 +236,6 @@ bool plan_cluster(const ops::LoraShrinkParams& s, const ops::LoraExpandParams& e
   a->seg = {s.seg.seg_start, s.seg.seg_slot, s.seg.num_tokens};
   a->tiles = tiles;
   a->gemv_rows = cluster_gemv_rows(padded_rank(s.v_rank_stride));
-  a->push_by_warp = cluster_push_by_warp();
   a->num_items = static_cast<int>(items);
   a->trace = trace_buffer();
   return lora_detail::lora_cluster_layout(padded_rank(s.v_rank_stride), mt, a);
