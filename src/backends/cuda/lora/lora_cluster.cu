@@ -19,6 +19,8 @@
 //      0..15: deterministic, no atomics, no workspace.
 //   5. y += scale * v B^T for this CTA's columns (v as f16/bf16 hi + lo halves, two mma, as the expand
 //      kernel does) in shared memory; y is rounded once and written with 16-byte stores.
+//   Tiles of 1-2 token rows (ClusterArgs::gemv_rows) do steps 3 and 5 as matrix-vector products on the CUDA
+//   cores instead (warp-shuffle sums, fp32 v): 0.45-0.6 us less per one-token call on H100.
 // The CTA lets the next kernel launch (griddepcontrol.launch_dependents) as its first act, so the next
 // call's step 1 overlaps this call. One relaxed cluster arrive / wait pair makes sure every CTA of the
 // cluster runs before anyone pushes into it; nobody touches another CTA's memory after its pushes land,
