@@ -9,7 +9,7 @@
 #   cmake -S src/backends/cuda/standalone -B build-cuda-90 -G Ninja -DCMAKE_BUILD_TYPE=Release \
 #     -DCMAKE_CUDA_ARCHITECTURES=90a && ninja -C build-cuda-90 punica_lora_oracle punica_bench_lora
 # (sm_90a only: 30 MB, small enough to carry); if they do not start there, builds them the same way there.
-#   scripts/gpu_check.sh [all|oracle|sanitize|bench|quick|profile|compare|rule|probe|iterate|ab|stream|final|final-san]
+#   scripts/gpu_check.sh [all|oracle|sanitize|bench|quick|profile|compare|rule|probe|iterate|ab|stream|final|final-san|gemv|ncu-cluster]
 #   (all = oracle by shape + oracle with the cluster kernel off (the older paths) + sanitizers + bench;
 #    quick = oracle + sanitizer + --quick bench; profile = all + Nsight Compute on the prefill kernels;
 #    COMPARE_PATHS=1 also benches every row with the single-launch decode kernel off, PUNICA_LORA_FUSED=0;
@@ -22,6 +22,8 @@
 #    with it off), by shape, the older paths alone, the streaming kernels forced, the full benchmark, the
 #    phase trace (AB_ENV=VAR=value: also the 4096x4096 f16 rows under that setting, side by side);
 #    final-san = its sanitizers: memcheck and racecheck (f16), by shape and streaming forced;
+#    ncu-cluster = Nsight Compute on one cluster-kernel launch of each of r = 16 and r = 64, B = 1 (warp states,
+#    scheduler, instruction and launch statistics): where a phase's cycles go (docs: next steps, sixth session);
 #    gemv = the cluster kernel's CUDA-core phases for tiles of <= 4 rows: oracles (by shape, cluster forced,
 #    cluster forced with them off), memcheck / racecheck with the cluster kernel forced, the 4096x4096 f16 rows
 #    with them off and by shape side by side, the phase trace)
@@ -189,6 +191,17 @@ if [[ $mode == gemv ]]; then
   grep -E "^trace|phase|shrink mma" "$OUT/trace.log" | cut -c1-250
   echo "== 4096x4096 f16: r workload B D, mma phases: us | CUDA-core phases (<= 4 rows): us GB/s %copy rule =="
   paste -d'|' <(grep -E "^f16 " "$OUT/bench_mma.log" | cut -c19-49) <(grep -E "^f16 " "$OUT/bench_gemv.log" | cut -c42-49,67-79,97-106)
+fi
+if [[ $mode == ncu-cluster ]]; then
+  for r in 16 64; do
+    timeout 200 ncu --kernel-name regex:lora_cluster --launch-skip 20 --launch-count 1 --section WarpStateStats \
+      --section SchedulerStats --section InstructionStats --section LaunchStats --section Occupancy \
+      --section SpeedOfLight --section SourceCounters "$BIN/punica_bench_lora" --only distinct --rank $r \
+      --dtype f16 --no-baselines --shape 4096x4096 >"$OUT/ncu_cluster_r$r.log" 2>&1
+    summary+=("ncu cluster r=$r rc=$?")
+    grep -E "Duration|Registers Per|Warp Cycles Per Issued|Issue Slots Busy|No Eligible|Stall|Executed Ipc A" \
+      "$OUT/ncu_cluster_r$r.log" | head -30
+  done
 fi
 if [[ $mode == final-san ]]; then  # the sanitizers of the end-of-session check, by shape and streaming forced
   run_sanitizer memcheck 100
