@@ -170,7 +170,7 @@ if [[ $mode == final ]]; then
   run_bench bench 330 --csv "$OUT/bench.csv"
   run_bench trace 40 --trace
   grep -E "^trace|phase|shrink mma" "$OUT/trace.log" | cut -c1-250
-  if [[ -n ${AB_ENV:-} ]]; then  # e.g. AB_ENV=PUNICA_LORA_PUSH=0: the 4096x4096 f16 rows with it, next to bench's
+  if [[ -n ${AB_ENV:-} ]]; then  # e.g. AB_ENV=PUNICA_LORA_GEMV=0: the 4096x4096 f16 rows with it, next to bench's
     env "$AB_ENV" timeout 150 "$BIN/punica_bench_lora" --shape 4096x4096 --dtype f16 --no-baselines \
       --csv "$OUT/bench_ab.csv" >"$OUT/bench_ab.log" 2>&1
     summary+=("bench with $AB_ENV: rc=$?")

@@ -73,6 +73,11 @@ int64_t adapted_tiles(const ops::LoraSegments& seg, int tm) {
   return std::max<int64_t>(1, std::min<int64_t>(segs * ceil_div(adapted_len(seg), tm), segs + seg.num_tokens / tm));
 }
 
+// Rows a 16-row decode token tile can hold: min(16, longest adapted segment). It sizes the streaming
+// kernels' staged x rows and their instances for tiles of more than 8 rows, and the partials an expand
+// block sums.
+int decode_tile_rows(const ops::LoraSegments& seg) { return std::min(16, adapted_len(seg)); }
+
 // Token tiles per segment in the grid (blocks loop over the rest).
 int grid_tiles_y(const ops::LoraSegments& seg, int tm, int blocks_per_tile) {
   const int tiles = std::max(1, ceil_div(adapted_len(seg), tm));
@@ -331,7 +336,7 @@ void plan_stream_shrink(const ops::LoraShrinkParams& p, const LoraWorkspace& ws,
 
   fill_shrink_args(p, ws, ksplit, per, a);
   a->rank_groups = groups;
-  a->x_rows = std::min(16, adapted_len(p.seg));
+  a->x_rows = decode_tile_rows(p.seg);
   a->x_pitch = std::min(per, kBatchCols) * 32 + 8;
   shape->tm = a->x_rows > 8 ? 16 : 8;
   shape->rp = padded_rank(p.v_rank_stride);
@@ -360,7 +365,7 @@ LaunchShape plan_reduce(const ops::LoraShrinkParams& p, const DeviceFacts& dev) 
 // (lora_stream.cu). Both take the wide column tile when that still fills the SMs.
 void plan_expand(const ops::LoraExpandParams& p, const DeviceFacts& dev, int ksplit, const float* vpart, bool stream,
                  LaunchShape* shape, ExpandArgs* a) {
-  shape->tm = stream ? (std::min(16, adapted_len(p.seg)) > 8 ? 16 : 8) : pick_tile_rows(p.seg);
+  shape->tm = stream ? (decode_tile_rows(p.seg) > 8 ? 16 : 8) : pick_tile_rows(p.seg);
   shape->rp = padded_rank(p.v_rank_stride);
   shape->pdl = dev.pdl;
   auto col_tiles = [&](int nb) {
@@ -547,7 +552,7 @@ Status lora_add(const ops::LoraShrinkParams& s, const ops::LoraExpandParams& e, 
   else plan_shrink(s, ws, dev, 1 << 20, &ss, &sa);
   // When each expand block would sum only a few KB of partials (decode), the expand sums them itself and
   // the reduce kernel (one launch and one pass) is skipped.
-  const int64_t expand_sum_bytes = int64_t{4} * sa.ksplit * std::min(16, adapted_len(s.seg)) * s.v_rank_stride;
+  const int64_t expand_sum_bytes = int64_t{4} * sa.ksplit * decode_tile_rows(s.seg) * s.v_rank_stride;
   const bool sum_in_expand =
       sa.ksplit > 1 && (stream_path || ss.tm == 16) && adapted_len(s.seg) <= 128 && expand_sum_bytes <= (32 << 10);
   plan_expand(e, dev, sum_in_expand ? sa.ksplit : 1, sum_in_expand ? sa.vpart : nullptr, stream_path, &es, &ea);
