@@ -9,7 +9,7 @@
 #   cmake -S src/backends/cuda/standalone -B build-cuda-90 -G Ninja -DCMAKE_BUILD_TYPE=Release \
 #     -DCMAKE_CUDA_ARCHITECTURES=90a && ninja -C build-cuda-90 punica_lora_oracle punica_bench_lora
 # (sm_90a only: 30 MB, small enough to carry); if they do not start there, builds them the same way there.
-#   scripts/gpu_check.sh [all|oracle|sanitize|bench|quick|profile|compare|rule|probe|iterate|ab|stream|final|final-san|gemv|ncu-cluster]
+#   scripts/gpu_check.sh [all|oracle|sanitize|bench|quick|profile|compare|rule|probe|iterate|ab|stream|final|final-san|gemv|ncu-cluster|ncu-old-new|few-rows]
 #   (all = oracle by shape + oracle with the cluster kernel off (the older paths) + sanitizers + bench;
 #    quick = oracle + sanitizer + --quick bench; profile = all + Nsight Compute on the prefill kernels;
 #    COMPARE_PATHS=1 also benches every row with the single-launch decode kernel off, PUNICA_LORA_FUSED=0;
@@ -23,7 +23,12 @@
 #    phase trace (AB_ENV=VAR=value: also the 4096x4096 f16 rows under that setting, side by side);
 #    final-san = its sanitizers: memcheck and racecheck (f16), by shape and streaming forced;
 #    ncu-cluster = Nsight Compute on one cluster-kernel launch of each of r = 16 and r = 64, B = 1 (warp states,
-#    scheduler, instruction and launch statistics): where a phase's cycles go (docs: next steps, sixth session);
+#    scheduler, instruction and launch statistics, per-SASS-instruction stall samples as CSV): where a phase's
+#    cycles go (docs: next steps, sixth session); ncu-old-new = the same for one row (NCU_ROW="workload rank B")
+#    with this build and the carried old one (OLD_XZ);
+#    few-rows = the cluster kernel's leaner few-row path: oracles (by shape, cluster forced, forced with 4-row
+#    CUDA-core tiles), memcheck / racecheck with the cluster kernel forced, the 4096x4096 f16 rows of this build
+#    and of the previous one (OLD_XZ, default build-cuda-90/old/punica_bench_lora.xz) side by side, the trace;
 #    gemv = the cluster kernel's CUDA-core phases for tiles of <= 4 rows: oracles (by shape, cluster forced,
 #    cluster forced with them off), memcheck / racecheck with the cluster kernel forced, the 4096x4096 f16 rows
 #    with them off and by shape side by side, the phase trace)
@@ -192,16 +197,57 @@ if [[ $mode == gemv ]]; then
   echo "== 4096x4096 f16: r workload B D, mma phases: us | CUDA-core phases (<= 4 rows): us GB/s %copy rule =="
   paste -d'|' <(grep -E "^f16 " "$OUT/bench_mma.log" | cut -c19-49) <(grep -E "^f16 " "$OUT/bench_gemv.log" | cut -c42-49,67-79,97-106)
 fi
-if [[ $mode == ncu-cluster ]]; then
-  for r in 16 64; do
-    timeout 200 ncu --kernel-name regex:lora_cluster --launch-skip 20 --launch-count 1 --section WarpStateStats \
-      --section SchedulerStats --section InstructionStats --section LaunchStats --section Occupancy \
-      --section SpeedOfLight --section SourceCounters "$BIN/punica_bench_lora" --only distinct --rank $r \
-      --dtype f16 --no-baselines --shape 4096x4096 >"$OUT/ncu_cluster_r$r.log" 2>&1
-    summary+=("ncu cluster r=$r rc=$?")
-    grep -E "Duration|Registers Per|Warp Cycles Per Issued|Issue Slots Busy|No Eligible|Stall|Executed Ipc A" \
-      "$OUT/ncu_cluster_r$r.log" | head -30
+if [[ $mode == few-rows ]]; then  # the cluster kernel's few-row instance (seventh session) against the carried old build
+  old=/tmp/punica_bench_lora_old  # OLD_XZ: the previous build's benchmark, xz-compressed
+  xz -dc "${OLD_XZ:-build-cuda-90/old/punica_bench_lora.xz}" >"$old" && chmod +x "$old"
+  # ptxas rebuilding the shared-memory window base (S2UR SR_CgaCtaId) inside the mma loops: count per instance
+  for b in "$BIN/punica_bench_lora" "$old"; do
+    cuobjdump -sass "$b" 2>/dev/null | awk '/Function : .*lora_cluster_kernel/{n=$0; sub(/.*kernelI/,"",n); sub(/EEEvNS1_.*/,"",n)}
+      /Function : /{if ($0 !~ /lora_cluster_kernel/) n=""} n && /SR_CgaCtaId/{c[n]++} END{for (k in c) print k, c[k]}' |
+      sort | tr '\n' ';' | sed "s|^|CgaCtaId reads per instance, $(basename "$b"): |"; echo
   done
+  run_oracle oracle_auto 60 --dtype all
+  run_oracle oracle_m16 60 --dtype all --cluster 1
+  PUNICA_LORA_GEMV=0 run_oracle oracle_m16_mma 60 --dtype all --cluster 1
+  PUNICA_LORA_GEMV=1 run_oracle oracle_m16_gemv1 60 --dtype all --cluster 1
+  run_sanitizer memcheck 150 --cluster 1
+  run_bench bench_new 200 --shape 4096x4096 --dtype f16 --no-baselines --csv "$OUT/bench_new.csv"
+  timeout 200 "$old" --shape 4096x4096 --dtype f16 --no-baselines --csv "$OUT/bench_old.csv" >"$OUT/bench_old.log" 2>&1
+  summary+=("old bench rc=$?")
+  PUNICA_LORA_GEMV=1 run_bench bench_gemv1 200 --shape 4096x4096 --dtype f16 --no-baselines --csv "$OUT/bench_gemv1.csv"
+  run_bench trace 40 --trace
+  grep -E "^trace|phase|shrink mma" "$OUT/trace.log" | cut -c1-250
+  echo "== 4096x4096 f16: r workload B D, old build: us | PUNICA_LORA_GEMV=1: us | new: us GB/s %copy rule =="
+  paste -d'|' <(grep -E "^f16 " "$OUT/bench_old.log" | cut -c19-49) <(grep -E "^f16 " "$OUT/bench_gemv1.log" | cut -c42-49) \
+    <(grep -E "^f16 " "$OUT/bench_new.log" | cut -c42-49,67-79,97-106)
+fi
+# One launch of the cluster kernel (f16, 4096x4096), SM clocks left as they are (--clock-control none), warp-state
+# sampling at the shortest interval; the report is kept and its source page (per-SASS-instruction stall samples)
+# printed as CSV: which instruction of which phase the warps wait on. Args: tag, benchmark binary, workload,
+# rank, batch.
+ncu_cluster_row() {
+  local tag=$1 bench=$2 w=$3 r=$4 b=$5
+  timeout 200 ncu --kernel-name regex:lora_cluster --launch-skip 20 --launch-count 1 --clock-control none \
+    --warp-sampling-interval 0 --import-source no --section WarpStateStats \
+    --section SchedulerStats --section InstructionStats --section LaunchStats --section Occupancy \
+    --section SpeedOfLight --section SourceCounters --section MemoryWorkloadAnalysis -o "$OUT/ncu_$tag" -f \
+    "$bench" --only "$w" --rank "$r" --batch "$b" --dtype f16 --no-baselines --shape 4096x4096 >"$OUT/ncu_$tag.log" 2>&1
+  summary+=("ncu $tag ($w r=$r B=$b) rc=$?")
+  ncu -i "$OUT/ncu_$tag.ncu-rep" --page details >"$OUT/ncu_${tag}_details.txt" 2>&1
+  ncu -i "$OUT/ncu_$tag.ncu-rep" --page source --csv --print-source sass >"$OUT/ncu_${tag}_sass.csv" 2>&1
+  rm -f "$OUT/ncu_$tag.ncu-rep"
+  grep -E "Duration|Registers Per|Warp Cycles Per Issued|No Eligible|Executed Instructions  " \
+    "$OUT/ncu_${tag}_details.txt" | sed "s/^/$tag /" | head -10
+}
+if [[ $mode == ncu-cluster ]]; then  # r = 16 and r = 64, B = 1
+  for r in 16 64; do ncu_cluster_row cluster_r$r "$BIN/punica_bench_lora" distinct $r 1; done
+fi
+if [[ $mode == ncu-old-new ]]; then  # one row (NCU_ROW="workload rank batch") with this build and the carried old one
+  old=/tmp/punica_bench_lora_old
+  xz -dc "${OLD_XZ:-build-cuda-90/old/punica_bench_lora.xz}" >"$old" && chmod +x "$old"
+  read -r w r b <<<"${NCU_ROW:-identical 16 16}"
+  ncu_cluster_row new_${w}_r${r}_b$b "$BIN/punica_bench_lora" "$w" "$r" "$b"
+  ncu_cluster_row old_${w}_r${r}_b$b "$old" "$w" "$r" "$b"
 fi
 if [[ $mode == final-san ]]; then  # the sanitizers of the end-of-session check, by shape and streaming forced
   run_sanitizer memcheck 100

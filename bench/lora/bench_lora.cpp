@@ -3,7 +3,7 @@
 // segments, gather + batched GEMM, the base model's dense GEMM of the projection).
 // Timing: every measured call is captured n_inv times in one CUDA graph (weights, x and y rotating over
 // sets larger than 3x L2), the graph is replayed `reps` times, the median per-call time is reported.
-//   punica_bench_lora [--quick] [--csv FILE] [--only WORKLOAD] [--rank R] [--dtype f16|bf16] [--shape HINxHOUT]
+//   punica_bench_lora [--quick] [--csv FILE] [--only WORKLOAD] [--rank R] [--batch B] [--dtype f16|bf16] [--shape HINxHOUT]
 //                     [--no-baselines] [--compare] [--trace] [--floor]
 // --compare: only the 4096x4096 rows, lora_add timed per path in the same run: the older paths (cluster and
 // streaming kernels off), the streaming kernels, the cluster kernel with token tiles of 16 and 32 rows, and
@@ -434,11 +434,13 @@ int main(int argc, char** argv) {
   std::string only_dtype;  // run only this activation dtype
   std::string only_shape;  // run only this projection shape, "HINxHOUT"
   int only_rank = 0;
+  int only_batch = 0;  // run only rows of this batch size (e.g. for ncu)
   for (int i = 1; i < argc; ++i) {
     if (!std::strcmp(argv[i], "--quick")) quick = true;
     else if (!std::strcmp(argv[i], "--csv") && i + 1 < argc) csv_path = argv[++i];
     else if (!std::strcmp(argv[i], "--only") && i + 1 < argc) only = argv[++i];
     else if (!std::strcmp(argv[i], "--rank") && i + 1 < argc) only_rank = std::atoi(argv[++i]);
+    else if (!std::strcmp(argv[i], "--batch") && i + 1 < argc) only_batch = std::atoi(argv[++i]);
     else if (!std::strcmp(argv[i], "--dtype") && i + 1 < argc) only_dtype = argv[++i];
     else if (!std::strcmp(argv[i], "--shape") && i + 1 < argc) only_shape = argv[++i];
     else if (!std::strcmp(argv[i], "--no-baselines")) no_baselines = true;
@@ -526,6 +528,7 @@ int main(int argc, char** argv) {
         rows.push_back({Workload::kPrefill, 2048});
         for (auto [w, n] : rows) {
           if (!only.empty() && only != workload_name(w)) continue;
+          if (only_batch && n != only_batch) continue;
           const RowResult rr = run_row(ctx, sh, pool, bf16, w, n, /*baselines=*/!bf16 && !no_baselines, compare);
           const Batch bt = make_batch(w, n, 1234 + n);
           const double floor_b = rr.bytes / copy_bw * 1e6;

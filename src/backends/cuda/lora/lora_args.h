@@ -112,6 +112,9 @@ struct FusedShape {
 // per (segment, token tile of 16 * mt rows). The host fills everything; lora_cluster_layout the smem plan.
 constexpr int kLoraClusterSize = 16;
 constexpr int kLoraClusterGemvRows = 4;
+// The most rows an instance of padded rank rp takes on its CUDA-core phases: the per-thread arrays are sized by
+// it (4 rows spilled registers at rank >= 64).
+constexpr int lora_cluster_gemv_cap(int rp) { return rp >= 64 ? 2 : kLoraClusterGemvRows; }
 // sm_90's largest shared memory per block is 227 KB, static included: 1 KB is left for the kernel's own.
 constexpr int kLoraClusterMaxSmem = 226 * 1024;
 
@@ -142,8 +145,10 @@ struct ClusterArgs {
   int y_pitch;              // sum of cspan + 8
   // shared-memory plan (bytes), filled by lora_cluster_layout
   int off_b, off_x, off_y, off_vp, off_vr, smem_bytes;  // v hi / lo reuse A's space at offset 0
-  int gemv_rows;            // one-m-tile tiles of at most this many rows (0..kLoraClusterGemvRows) take the
-                            // CUDA-core matrix-vector phases instead of mma
+  int gemv_rows;            // launches of one-m-tile tiles of at most this many rows (0..lora_cluster_gemv_cap)
+                            // take the CUDA-core matrix-vector phases instead of mma
+  int few_rows;             // 1: this launch does (mt 1, no adapted segment longer than gemv_rows): the few-row
+                            // kernel instance
   int direct_max;           // v tiles of at most this many elements: every CTA receives every partial
   int rs_stride;            // larger tiles (reduce-scatter): partials per source CTA in an owner's buffer
   // Benchmarking only: when set, thread 0 of each CTA writes kLoraTraceSlots stamps at trace[block * slots]

@@ -19,8 +19,10 @@
 //      0..15: deterministic, no atomics, no workspace.
 //   5. y += scale * v B^T for this CTA's columns (v as f16/bf16 hi + lo halves, two mma, as the expand
 //      kernel does) in shared memory; y is rounded once and written with 16-byte stores.
-//   Tiles of 1-2 token rows (ClusterArgs::gemv_rows) do steps 3 and 5 as matrix-vector products on the CUDA
-//   cores instead (warp-shuffle sums, fp32 v): 0.45-0.6 us less per one-token call on H100.
+//   Launches whose tiles all have at most ClusterArgs::gemv_rows rows (ClusterArgs::few_rows: a kernel instance
+//   of its own) do steps 3 and 5 as matrix-vector products on the CUDA cores instead (warp-shuffle sums, fp32 v),
+//   each warp pushes the whole tile to one CTA in step 4, and y goes straight to global memory: 1.0-1.1 us less
+//   per one-token call at r = 64 on H100 than the mma phases (sixth and seventh sessions).
 // The CTA lets the next kernel launch (griddepcontrol.launch_dependents) as its first act, so the next
 // call's step 1 overlaps this call. One relaxed cluster arrive / wait pair makes sure every CTA of the
 // cluster runs before anyone pushes into it; nobody touches another CTA's memory after its pushes land,
@@ -47,8 +49,12 @@ constexpr int CS = kLoraClusterSize;
 // latency-bound, ~1 us each, with one warp per SM sub-partition), so more warps split it.
 constexpr int kCT = 512;
 constexpr int kNW = kCT / 32;
-// Tiles of at most this many token rows may take the CUDA-core matrix-vector phases (ClusterArgs::gemv_rows).
-constexpr int kGemvRows = kLoraClusterGemvRows;
+// Tiles of at most this many token rows may take the CUDA-core matrix-vector phases (ClusterArgs::gemv_rows);
+// the host never asks more of an instance (lora_cluster_gemv_cap).
+template <int RP>
+constexpr int kGemvRows = lora_cluster_gemv_cap(RP);
+// The direct exchange of the CUDA-core path: warp w pushes the whole tile to CTA w.
+static_assert(kNW == CS, "one warp per destination CTA");
 
 // Warp layout of the shrink: kNW warps over rank groups (WN), m tiles (WM) and k steps (WK).
 template <int RP, int MT>
@@ -73,6 +79,19 @@ __device__ __forceinline__ void st_async_remote(float* local, int rank, float v,
   uint32_t remote, rbar;
   asm volatile("mapa.shared::cluster.u32 %0, %1, %2;\n" : "=r"(remote) : "r"(smem_addr(local)), "r"(rank));
   asm volatile("mapa.shared::cluster.u32 %0, %1, %2;\n" : "=r"(rbar) : "r"(smem_addr(bar)), "r"(rank));
+  asm volatile("st.async.shared::cluster.mbarrier::complete_tx::bytes.f32 [%0], %1, [%2];\n" ::"r"(remote), "f"(v),
+               "r"(rbar)
+               : "memory");
+}
+
+// The address `local` has in CTA `rank` of the cluster (shared::cluster window).
+__device__ __forceinline__ uint32_t map_remote(const void* local, int rank) {
+  uint32_t remote;
+  asm volatile("mapa.shared::cluster.u32 %0, %1, %2;\n" : "=r"(remote) : "r"(smem_addr(local)), "r"(rank));
+  return remote;
+}
+// st.async of 4 bytes to an address mapped by map_remote, counted on the mapped mbarrier `rbar`.
+__device__ __forceinline__ void st_async_mapped(uint32_t remote, float v, uint32_t rbar) {
   asm volatile("st.async.shared::cluster.mbarrier::complete_tx::bytes.f32 [%0], %1, [%2];\n" ::"r"(remote), "f"(v),
                "r"(rbar)
                : "memory");
@@ -110,9 +129,16 @@ struct CtaSlice {
   float scale;
   int col_b;   // this CTA's first column of the slice
   int ncols;   // this CTA's columns of the slice (a multiple of 8, may be 0)
+  int bcol;    // ClusterArgs::bcol / ycol / y_col_offset of the slice, copied once (a kernel parameter indexed
+  int ycol;    // by a register is a constant-cache load at every use)
+  int yoff;
 };
 
-template <typename T, int RP, int MT>
+// FEW: every tile of the launch has at most ClusterArgs::gemv_rows rows and takes the CUDA-core phases (MT 1);
+// otherwise every tile takes the mma phases. Two instances, not a branch per tile: with both paths in one
+// kernel ptxas kept fewer registers and rebuilt the shared-memory addresses at every ldmatrix of the mma
+// loops (+56 instructions per warp in the shrink, r = 64 4-row tiles 4.8 -> 5.4 us; seventh session).
+template <typename T, int RP, int MT, bool FEW>
 __global__ void __launch_bounds__(kCT) lora_cluster_kernel(const ClusterArgs p) {
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ < 900
   (void)p;  // clusters need sm_90; the host launches this kernel only there
@@ -177,6 +203,9 @@ __global__ void __launch_bounds__(kCT) lora_cluster_kernel(const ClusterArgs p) 
         s.scale = sc;
         s.col_b = crank * span;
         s.ncols = max(0, min(h_out - s.col_b, span));
+        s.bcol = tid == 0 ? p.bcol[0] : tid == 1 ? p.bcol[1] : p.bcol[2];
+        s.ycol = tid == 0 ? p.ycol[0] : tid == 1 ? p.ycol[1] : p.ycol[2];
+        s.yoff = tid == 0 ? p.y_col_offset[0] : tid == 1 ? p.y_col_offset[1] : p.y_col_offset[2];
       }
     }
     si[tid] = s;
@@ -205,7 +234,10 @@ __global__ void __launch_bounds__(kCT) lora_cluster_kernel(const ClusterArgs p) 
   float* svr = reinterpret_cast<float*>(smem + p.off_vr);  // reduce-scatter sums
   T* svh = sa;                                           // [S][TMR][HP] v hi / lo, over A after the shrink
   T* svl = svh + p.num_slices * TMR * HP;
-  float* svf = svp;  // [S][TMR][VP] fp32 v of the few-row path, over the partials once they are pushed
+  // [S][TMR][VP] fp32 v of the few-row path. It lies in the partial buffer's second k-warp slot, which that path
+  // never writes (its shrink leaves one partial per element, in slot 0; WK >= 4), so no warp's write of v can
+  // meet another warp's read of a partial it is still pushing.
+  float* svf = svp + p.num_slices * TMR * VP;
 
   const int S = p.num_slices;
   const int kb = crank * p.k_per;
@@ -299,58 +331,57 @@ __global__ void __launch_bounds__(kCT) lora_cluster_kernel(const ClusterArgs p) 
   stamp(4);
 
   // ---- 3. partial v over this CTA's k range
-  // Tiles of a few token rows (decode) take matrix-vector products on the CUDA cores: lanes take 8-column
-  // pieces of the k range, warps rank rows, one warp-shuffle sum per (rank, row). The mma path below spends
-  // a 16-row tile on them and a chain of dependent ldmatrix / mma / shared-memory steps (0.47 us at r = 16,
-  // 0.79 us at r = 64 for one token, phase trace).
-  const bool gemv = MT == 1 && rows <= p.gemv_rows;
+  // Tiles of a few token rows (decode) take matrix-vector products on the CUDA cores: TPR consecutive lanes
+  // share a rank row and take interleaved 16-byte pieces of the k range (a quarter warp reads 128 contiguous
+  // bytes), one shuffle sum over the TPR lanes. Few instructions per warp is what counts here (Nsight Compute,
+  // seventh session: after the PDL wait the phases are bound by each warp's instruction count, ~5.5 cycles
+  // each with 4 warps per scheduler). The mma path below spends a 16-row tile on them.
+  constexpr bool gemv = FEW;
+  constexpr int GR = kGemvRows<RP>;
+  static_assert(!FEW || (MT == 1 && W::WK >= 2), "the few-row path: one m tile, fp32 v in the second k-warp slot");
   if (gemv) {
-    constexpr int kJ = (RP + kNW - 1) / kNW;  // rank rows per warp: warp, warp + 16, ...
+    constexpr int TPR = kCT / RP;  // lanes per rank row: 32 (RP 16) .. 4 (RP 128)
+    const int j = tid / TPR, part = tid % TPR;
+    const int nch = kspan / 8;  // 16-byte pieces of the k range
 #pragma unroll 1
     for (int s = 0; s < S; ++s) {
       const int r = si[s].r;
-      if (r == 0) continue;
-      const T* ca = sa + s * RP * ap;
-      float acc[kJ][kGemvRows];
+      if (r == 0) continue;  // the same in the whole CTA
+      float acc[GR];
 #pragma unroll
-      for (int i = 0; i < kJ; ++i)
+      for (int row = 0; row < GR; ++row) acc[row] = 0.f;
+      if (j < r) {
+        const T* arow = sa + (s * RP + j) * ap;
+#pragma unroll 4
+        for (int c = part; c < nch; c += TPR) {
+          const uint4 av = *reinterpret_cast<const uint4*>(arow + c * 8);
+          const float2 af[4] = {pair_to_float2(av.x, T()), pair_to_float2(av.y, T()), pair_to_float2(av.z, T()),
+                                pair_to_float2(av.w, T())};
 #pragma unroll
-        for (int row = 0; row < kGemvRows; ++row) acc[i][row] = 0.f;
-#pragma unroll 1
-      for (int k = lane * 8; k < kspan; k += 256) {
-        uint4 xv[kGemvRows];  // kept as 16-bit pairs (converted at each use: fewer registers)
-#pragma unroll
-        for (int row = 0; row < kGemvRows; ++row)
-          xv[row] = row < rows ? *reinterpret_cast<const uint4*>(sx + row * ap + k) : uint4{0, 0, 0, 0};
-#pragma unroll
-        for (int i = 0; i < kJ; ++i) {
-          const int j = warp + i * kNW;
-          if (j >= r) break;
-          const uint4 av = *reinterpret_cast<const uint4*>(ca + j * ap + k);
-          const uint32_t aw[4] = {av.x, av.y, av.z, av.w};
-#pragma unroll
-          for (int row = 0; row < kGemvRows; ++row) {
+          for (int row = 0; row < GR; ++row) {
             if (row >= rows) break;
-            const uint32_t xw[4] = {xv[row].x, xv[row].y, xv[row].z, xv[row].w};
-#pragma unroll
-            for (int w = 0; w < 4; ++w) {
-              const float2 af = pair_to_float2(aw[w], T()), xf = pair_to_float2(xw[w], T());
-              acc[i][row] = fmaf(af.y, xf.y, fmaf(af.x, xf.x, acc[i][row]));
-            }
+            const uint4 xv = *reinterpret_cast<const uint4*>(sx + row * ap + c * 8);
+            const float2 x0 = pair_to_float2(xv.x, T()), x1 = pair_to_float2(xv.y, T());
+            const float2 x2 = pair_to_float2(xv.z, T()), x3 = pair_to_float2(xv.w, T());
+            float t = acc[row];
+            t = fmaf(af[0].x, x0.x, t);
+            t = fmaf(af[0].y, x0.y, t);
+            t = fmaf(af[1].x, x1.x, t);
+            t = fmaf(af[1].y, x1.y, t);
+            t = fmaf(af[2].x, x2.x, t);
+            t = fmaf(af[2].y, x2.y, t);
+            t = fmaf(af[3].x, x3.x, t);
+            t = fmaf(af[3].y, x3.y, t);
+            acc[row] = t;
           }
         }
       }
 #pragma unroll
-      for (int i = 0; i < kJ; ++i) {
-        const int j = warp + i * kNW;
-        if (j >= r) break;  // the same in the whole warp
+      for (int row = 0; row < GR; ++row) {
+        if (row >= rows) break;  // the same in the whole CTA
 #pragma unroll
-        for (int row = 0; row < kGemvRows; ++row) {
-          if (row >= rows) break;
-#pragma unroll
-          for (int o = 16; o > 0; o >>= 1) acc[i][row] += __shfl_xor_sync(0xffffffffu, acc[i][row], o);
-          if (lane == 0) svp[(s * TMR + row) * VP + j] = acc[i][row];  // the partial of k-warp group 0
-        }
+        for (int o = TPR / 2; o > 0; o >>= 1) acc[row] += __shfl_xor_sync(0xffffffffu, acc[row], o);
+        if (part == 0 && j < r) svp[(s * TMR + row) * VP + j] = acc[row];  // the partial of k-warp slot 0
       }
     }
   }
@@ -427,7 +458,24 @@ __global__ void __launch_bounds__(kCT) lora_cluster_kernel(const ClusterArgs p) 
     }
   };
   cluster_wait();  // (arrived after the metadata) every CTA of the cluster runs: its shared memory exists
-  for_each_v([&](int s, int row, int j, int e) {
+  // The few-row path's direct exchange: warp w pushes every element of the tile to CTA w, with the two
+  // addresses mapped once (warps over rows would leave a one-row tile's 16 x r pushes to one warp).
+  const bool gemv_direct = gemv && direct;
+  if (gemv_direct) {
+    const uint32_t rrecv = map_remote(recv + crank * p.direct_max, warp), rbar = map_remote(&bar_v1, warp);
+    int base = 0;
+#pragma unroll 1
+    for (int s = 0; s < S; ++s) {
+      const int r = si[s].r;
+#pragma unroll 1
+      for (int row = 0; row < rows; ++row)
+#pragma unroll 1
+        for (int j = lane; j < r; j += 32)
+          st_async_mapped(rrecv + 4u * static_cast<uint32_t>(base + row * r + j), svp[(s * TMR + row) * VP + j], rbar);
+      base += rows * r;
+    }
+  }
+  if (!gemv_direct) for_each_v([&](int s, int row, int j, int e) {
     const float* part = svp + (s * TMR + row) * VP + j;
     float val = part[0];
     if (!gemv)
@@ -460,7 +508,30 @@ __global__ void __launch_bounds__(kCT) lora_cluster_kernel(const ClusterArgs p) 
     });
     mbar_wait(&bar_v2, 0);
   }
-  {  // v hi / lo for the expand; zeros where its mma reads past the valid rows and ranks
+  if (gemv_direct) {  // fp32 v of the few rows, one element per thread, zeros up to r rounded to 16
+    int n16 = 0;
+    for (int s = 0; s < S; ++s) n16 += rows * ((si[s].r + 15) & ~15);
+#pragma unroll 1
+    for (int i = tid; i < n16; i += kCT) {
+      int s = 0, k = i, base = 0;  // element k of slice s's [rows][r16] block
+      for (; s < S; ++s) {
+        const int blk = rows * ((si[s].r + 15) & ~15);
+        if (k < blk) break;
+        k -= blk;
+        base += rows * si[s].r;
+      }
+      const int r = si[s].r, r16 = (r + 15) & ~15;
+      const int row = k / r16, j = k - row * r16;
+      float val = 0.f;
+      if (j < r) {
+        const float* src = recv + base + row * r + j;
+#pragma unroll
+        for (int c = 0; c < CS; ++c) val += src[c * p.direct_max];  // in rank order: deterministic
+        if (crank == 0) p.v[(t0 + row) * v_row + s * p.v_rank_stride + j] = val;
+      }
+      svf[(s * TMR + row) * VP + j] = val;
+    }
+  } else {  // v hi / lo for the expand; zeros where its mma reads past the valid rows and ranks
     int base = 0;
 #pragma unroll 1
     for (int s = 0; s < S; ++s) {
@@ -493,11 +564,14 @@ __global__ void __launch_bounds__(kCT) lora_cluster_kernel(const ClusterArgs p) 
 
   // ---- 5 (few rows). y += scale * v B^T on the CUDA cores: two threads per column (the halves of the
   // rank range, multiples of 8 up to r rounded to 16: B rows are zero there, v too), one shuffle sums them;
-  // v stays fp32 (the mma path splits it into hi + lo halves).
+  // v stays fp32 (the mma path splits it into hi + lo halves). The even thread of a pair writes the finished
+  // y element straight to global memory (16 columns of a warp are one 32-byte sector), so this path needs no
+  // store phase and no barrier before it.
   if (gemv) {
     int total = 0;  // this CTA's columns of the adapted slices, in slice order
     for (int s = 0; s < S; ++s) total += si[s].r ? si[s].ncols : 0;
     const int lanes = (2 * total + 31) & ~31;  // whole warps, so every lane takes part in the shuffle
+    T* const yg = static_cast<T*>(p.y);
 #pragma unroll 1
     for (int e = tid; e < lanes; e += kCT) {
       int s = 0, n = e >> 1;  // column n of slice s (s == S: past the last column)
@@ -506,18 +580,22 @@ __global__ void __launch_bounds__(kCT) lora_cluster_kernel(const ClusterArgs p) 
         if (n < cols) break;
         n -= cols;
       }
-      float acc[kGemvRows] = {};
+      float acc[GR];
+#pragma unroll
+      for (int row = 0; row < GR; ++row) acc[row] = 0.f;
       if (s < S) {
-        const int rh = ((si[s].r + 15) & ~15) / 2;
-        const T* brow = sb + (p.bcol[s] + n) * HP + (e & 1) * rh;
+        const CtaSlice& c = si[s];
+        const int rh = ((c.r + 15) & ~15) / 2;
+        const T* brow = sb + (c.bcol + n) * HP + (e & 1) * rh;
         const float* vf = svf + s * TMR * VP + (e & 1) * rh;
-#pragma unroll 1
-        for (int j = 0; j < rh; j += 8) {
+#pragma unroll
+        for (int j = 0; j < RP / 2; j += 8) {
+          if (j >= rh) break;
           const uint4 bv = *reinterpret_cast<const uint4*>(brow + j);
           const float2 bf[4] = {pair_to_float2(bv.x, T()), pair_to_float2(bv.y, T()), pair_to_float2(bv.z, T()),
                                 pair_to_float2(bv.w, T())};
 #pragma unroll
-          for (int row = 0; row < kGemvRows; ++row) {
+          for (int row = 0; row < GR; ++row) {
             if (row >= rows) break;
             const float4 v0 = *reinterpret_cast<const float4*>(vf + row * VP + j);
             const float4 v1 = *reinterpret_cast<const float4*>(vf + row * VP + j + 4);
@@ -535,14 +613,16 @@ __global__ void __launch_bounds__(kCT) lora_cluster_kernel(const ClusterArgs p) 
         }
       }
 #pragma unroll
-      for (int row = 0; row < kGemvRows; ++row) acc[row] += __shfl_xor_sync(0xffffffffu, acc[row], 1);
-      if (s < S && (e & 1) == 0)
+      for (int row = 0; row < GR; ++row) acc[row] += __shfl_xor_sync(0xffffffffu, acc[row], 1);
+      if (s < S && (e & 1) == 0) {
+        const CtaSlice& c = si[s];
 #pragma unroll
-        for (int row = 0; row < kGemvRows; ++row) {
+        for (int row = 0; row < GR; ++row) {
           if (row >= rows) break;
-          T* d = sy + row * p.y_pitch + p.ycol[s] + n;
-          *d = T(to_float(*d) + si[s].scale * acc[row]);
+          const float old = to_float(sy[row * p.y_pitch + c.ycol + n]);
+          yg[(t0 + row) * p.y_stride + c.yoff + c.col_b + n] = T(old + c.scale * acc[row]);
         }
+      }
     }
   }
 
@@ -588,21 +668,25 @@ __global__ void __launch_bounds__(kCT) lora_cluster_kernel(const ClusterArgs p) 
       }
     }
   }
-  __syncthreads();
-  stamp(7);
-  T* const y = static_cast<T*>(p.y);
+  if (gemv) {
+    stamp(7);  // the few-row path stored y itself
+  } else {
+    __syncthreads();
+    stamp(7);
+    T* const y = static_cast<T*>(p.y);
 #pragma unroll 1
-  for (int s = 0; s < S; ++s) {  // 16-byte stores of the finished y tile (a bulk store would need a proxy
-    const CtaSlice& c = si[s];   // fence and a wait for its read of shared memory: slower for these sizes)
-    if (c.r == 0 || c.ncols == 0) continue;
-    const int cch = c.ncols / 8;
-    T* dst = y + p.y_col_offset[s] + c.col_b;
+    for (int s = 0; s < S; ++s) {  // 16-byte stores of the finished y tile (a bulk store would need a proxy
+      const CtaSlice& c = si[s];   // fence and a wait for its read of shared memory: slower for these sizes)
+      if (c.r == 0 || c.ncols == 0) continue;
+      const int cch = c.ncols / 8;
+      T* dst = y + c.yoff + c.col_b;
 #pragma unroll 1
-    for (int row = warp; row < rows; row += kNW)
+      for (int row = warp; row < rows; row += kNW)
 #pragma unroll 1
-      for (int cc = lane; cc < cch; cc += 32)
-        *reinterpret_cast<uint4*>(dst + (t0 + row) * p.y_stride + cc * 8) =
-            *reinterpret_cast<const uint4*>(sy + row * p.y_pitch + p.ycol[s] + cc * 8);
+        for (int cc = lane; cc < cch; cc += 32)
+          *reinterpret_cast<uint4*>(dst + (t0 + row) * p.y_stride + cc * 8) =
+              *reinterpret_cast<const uint4*>(sy + row * p.y_pitch + c.ycol + cc * 8);
+    }
   }
   stamp(8);
   stamp(9);
@@ -616,10 +700,10 @@ __global__ void __launch_bounds__(kCT) lora_cluster_kernel(const ClusterArgs p) 
 
 // The kernel's attributes, set once per instance: the largest dynamic shared memory (so any plan up to it
 // launches) and the non-portable cluster size 16.
-template <typename T, int RP, int MT>
+template <typename T, int RP, int MT, bool FEW>
 Status prepare_kernel() {
   static const cudaError_t err = [] {
-    auto kernel = lora_cluster_kernel<T, RP, MT>;
+    auto kernel = lora_cluster_kernel<T, RP, MT, FEW>;
     cudaError_t e = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, kLoraClusterMaxSmem);
     if (e == cudaSuccess) e = cudaFuncSetAttribute(kernel, cudaFuncAttributeNonPortableClusterSizeAllowed, 1);
     return e;
@@ -627,16 +711,16 @@ Status prepare_kernel() {
   return cuda_status(err, "lora_cluster_kernel attributes");
 }
 
-template <typename T, int RP, int MT>
+template <typename T, int RP, int MT, bool FEW>
 Status launch(const ClusterArgs& args, bool pdl, cudaStream_t stream) {
-  PUNICA_RETURN_IF_ERROR((prepare_kernel<T, RP, MT>()));
-  return launch_kernel(lora_cluster_kernel<T, RP, MT>, dim3(static_cast<unsigned>(args.num_items * CS)), dim3(kCT),
+  PUNICA_RETURN_IF_ERROR((prepare_kernel<T, RP, MT, FEW>()));
+  return launch_kernel(lora_cluster_kernel<T, RP, MT, FEW>, dim3(static_cast<unsigned>(args.num_items * CS)), dim3(kCT),
                        static_cast<size_t>(args.smem_bytes), pdl, CS, stream, "lora_cluster_kernel launch", args);
 }
 
 // How many 16-CTA clusters of this instance and shared-memory size can be resident at once (each needs a GPC
 // with 16 free SMs' worth of room; 0: none); asked once per (instance, size) and remembered.
-template <typename T, int RP, int MT>
+template <typename T, int RP, int MT, bool FEW>
 Status capacity(int smem_bytes, int* out) {
   static std::mutex mu;
   static std::map<int, int> known;
@@ -645,8 +729,8 @@ Status capacity(int smem_bytes, int* out) {
     *out = it->second;
     return Status::ok();
   }
-  PUNICA_RETURN_IF_ERROR((prepare_kernel<T, RP, MT>()));
-  auto kernel = lora_cluster_kernel<T, RP, MT>;
+  PUNICA_RETURN_IF_ERROR((prepare_kernel<T, RP, MT, FEW>()));
+  auto kernel = lora_cluster_kernel<T, RP, MT, FEW>;
   cudaLaunchConfig_t cfg = {};
   cfg.gridDim = dim3(CS);
   cfg.blockDim = dim3(kCT);
@@ -669,16 +753,21 @@ Status capacity(int smem_bytes, int* out) {
   return Status::ok();
 }
 
-// (dtype, padded rank, m tiles) -> fn(T{}, integral_constant RP, integral_constant MT), for the launch and
-// the residency check.
+// (dtype, padded rank, m tiles, few rows) -> fn(T{}, integral_constant RP, integral_constant MT,
+// bool_constant FEW), for the launch and the residency check.
 template <typename Fn>
-Status dispatch_instance(DType dtype, int rp, int mt, Fn&& fn) {
+Status dispatch_instance(DType dtype, int rp, int mt, bool few, Fn&& fn) {
+  using One = std::integral_constant<int, 1>;
   return dispatch_dtype(dtype, [&](auto t) {
     return dispatch_padded_rank(rp, "lora_cluster", [&](auto r) -> Status {
+      if (few) {
+        if (mt != 1) return internal_error("lora_cluster: the few-row kernel has one m tile");
+        return fn(t, r, One{}, std::true_type{});
+      }
       switch (mt) {
-        case 1: return fn(t, r, std::integral_constant<int, 1>{});
-        case 2: return fn(t, r, std::integral_constant<int, 2>{});
-        case 4: return fn(t, r, std::integral_constant<int, 4>{});
+        case 1: return fn(t, r, One{}, std::false_type{});
+        case 2: return fn(t, r, std::integral_constant<int, 2>{}, std::false_type{});
+        case 4: return fn(t, r, std::integral_constant<int, 4>{}, std::false_type{});
         default: return internal_error("lora_cluster: no kernel for " + std::to_string(mt) + " m tiles");
       }
     });
@@ -719,14 +808,15 @@ bool lora_cluster_layout(int rp, int mt, ClusterArgs* a) {
 }
 
 Status lora_cluster_capacity(DType dtype, const ClusterArgs& args, int rp, int mt, int* clusters) {
-  return dispatch_instance(dtype, rp, mt, [&](auto t, auto r, auto m) {
-    return capacity<decltype(t), decltype(r)::value, decltype(m)::value>(args.smem_bytes, clusters);
+  return dispatch_instance(dtype, rp, mt, args.few_rows != 0, [&](auto t, auto r, auto m, auto f) {
+    return capacity<decltype(t), decltype(r)::value, decltype(m)::value, decltype(f)::value>(args.smem_bytes,
+                                                                                              clusters);
   });
 }
 
 Status lora_launch_cluster(DType dtype, const ClusterArgs& args, int rp, int mt, bool pdl, cudaStream_t stream) {
-  return dispatch_instance(dtype, rp, mt, [&](auto t, auto r, auto m) {
-    return launch<decltype(t), decltype(r)::value, decltype(m)::value>(args, pdl, stream);
+  return dispatch_instance(dtype, rp, mt, args.few_rows != 0, [&](auto t, auto r, auto m, auto f) {
+    return launch<decltype(t), decltype(r)::value, decltype(m)::value, decltype(f)::value>(args, pdl, stream);
   });
 }
 

@@ -184,14 +184,14 @@ bool use_stream(const ops::LoraSegments& seg, int rp) {
   return rp <= 32 ? segs >= 20 : segs >= 7 && segs <= 16;
 }
 
-// The cluster kernel's tiles of at most this many token rows take its CUDA-core matrix-vector phases.
-// Measured on H100 (docs/perf/lora-kernels.md, sixth session, each row with them off and on): faster for
-// tiles of 1-2 rows at rank 16 (distinct B = 4 4.35 -> 3.74 us) and of one row at rank 64 (4.44 -> 4.28);
-// slower for 3-4 rows (zipf r = 16 B = 4 3.95 -> 4.09, at r = 64 4.73 -> 6.90). PUNICA_LORA_GEMV sets the
-// limit for every rank (benchmarking; 0: never, at most kLoraClusterGemvRows).
+// Cluster launches whose tiles all have at most this many token rows take the kernel's few-row instance (CUDA-core
+// matrix-vector phases). Measured on H100 (docs/perf/lora-kernels.md, sixth and seventh sessions, each row both
+// ways): the seventh session's leaner few-row path wins for one-token tiles at every rank (r = 64 B = 1
+// 4.25 -> 3.7 us) and for tiles of 2-4 rows at rank 16 (split1 B = 4 3.95 -> 3.72). Its per-thread arrays hold
+// lora_cluster_gemv_cap(rp) rows. PUNICA_LORA_GEMV sets the limit for every rank (benchmarking; 0: never).
 int cluster_gemv_rows(int rp) {
   static const int v = env_override("PUNICA_LORA_GEMV");
-  return v >= 0 ? std::min(v, lora_detail::kLoraClusterGemvRows) : rp <= 32 ? 2 : 1;
+  return std::min(v >= 0 ? v : lora_detail::kLoraClusterGemvRows, lora_detail::lora_cluster_gemv_cap(rp));
 }
 
 unsigned long long*& trace_buffer() {
@@ -241,6 +241,7 @@ bool plan_cluster(const ops::LoraShrinkParams& s, const ops::LoraExpandParams& e
   a->seg = {s.seg.seg_start, s.seg.seg_slot, s.seg.num_tokens};
   a->tiles = tiles;
   a->gemv_rows = cluster_gemv_rows(padded_rank(s.v_rank_stride));
+  a->few_rows = mt == 1 && adapted_len(s.seg) <= a->gemv_rows ? 1 : 0;
   a->num_items = static_cast<int>(items);
   a->trace = trace_buffer();
   return lora_detail::lora_cluster_layout(padded_rank(s.v_rank_stride), mt, a);
