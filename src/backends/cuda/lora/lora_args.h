@@ -113,8 +113,8 @@ struct FusedShape {
 constexpr int kLoraClusterSize = 16;
 constexpr int kLoraClusterGemvRows = 4;
 // The most rows an instance of padded rank rp takes on its CUDA-core phases: the per-thread arrays are sized by
-// it (4 rows spilled registers at rank >= 64).
-constexpr int lora_cluster_gemv_cap(int rp) { return rp >= 64 ? 2 : kLoraClusterGemvRows; }
+// it (4 rows: 56-58 registers below rank 128, no spills; 2 at rank 128).
+constexpr int lora_cluster_gemv_cap(int rp) { return rp >= 128 ? 2 : kLoraClusterGemvRows; }
 // sm_90's largest shared memory per block is 227 KB, static included: 1 KB is left for the kernel's own.
 constexpr int kLoraClusterMaxSmem = 226 * 1024;
 

@@ -396,21 +396,24 @@ __global__ void __launch_bounds__(kCT) lora_cluster_kernel(const ClusterArgs p) 
     for (int mi = 0; mi < W::kMI; ++mi)
 #pragma unroll
       for (int n8 = 0; n8 < W::kNJ * 2; ++n8) acc[mi][n8][0] = acc[mi][n8][1] = acc[mi][n8][2] = acc[mi][n8][3] = 0.f;
-    const T* ca = sa + s * RP * ap;
+    // this lane's ldmatrix addresses as 32-bit shared addresses, stepped by integer adds
+    const uint32_t x_at = pinned_u32(smem_addr(sx) + 2u * static_cast<uint32_t>((lane & 15) * ap + (lane >> 4) * 8));
+    const uint32_t a_at = pinned_u32(smem_addr(sa + s * RP * ap) +
+                                     2u * static_cast<uint32_t>(((lane & 7) + (lane >> 4) * 8) * ap + ((lane >> 3) & 1) * 8));
 #pragma unroll 4  // the next steps' ldmatrix overlap this step's mma (one warp per sub-partition hides nothing)
     for (int kk = wk; kk < ksteps; kk += W::WK) {
       uint32_t af[W::kMI][4];
 #pragma unroll
       for (int mi = 0; mi < W::kMI; ++mi) {
         const int m = wm + mi * W::WM;
-        if (m < mt_used) ldmatrix_x4(af[mi], sx + (m * 16 + (lane & 15)) * ap + kk * 16 + (lane >> 4) * 8);
+        if (m < mt_used) ldmatrix_x4_at(af[mi], x_at + 2u * static_cast<uint32_t>(m * 16 * ap + kk * 16));
       }
 #pragma unroll
       for (int jj = 0; jj < W::kNJ; ++jj) {
         const int rg = (wn * W::kNJ + jj) * 16;
         if (rg >= r) break;
         uint32_t bf[4];
-        ldmatrix_x4(bf, ca + (rg + (lane & 7) + (lane >> 4) * 8) * ap + kk * 16 + ((lane >> 3) & 1) * 8);
+        ldmatrix_x4_at(bf, a_at + 2u * static_cast<uint32_t>(rg * ap + kk * 16));
 #pragma unroll
         for (int mi = 0; mi < W::kMI; ++mi) {
           if (wm + mi * W::WM >= mt_used) break;
@@ -635,9 +638,11 @@ __global__ void __launch_bounds__(kCT) lora_cluster_kernel(const ClusterArgs p) 
     const CtaSlice& c = si[s];
     const int n0 = row0 - p.bcol[s];  // first column of the group within this CTA's columns of the slice
     if (c.r == 0 || n0 >= c.ncols) continue;
-    const T* cb = sb + row0 * HP;
-    const T* vh = svh + s * TMR * HP;
-    const T* vl = svl + s * TMR * HP;
+    // 32-bit shared addresses of this lane's ldmatrix rows, stepped by integer adds
+    const uint32_t b_at =
+        smem_addr(sb + row0 * HP) + 2u * static_cast<uint32_t>(((lane & 7) + (lane >> 4) * 8) * HP + ((lane >> 3) & 1) * 8);
+    const uint32_t v_lane = 2u * static_cast<uint32_t>(s * TMR * HP + (lane & 15) * HP + (lane >> 4) * 8);
+    const uint32_t vh_at = smem_addr(svh) + v_lane, vl_at = smem_addr(svl) + v_lane;
     const int ksteps_r = (c.r + 15) / 16;
     #pragma unroll 1
     for (int m = 0; m < mt_used; ++m) {
@@ -645,9 +650,10 @@ __global__ void __launch_bounds__(kCT) lora_cluster_kernel(const ClusterArgs p) 
 #pragma unroll 4
       for (int kk = 0; kk < ksteps_r; ++kk) {
         uint32_t ah[4], al[4], bf[4];
-        ldmatrix_x4(bf, cb + ((lane & 7) + (lane >> 4) * 8) * HP + kk * 16 + ((lane >> 3) & 1) * 8);
-        ldmatrix_x4(ah, vh + (m * 16 + (lane & 15)) * HP + kk * 16 + (lane >> 4) * 8);
-        ldmatrix_x4(al, vl + (m * 16 + (lane & 15)) * HP + kk * 16 + (lane >> 4) * 8);
+        const uint32_t vo = 2u * static_cast<uint32_t>(m * 16 * HP + kk * 16);
+        ldmatrix_x4_at(bf, b_at + 32u * static_cast<uint32_t>(kk));
+        ldmatrix_x4_at(ah, vh_at + vo);
+        ldmatrix_x4_at(al, vl_at + vo);
         MmaF16<T>::run(acc[0], ah, bf);
         MmaF16<T>::run(acc[0], al, bf);
         MmaF16<T>::run(acc[1], ah, bf + 2);

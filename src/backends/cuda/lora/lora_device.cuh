@@ -41,11 +41,18 @@ __device__ __forceinline__ void cp_async_wait() {
   asm volatile("cp.async.wait_group %0;\n" ::"n"(N));
 }
 
-__device__ __forceinline__ void ldmatrix_x4(uint32_t r[4], const void* smem) {
+// saddr: a shared-state-space address (smem_addr). Loops that step it as a 32-bit integer keep ptxas from
+// converting a generic pointer at every step: in a cluster kernel that conversion is ~8 instructions.
+__device__ __forceinline__ void ldmatrix_x4_at(uint32_t r[4], uint32_t saddr) {
   asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];\n"
                : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
-               : "r"(smem_addr(smem)));
+               : "r"(saddr));
 }
+__device__ __forceinline__ void ldmatrix_x4(uint32_t r[4], const void* smem) { ldmatrix_x4_at(r, smem_addr(smem)); }
+// x, through an identity shuffle: ptxas cannot rebuild the value from its inputs, so a loop keeps it in one
+// register instead of recomputing a shared address (~8 instructions in a cluster kernel) at every use. Every
+// lane of the warp must call it.
+__device__ __forceinline__ uint32_t pinned_u32(uint32_t x) { return __shfl_sync(0xffffffffu, x, threadIdx.x & 31); }
 
 template <typename T>
 struct MmaF16;
