@@ -158,7 +158,7 @@ struct ClusterArgs {
 };
 using punica::cuda::kLoraTraceSlots;
 
-// Fills the shared-memory plan of `a` (num_slices, a_pitch, b_rows, y_pitch set); false if it exceeds
+// Fills the shared-memory plan of `a` (num_slices, a_pitch, b_rows, y_pitch, few_rows set); false if it exceeds
 // kLoraClusterMaxSmem or (rp, mt) has no kernel (rp 16/32/64/128, mt 1/2/4).
 bool lora_cluster_layout(int rp, int mt, ClusterArgs* a);
 // How many clusters of this instance with a.smem_bytes can be resident at once on this device (0: none;

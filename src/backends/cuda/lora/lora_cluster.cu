@@ -145,6 +145,10 @@ __global__ void __launch_bounds__(kCT) lora_cluster_kernel(const ClusterArgs p) 
 #else
   using W = ClusterWarps<RP, MT>;
   constexpr int TMR = 16 * MT;
+  constexpr int GR = kGemvRows<RP>;
+  // Rows of the x, y, partial and fp32 v tiles in shared memory: the few-row instance holds GR (its smaller plan,
+  // lora_cluster_layout, lets two CTAs share an SM at rank 64, so twice as many clusters are resident).
+  constexpr int PR = FEW ? GR : TMR;
   constexpr int VP = W::VP, HP = W::HP;
   extern __shared__ __align__(16) unsigned char smem[];
   griddep_launch_dependents();
@@ -228,16 +232,16 @@ __global__ void __launch_bounds__(kCT) lora_cluster_kernel(const ClusterArgs p) 
 
   T* sa = reinterpret_cast<T*>(smem);                    // [S][RP][a_pitch]; later v hi / lo
   T* sb = reinterpret_cast<T*>(smem + p.off_b);          // [b_rows][HP]
-  T* sx = reinterpret_cast<T*>(smem + p.off_x);          // [TMR][a_pitch]
-  T* sy = reinterpret_cast<T*>(smem + p.off_y);          // [TMR][y_pitch]
-  float* svp = reinterpret_cast<float*>(smem + p.off_vp);  // [WK][S][TMR][VP]; [0] = this CTA's partial
+  T* sx = reinterpret_cast<T*>(smem + p.off_x);          // [PR][a_pitch]
+  T* sy = reinterpret_cast<T*>(smem + p.off_y);          // [PR][y_pitch]
+  float* svp = reinterpret_cast<float*>(smem + p.off_vp);  // [WK][S][PR][VP]; [0] = this CTA's partial
   float* svr = reinterpret_cast<float*>(smem + p.off_vr);  // reduce-scatter sums
   T* svh = sa;                                           // [S][TMR][HP] v hi / lo, over A after the shrink
   T* svl = svh + p.num_slices * TMR * HP;
-  // [S][TMR][VP] fp32 v of the few-row path. It lies in the partial buffer's second k-warp slot, which that path
+  // [S][PR][VP] fp32 v of the few-row path. It lies in the partial buffer's second k-warp slot, which that path
   // never writes (its shrink leaves one partial per element, in slot 0; WK >= 4), so no warp's write of v can
   // meet another warp's read of a partial it is still pushing.
-  float* svf = svp + p.num_slices * TMR * VP;
+  float* svf = svp + p.num_slices * PR * VP;
 
   const int S = p.num_slices;
   const int kb = crank * p.k_per;
@@ -337,7 +341,6 @@ __global__ void __launch_bounds__(kCT) lora_cluster_kernel(const ClusterArgs p) 
   // seventh session: after the PDL wait the phases are bound by each warp's instruction count, ~5.5 cycles
   // each with 4 warps per scheduler). The mma path below spends a 16-row tile on them.
   constexpr bool gemv = FEW;
-  constexpr int GR = kGemvRows<RP>;
   static_assert(!FEW || (MT == 1 && W::WK >= 2), "the few-row path: one m tile, fp32 v in the second k-warp slot");
   if (gemv) {
     constexpr int TPR = kCT / RP;  // lanes per rank row: 32 (RP 16) .. 4 (RP 128)
@@ -381,7 +384,7 @@ __global__ void __launch_bounds__(kCT) lora_cluster_kernel(const ClusterArgs p) 
         if (row >= rows) break;  // the same in the whole CTA
 #pragma unroll
         for (int o = TPR / 2; o > 0; o >>= 1) acc[row] += __shfl_xor_sync(0xffffffffu, acc[row], o);
-        if (part == 0 && j < r) svp[(s * TMR + row) * VP + j] = acc[row];  // the partial of k-warp slot 0
+        if (part == 0 && j < r) svp[(s * PR + row) * VP + j] = acc[row];  // the partial of k-warp slot 0
       }
     }
   }
@@ -474,16 +477,16 @@ __global__ void __launch_bounds__(kCT) lora_cluster_kernel(const ClusterArgs p) 
       for (int row = 0; row < rows; ++row)
 #pragma unroll 1
         for (int j = lane; j < r; j += 32)
-          st_async_mapped(rrecv + 4u * static_cast<uint32_t>(base + row * r + j), svp[(s * TMR + row) * VP + j], rbar);
+          st_async_mapped(rrecv + 4u * static_cast<uint32_t>(base + row * r + j), svp[(s * PR + row) * VP + j], rbar);
       base += rows * r;
     }
   }
   if (!gemv_direct) for_each_v([&](int s, int row, int j, int e) {
-    const float* part = svp + (s * TMR + row) * VP + j;
+    const float* part = svp + (s * PR + row) * VP + j;
     float val = part[0];
     if (!gemv)
 #pragma unroll
-      for (int w = 1; w < W::WK; ++w) val += part[w * S * TMR * VP];  // the warps that split k, in order
+      for (int w = 1; w < W::WK; ++w) val += part[w * S * PR * VP];  // the warps that split k, in order
     if (direct) {
 #pragma unroll
       for (int dst = 0; dst < CS; ++dst) st_async_remote(recv + crank * p.direct_max + e, dst, val, &bar_v1);
@@ -532,7 +535,7 @@ __global__ void __launch_bounds__(kCT) lora_cluster_kernel(const ClusterArgs p) 
         for (int c = 0; c < CS; ++c) val += src[c * p.direct_max];  // in rank order: deterministic
         if (crank == 0) p.v[(t0 + row) * v_row + s * p.v_rank_stride + j] = val;
       }
-      svf[(s * TMR + row) * VP + j] = val;
+      svf[(s * PR + row) * VP + j] = val;
     }
   } else {  // v hi / lo for the expand; zeros where its mma reads past the valid rows and ranks
     int base = 0;
@@ -542,7 +545,7 @@ __global__ void __launch_bounds__(kCT) lora_cluster_kernel(const ClusterArgs p) 
       if (r == 0) continue;
       const int r16 = (r + 15) & ~15;
 #pragma unroll 1
-      for (int row = warp; row < mt_used * 16; row += kNW)
+      for (int row = warp; row < (gemv ? rows : mt_used * 16); row += kNW)  // the few-row path reads rows < rows
 #pragma unroll 1
         for (int j = lane; j < r16; j += 32) {
           float val = 0.f;
@@ -556,7 +559,7 @@ __global__ void __launch_bounds__(kCT) lora_cluster_kernel(const ClusterArgs p) 
               val = gather[e];
             }
           }
-          if (gemv) svf[(s * TMR + row) * VP + j] = val;
+          if (gemv) svf[(s * PR + row) * VP + j] = val;
           else put_v(s, row, j, val);
         }
       base += rows * r;
@@ -590,7 +593,7 @@ __global__ void __launch_bounds__(kCT) lora_cluster_kernel(const ClusterArgs p) 
         const CtaSlice& c = si[s];
         const int rh = ((c.r + 15) & ~15) / 2;
         const T* brow = sb + (c.bcol + n) * HP + (e & 1) * rh;
-        const float* vf = svf + s * TMR * VP + (e & 1) * rh;
+        const float* vf = svf + s * PR * VP + (e & 1) * rh;
 #pragma unroll
         for (int j = 0; j < RP / 2; j += 8) {
           if (j >= rh) break;
@@ -794,10 +797,15 @@ bool lora_cluster_layout(int rp, int mt, ClusterArgs* a) {
 #undef PUNICA_WK
     default: return false;
   }
-  const int tmr = 16 * mt, S = a->num_slices;
+  // The few-row instance keeps lora_cluster_gemv_cap(rp) rows of x, y, partials and fp32 v (two partial slots:
+  // its shrink's and the fp32 v) and no v hi / lo; the mma instances a whole tile of each.
+  const bool few = a->few_rows != 0;
+  if (few && mt != 1) return false;
+  const int tmr = few ? lora_cluster_gemv_cap(rp) : 16 * mt, S = a->num_slices;
+  if (few) wk = 2;
   const int vp = rp + 4, hp = rp + 8;
   const int a_bytes = align16(S * rp * a->a_pitch * 2);
-  const int hilo_bytes = align16(2 * S * tmr * hp * 2);
+  const int hilo_bytes = few ? 0 : align16(2 * S * tmr * hp * 2);
   const int region0 = std::max(a_bytes, hilo_bytes);  // v hi / lo reuse A's space after the shrink
   a->off_b = region0;
   a->off_x = a->off_b + align16(a->b_rows * hp * 2);

@@ -185,13 +185,14 @@ bool use_stream(const ops::LoraSegments& seg, int rp) {
 }
 
 // Cluster launches whose tiles all have at most this many token rows take the kernel's few-row instance (CUDA-core
-// matrix-vector phases). Measured on H100 (docs/perf/lora-kernels.md, sixth and seventh sessions, each row both
-// ways): the seventh session's leaner few-row path wins for one-token tiles at every rank (r = 64 B = 1
-// 4.25 -> 3.7 us) and for tiles of 2-4 rows at rank 16 (split1 B = 4 3.95 -> 3.72). Its per-thread arrays hold
-// lora_cluster_gemv_cap(rp) rows. PUNICA_LORA_GEMV sets the limit for every rank (benchmarking; 0: never).
+// matrix-vector phases). Measured on H100 (docs/perf/lora-kernels.md, seventh session, each row both ways): it
+// wins for one-token tiles at every rank (r = 64 B = 1 4.25 -> 3.6 us) and for tiles of up to 4 rows at rank 16
+// (split1 B = 4 3.86 -> 3.70), and loses for 4-row tiles at rank 64 (identical B = 4 5.02 -> 5.83): 4 rows below
+// rank 64, 2 from there on. PUNICA_LORA_GEMV sets the limit for every rank (benchmarking; 0: never), at most
+// lora_cluster_gemv_cap(rp), the rows its per-thread arrays hold.
 int cluster_gemv_rows(int rp) {
   static const int v = env_override("PUNICA_LORA_GEMV");
-  return std::min(v >= 0 ? v : lora_detail::kLoraClusterGemvRows, lora_detail::lora_cluster_gemv_cap(rp));
+  return std::min(v >= 0 ? v : rp <= 32 ? 4 : 2, lora_detail::lora_cluster_gemv_cap(rp));
 }
 
 unsigned long long*& trace_buffer() {
