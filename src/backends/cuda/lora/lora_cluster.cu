@@ -135,9 +135,9 @@ struct CtaSlice {
 };
 
 // FEW: every tile of the launch has at most ClusterArgs::gemv_rows rows and takes the CUDA-core phases (MT 1);
-// otherwise every tile takes the mma phases. Two instances, not a branch per tile: with both paths in one
-// kernel ptxas kept fewer registers and rebuilt the shared-memory addresses at every ldmatrix of the mma
-// loops (+56 instructions per warp in the shrink, r = 64 4-row tiles 4.8 -> 5.4 us; seventh session).
+// otherwise every tile takes the mma phases. Two instances, not a branch per tile: the few-row instance has a
+// smaller shared-memory plan of its own (two CTAs per SM at rank 64, lora_cluster_layout), and neither
+// instance carries the other's code or registers.
 template <typename T, int RP, int MT, bool FEW>
 __global__ void __launch_bounds__(kCT) lora_cluster_kernel(const ClusterArgs p) {
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ < 900
@@ -238,9 +238,9 @@ __global__ void __launch_bounds__(kCT) lora_cluster_kernel(const ClusterArgs p) 
   float* svr = reinterpret_cast<float*>(smem + p.off_vr);  // reduce-scatter sums
   T* svh = sa;                                           // [S][TMR][HP] v hi / lo, over A after the shrink
   T* svl = svh + p.num_slices * TMR * HP;
-  // [S][PR][VP] fp32 v of the few-row path. It lies in the partial buffer's second k-warp slot, which that path
-  // never writes (its shrink leaves one partial per element, in slot 0; WK >= 4), so no warp's write of v can
-  // meet another warp's read of a partial it is still pushing.
+  // [S][PR][VP] fp32 v of the few-row path. It lies in the partial buffer's second slot, which that path never
+  // writes (its shrink leaves one partial per element, in slot 0; its plan has two slots), so no warp's write of
+  // v can meet another warp's read of a partial it is still pushing.
   float* svf = svp + p.num_slices * PR * VP;
 
   const int S = p.num_slices;
@@ -341,7 +341,7 @@ __global__ void __launch_bounds__(kCT) lora_cluster_kernel(const ClusterArgs p) 
   // seventh session: after the PDL wait the phases are bound by each warp's instruction count, ~5.5 cycles
   // each with 4 warps per scheduler). The mma path below spends a 16-row tile on them.
   constexpr bool gemv = FEW;
-  static_assert(!FEW || (MT == 1 && W::WK >= 2), "the few-row path: one m tile, fp32 v in the second k-warp slot");
+  static_assert(!FEW || MT == 1, "the few-row path has one m tile");
   if (gemv) {
     constexpr int TPR = kCT / RP;  // lanes per rank row: 32 (RP 16) .. 4 (RP 128)
     const int j = tid / TPR, part = tid % TPR;
