@@ -129,9 +129,12 @@ struct CtaSlice {
   float scale;
   int col_b;   // this CTA's first column of the slice
   int ncols;   // this CTA's columns of the slice (a multiple of 8, may be 0)
-  int bcol;    // ClusterArgs::bcol / ycol / y_col_offset of the slice, copied once (a kernel parameter indexed
-  int ycol;    // by a register is a constant-cache load at every use)
-  int yoff;
+};
+// The few-row path's per-slice offsets (ClusterArgs::bcol / ycol / y_col_offset), copied once: a kernel parameter
+// indexed by a register is a constant-cache load at every use. Kept out of CtaSlice so that the mma instances'
+// prologue stays as it was measured.
+struct SliceOffsets {
+  int bcol, ycol, yoff;
 };
 
 // FEW: every tile of the launch has at most ClusterArgs::gemv_rows rows and takes the CUDA-core phases (MT 1);
@@ -179,6 +182,7 @@ __global__ void __launch_bounds__(kCT) lora_cluster_kernel(const ClusterArgs p) 
   const int rows = min(TMR, seg_e - t0);
   if (slot < 0 || rows <= 0) return;  // the same in every CTA of the cluster: nobody waits at a barrier
   __shared__ CtaSlice si[ops::kMaxLoraSlices];
+  __shared__ SliceOffsets so[FEW ? ops::kMaxLoraSlices : 1];
   // completion of: the weight copies, the pushed partials, the pushed sums (reduce-scatter)
   __shared__ __align__(8) uint64_t bar_w, bar_v1, bar_v2;
   if (tid == 0) {
@@ -207,12 +211,13 @@ __global__ void __launch_bounds__(kCT) lora_cluster_kernel(const ClusterArgs p) 
         s.scale = sc;
         s.col_b = crank * span;
         s.ncols = max(0, min(h_out - s.col_b, span));
-        s.bcol = tid == 0 ? p.bcol[0] : tid == 1 ? p.bcol[1] : p.bcol[2];
-        s.ycol = tid == 0 ? p.ycol[0] : tid == 1 ? p.ycol[1] : p.ycol[2];
-        s.yoff = tid == 0 ? p.y_col_offset[0] : tid == 1 ? p.y_col_offset[1] : p.y_col_offset[2];
       }
     }
     si[tid] = s;
+    if constexpr (FEW)
+      so[tid] = {tid == 0 ? p.bcol[0] : tid == 1 ? p.bcol[1] : p.bcol[2],
+                 tid == 0 ? p.ycol[0] : tid == 1 ? p.ycol[1] : p.ycol[2],
+                 tid == 0 ? p.y_col_offset[0] : tid == 1 ? p.y_col_offset[1] : p.y_col_offset[2]};
   }
   __syncthreads();
   if (si[0].r == 0 && si[1].r == 0 && si[2].r == 0) return;  // the same in every CTA of the cluster
@@ -592,7 +597,7 @@ __global__ void __launch_bounds__(kCT) lora_cluster_kernel(const ClusterArgs p) 
       if (s < S) {
         const CtaSlice& c = si[s];
         const int rh = ((c.r + 15) & ~15) / 2;
-        const T* brow = sb + (c.bcol + n) * HP + (e & 1) * rh;
+        const T* brow = sb + (so[s].bcol + n) * HP + (e & 1) * rh;
         const float* vf = svf + s * PR * VP + (e & 1) * rh;
 #pragma unroll
         for (int j = 0; j < RP / 2; j += 8) {
@@ -625,8 +630,8 @@ __global__ void __launch_bounds__(kCT) lora_cluster_kernel(const ClusterArgs p) 
 #pragma unroll
         for (int row = 0; row < GR; ++row) {
           if (row >= rows) break;
-          const float old = to_float(sy[row * p.y_pitch + c.ycol + n]);
-          yg[(t0 + row) * p.y_stride + c.yoff + c.col_b + n] = T(old + c.scale * acc[row]);
+          const float old = to_float(sy[row * p.y_pitch + so[s].ycol + n]);
+          yg[(t0 + row) * p.y_stride + so[s].yoff + c.col_b + n] = T(old + c.scale * acc[row]);
         }
       }
     }
@@ -688,13 +693,13 @@ __global__ void __launch_bounds__(kCT) lora_cluster_kernel(const ClusterArgs p) 
       const CtaSlice& c = si[s];   // fence and a wait for its read of shared memory: slower for these sizes)
       if (c.r == 0 || c.ncols == 0) continue;
       const int cch = c.ncols / 8;
-      T* dst = y + c.yoff + c.col_b;
+      T* dst = y + p.y_col_offset[s] + c.col_b;
 #pragma unroll 1
       for (int row = warp; row < rows; row += kNW)
 #pragma unroll 1
         for (int cc = lane; cc < cch; cc += 32)
           *reinterpret_cast<uint4*>(dst + (t0 + row) * p.y_stride + cc * 8) =
-              *reinterpret_cast<const uint4*>(sy + row * p.y_pitch + c.ycol + cc * 8);
+              *reinterpret_cast<const uint4*>(sy + row * p.y_pitch + p.ycol[s] + cc * 8);
     }
   }
   stamp(8);
