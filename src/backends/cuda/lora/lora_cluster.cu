@@ -21,8 +21,8 @@
 //      kernel does) in shared memory; y is rounded once and written with 16-byte stores.
 //   Launches whose tiles all have at most ClusterArgs::gemv_rows rows (ClusterArgs::few_rows: a kernel instance
 //   of its own) do steps 3 and 5 as matrix-vector products on the CUDA cores instead (warp-shuffle sums, fp32 v),
-//   each warp pushes the whole tile to one CTA in step 4, and y goes straight to global memory: 1.0-1.1 us less
-//   per one-token call at r = 64 on H100 than the mma phases (sixth and seventh sessions).
+//   each warp pushes the whole tile to one CTA in step 4, and y goes straight to global memory: 0.85-0.9 us less
+//   per one-token call at r = 64 on H100 than the mma phases (4.5 -> 3.65 us in one run; seventh session).
 // The CTA lets the next kernel launch (griddepcontrol.launch_dependents) as its first act, so the next
 // call's step 1 overlaps this call. One relaxed cluster arrive / wait pair makes sure every CTA of the
 // cluster runs before anyone pushes into it; nobody touches another CTA's memory after its pushes land,
