@@ -147,8 +147,8 @@ struct ClusterArgs {
   int off_b, off_x, off_y, off_vp, off_vr, smem_bytes;  // v hi / lo reuse A's space at offset 0
   int gemv_rows;            // launches of one-m-tile tiles of at most this many rows (0..lora_cluster_gemv_cap)
                             // take the CUDA-core matrix-vector phases instead of mma
-  int few_rows;             // 1: this launch does (mt 1, no adapted segment longer than gemv_rows): the few-row
-                            // kernel instance
+  int few_rows;             // 1: one m tile and no adapted segment longer than gemv_rows, so the launch takes
+                            // the few-row kernel instance
   int direct_max;           // v tiles of at most this many elements: every CTA receives every partial
   int rs_stride;            // larger tiles (reduce-scatter): partials per source CTA in an owner's buffer
   // Benchmarking only: when set, thread 0 of each CTA writes kLoraTraceSlots stamps at trace[block * slots]
