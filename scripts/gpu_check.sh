@@ -197,9 +197,13 @@ if [[ $mode == gemv ]]; then
   echo "== 4096x4096 f16: r workload B D, mma phases: us | CUDA-core phases (<= 4 rows): us GB/s %copy rule =="
   paste -d'|' <(grep -E "^f16 " "$OUT/bench_mma.log" | cut -c19-49) <(grep -E "^f16 " "$OUT/bench_gemv.log" | cut -c42-49,67-79,97-106)
 fi
-if [[ $mode == few-rows ]]; then  # the cluster kernel's few-row instance (seventh session) against the carried old build
-  old=/tmp/punica_bench_lora_old  # OLD_XZ: the previous build's benchmark, xz-compressed
+# The previous build's benchmark, carried xz-compressed (OLD_XZ), unpacked to $old: old / new in one call.
+unpack_old() {
+  old=/tmp/punica_bench_lora_old
   xz -dc "${OLD_XZ:-build-cuda-90/old/punica_bench_lora.xz}" >"$old" && chmod +x "$old"
+}
+if [[ $mode == few-rows ]]; then  # the cluster kernel's few-row instance (seventh session) against the carried old build
+  unpack_old
   # ptxas rebuilding the shared-memory window base (S2UR SR_CgaCtaId) inside the mma loops: count per instance
   for b in "$BIN/punica_bench_lora" "$old"; do
     cuobjdump -sass "$b" 2>/dev/null | awk '/Function : .*lora_cluster_kernel/{n=$0; sub(/.*kernelI/,"",n); sub(/EEEvNS1_.*/,"",n)}
@@ -243,8 +247,7 @@ if [[ $mode == ncu-cluster ]]; then  # r = 16 and r = 64, B = 1
   for r in 16 64; do ncu_cluster_row cluster_r$r "$BIN/punica_bench_lora" distinct $r 1; done
 fi
 if [[ $mode == ncu-old-new ]]; then  # one row (NCU_ROW="workload rank batch") with this build and the carried old one
-  old=/tmp/punica_bench_lora_old
-  xz -dc "${OLD_XZ:-build-cuda-90/old/punica_bench_lora.xz}" >"$old" && chmod +x "$old"
+  unpack_old
   read -r w r b <<<"${NCU_ROW:-identical 16 16}"
   ncu_cluster_row new_${w}_r${r}_b$b "$BIN/punica_bench_lora" "$w" "$r" "$b"
   ncu_cluster_row old_${w}_r${r}_b$b "$old" "$w" "$r" "$b"

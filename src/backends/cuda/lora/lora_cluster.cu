@@ -49,10 +49,6 @@ constexpr int CS = kLoraClusterSize;
 // latency-bound, ~1 us each, with one warp per SM sub-partition), so more warps split it.
 constexpr int kCT = 512;
 constexpr int kNW = kCT / 32;
-// Tiles of at most this many token rows may take the CUDA-core matrix-vector phases (ClusterArgs::gemv_rows);
-// the host never asks more of an instance (lora_cluster_gemv_cap).
-template <int RP>
-constexpr int kGemvRows = lora_cluster_gemv_cap(RP);
 // The direct exchange of the CUDA-core path: warp w pushes the whole tile to CTA w.
 static_assert(kNW == CS, "one warp per destination CTA");
 
@@ -73,17 +69,6 @@ __device__ __forceinline__ void cluster_wait() { asm volatile("barrier.cluster.w
 __device__ __forceinline__ void cluster_arrive_relaxed() {
   asm volatile("barrier.cluster.arrive.relaxed.aligned;\n" ::: "memory");
 }
-// A store into the shared memory of CTA `rank` of the cluster (at the address `local` has in this CTA) that
-// counts its 4 bytes on that CTA's mbarrier `bar`: the receiver waits for its own bytes, no cluster barrier.
-__device__ __forceinline__ void st_async_remote(float* local, int rank, float v, uint64_t* bar) {
-  uint32_t remote, rbar;
-  asm volatile("mapa.shared::cluster.u32 %0, %1, %2;\n" : "=r"(remote) : "r"(smem_addr(local)), "r"(rank));
-  asm volatile("mapa.shared::cluster.u32 %0, %1, %2;\n" : "=r"(rbar) : "r"(smem_addr(bar)), "r"(rank));
-  asm volatile("st.async.shared::cluster.mbarrier::complete_tx::bytes.f32 [%0], %1, [%2];\n" ::"r"(remote), "f"(v),
-               "r"(rbar)
-               : "memory");
-}
-
 // The address `local` has in CTA `rank` of the cluster (shared::cluster window).
 __device__ __forceinline__ uint32_t map_remote(const void* local, int rank) {
   uint32_t remote;
@@ -95,6 +80,12 @@ __device__ __forceinline__ void st_async_mapped(uint32_t remote, float v, uint32
   asm volatile("st.async.shared::cluster.mbarrier::complete_tx::bytes.f32 [%0], %1, [%2];\n" ::"r"(remote), "f"(v),
                "r"(rbar)
                : "memory");
+}
+// A store into the shared memory of CTA `rank` of the cluster (at the address `local` has in this CTA) that
+// counts its 4 bytes on that CTA's mbarrier `bar`: the receiver waits for its own bytes, no cluster barrier.
+__device__ __forceinline__ void st_async_remote(float* local, int rank, float v, uint64_t* bar) {
+  const uint32_t remote = map_remote(local, rank);  // in this order (argument order is unspecified)
+  st_async_mapped(remote, v, map_remote(bar, rank));
 }
 
 // sm_90 bulk-copy (TMA, non-tensor) and mbarrier wrappers, one instruction each.
@@ -148,7 +139,7 @@ __global__ void __launch_bounds__(kCT) lora_cluster_kernel(const ClusterArgs p) 
 #else
   using W = ClusterWarps<RP, MT>;
   constexpr int TMR = 16 * MT;
-  constexpr int GR = kGemvRows<RP>;
+  constexpr int GR = lora_cluster_gemv_cap(RP);  // rows of the few-row path's per-thread arrays
   // Rows of the x, y, partial and fp32 v tiles in shared memory: the few-row instance holds GR (its smaller plan,
   // lora_cluster_layout, lets two CTAs share an SM at rank 64, so twice as many clusters are resident).
   constexpr int PR = FEW ? GR : TMR;
