@@ -9,7 +9,7 @@
 #   cmake -S src/backends/cuda/standalone -B build-cuda-90 -G Ninja -DCMAKE_BUILD_TYPE=Release \
 #     -DCMAKE_CUDA_ARCHITECTURES=90a && ninja -C build-cuda-90 punica_lora_oracle punica_bench_lora
 # (sm_90a only: 30 MB, small enough to carry); if they do not start there, builds them the same way there.
-#   scripts/gpu_check.sh [all|oracle|sanitize|bench|quick|profile|compare|rule|probe|iterate|ab|stream|final|final-san|gemv|ncu-cluster|ncu-old-new|few-rows]
+#   scripts/gpu_check.sh [all|oracle|sanitize|bench|quick|profile|compare|rule|probe|iterate|ab|stream|final|final-san|gemv|ncu-cluster|ncu-old-new|few-rows|cluster-size]
 #   (all = oracle by shape + oracle with the cluster kernel off (the older paths) + sanitizers + bench;
 #    quick = oracle + sanitizer + --quick bench; profile = all + Nsight Compute on the prefill kernels;
 #    COMPARE_PATHS=1 also benches every row with the single-launch decode kernel off, PUNICA_LORA_FUSED=0;
@@ -31,7 +31,9 @@
 #    and of the previous one (OLD_XZ, default build-cuda-90/old/punica_bench_lora.xz) side by side, the trace;
 #    gemv = the cluster kernel's CUDA-core phases for tiles of <= 4 rows: oracles (by shape, cluster forced,
 #    cluster forced with them off), memcheck / racecheck with the cluster kernel forced, the 4096x4096 f16 rows
-#    with them off and by shape side by side, the phase trace)
+#    with them off and by shape side by side, the phase trace;
+#    cluster-size = the cluster kernel's 8-, 4- and 2-CTA clusters: oracles forced with each, memcheck forced with 4,
+#    the 4096x4096 f16 rows by shape, of the previous build (OLD_XZ) and forced with each size, joined by row)
 set -uo pipefail
 mode=${1:-all}
 OUT=${OUT:-$PWD/gpu-out}
@@ -224,6 +226,21 @@ if [[ $mode == few-rows ]]; then  # the cluster kernel's few-row instance (seven
   echo "== 4096x4096 f16: r workload B D, old build: us | PUNICA_LORA_GEMV=1: us | new: us GB/s %copy rule =="
   paste -d'|' <(grep -E "^f16 " "$OUT/bench_old.log" | cut -c19-49) <(grep -E "^f16 " "$OUT/bench_gemv1.log" | cut -c42-49) \
     <(grep -E "^f16 " "$OUT/bench_new.log" | cut -c42-49,67-79,97-106)
+fi
+if [[ $mode == cluster-size ]]; then  # the cluster kernel with 8-, 4- and 2-CTA clusters (eighth session)
+  unpack_old
+  run_oracle oracle_auto 90 --dtype all
+  for cs in 8 4 2; do PUNICA_LORA_CS=$cs run_oracle oracle_cs$cs 90 --dtype all --cluster 1; done
+  PUNICA_LORA_CS=4 run_sanitizer memcheck 150 --cluster 1
+  b="--shape 4096x4096 --dtype f16 --no-baselines"
+  run_bench bench_new 200 $b --csv "$OUT/bench_new.csv"
+  timeout 200 "$old" $b --csv "$OUT/bench_old.csv" >"$OUT/bench_old.log" 2>&1
+  summary+=("old bench rc=$?")
+  PUNICA_LORA_CLUSTER=1 PUNICA_LORA_CS=8 run_bench bench_cs8 200 $b --csv "$OUT/bench_cs8.csv"
+  for cs in 4 2; do PUNICA_LORA_CLUSTER=1 PUNICA_LORA_CS=$cs run_bench bench_cs$cs 120 $b --rank 16 --csv "$OUT/bench_cs$cs.csv"; done
+  echo "== 4096x4096 f16 us: new = by shape; old = previous build; csN = cluster kernel forced with N-CTA clusters where they fit =="
+  python3 scripts/join_bench_csv.py new="$OUT/bench_new.csv" old="$OUT/bench_old.csv" cs8="$OUT/bench_cs8.csv" \
+    cs4="$OUT/bench_cs4.csv" cs2="$OUT/bench_cs2.csv"
 fi
 # One launch of the cluster kernel (f16, 4096x4096), SM clocks left as they are (--clock-control none), warp-state
 # sampling at the shortest interval; the report is kept and its source page (per-SASS-instruction stall samples)

@@ -108,9 +108,17 @@ struct FusedShape {
   int acc_floats;
 };
 
-// The cluster kernel (lora_cluster.cu): the whole add-on in one launch, one cluster of kLoraClusterSize CTAs
-// per (segment, token tile of 16 * mt rows). The host fills everything; lora_cluster_layout the smem plan.
-constexpr int kLoraClusterSize = 16;
+// The cluster kernel (lora_cluster.cu): the whole add-on in one launch, one cluster of ClusterArgs::cluster_size
+// CTAs (16, 8, 4 or 2) per (segment, token tile of 16 * mt rows). The host fills everything; lora_cluster_layout the
+// smem plan.
+constexpr int kLoraClusterSize = 16;  // the largest cluster (non-portable size)
+// The kernel instances that exist. 16-CTA clusters take every padded rank, tile height and the few-row instance.
+// Smaller clusters, for launches of many segments, take one m tile and only the ranks whose A and B slices (1 / cs
+// of each) fit in shared memory: rank <= 64 at 8 CTAs, <= 32 at 4, 16 at 2 (few-row instance only; a 16-row x tile
+// of 2048 columns does not fit next to them).
+constexpr bool lora_cluster_instance(int cs, int rp, int mt, bool few) {
+  return cs == 16 ? true : mt != 1 ? false : cs == 8 ? rp <= 64 : cs == 4 ? rp <= 32 : cs == 2 ? rp == 16 && few : false;
+}
 constexpr int kLoraClusterGemvRows = 4;
 // The most rows an instance of padded rank rp takes on its CUDA-core phases: the per-thread arrays are sized by
 // it (4 rows: 56-58 registers below rank 128, no spills; 2 at rank 128).
@@ -145,9 +153,10 @@ struct ClusterArgs {
   int y_pitch;              // sum of cspan + 8
   // shared-memory plan (bytes), filled by lora_cluster_layout
   int off_b, off_x, off_y, off_vp, off_vr, smem_bytes;  // v hi / lo reuse A's space at offset 0
-  int gemv_rows;            // launches of one-m-tile tiles of at most this many rows (0..lora_cluster_gemv_cap)
-                            // take the CUDA-core matrix-vector phases instead of mma
-  int few_rows;             // 1: one m tile and no adapted segment longer than gemv_rows, so the launch takes
+  // CTAs per cluster: 16, 8, 4 or 2 (lora_cluster_instance). The kernel has it as a template parameter; this field
+  // takes the place of one the kernel did not read either, so that the parameter layout stays as measured.
+  int cluster_size;
+  int few_rows;             // 1: one m tile and no adapted segment longer than the few-row limit, so the launch takes
                             // the few-row kernel instance
   int direct_max;           // v tiles of at most this many elements: every CTA receives every partial
   int rs_stride;            // larger tiles (reduce-scatter): partials per source CTA in an owner's buffer
@@ -158,8 +167,8 @@ struct ClusterArgs {
 };
 using punica::cuda::kLoraTraceSlots;
 
-// Fills the shared-memory plan of `a` (num_slices, a_pitch, b_rows, y_pitch, few_rows set); false if it exceeds
-// kLoraClusterMaxSmem or (rp, mt) has no kernel (rp 16/32/64/128, mt 1/2/4).
+// Fills the shared-memory plan of `a` (num_slices, a_pitch, b_rows, y_pitch, few_rows, cluster_size set); false if
+// it exceeds kLoraClusterMaxSmem or (cluster_size, rp, mt, few_rows) has no kernel (lora_cluster_instance).
 bool lora_cluster_layout(int rp, int mt, ClusterArgs* a);
 // How many clusters of this instance with a.smem_bytes can be resident at once on this device (0: none;
 // cached per size).

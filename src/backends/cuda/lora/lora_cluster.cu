@@ -19,7 +19,7 @@
 //      0..15: deterministic, no atomics, no workspace.
 //   5. y += scale * v B^T for this CTA's columns (v as f16/bf16 hi + lo halves, two mma, as the expand
 //      kernel does) in shared memory; y is rounded once and written with 16-byte stores.
-//   Launches whose tiles all have at most ClusterArgs::gemv_rows rows (ClusterArgs::few_rows: a kernel instance
+//   Launches whose tiles all have at most a few rows (ClusterArgs::few_rows: a kernel instance
 //   of its own) do steps 3 and 5 as matrix-vector products on the CUDA cores instead (warp-shuffle sums, fp32 v),
 //   each warp pushes the whole tile to one CTA in step 4, and y goes straight to global memory: 0.85-0.9 us less
 //   per one-token call at r = 64 on H100 than the mma phases (4.5 -> 3.65 us in one run; seventh session).
@@ -44,13 +44,13 @@ namespace {
 
 namespace cg = cooperative_groups;
 
-constexpr int CS = kLoraClusterSize;
 // 16 warps: each phase is a short dependent chain (the trace of a 4-warp version showed every phase
 // latency-bound, ~1 us each, with one warp per SM sub-partition), so more warps split it.
 constexpr int kCT = 512;
 constexpr int kNW = kCT / 32;
-// The direct exchange of the CUDA-core path: warp w pushes the whole tile to CTA w.
-static_assert(kNW == CS, "one warp per destination CTA");
+// The direct exchange of the CUDA-core path: warp w pushes the tile (or its share of it, with fewer CTAs than
+// warps) to CTA w % CS.
+static_assert(kNW % kLoraClusterSize == 0, "every CTA of the cluster has the same number of pushing warps");
 
 // Warp layout of the shrink: kNW warps over rank groups (WN), m tiles (WM) and k steps (WK).
 template <int RP, int MT>
@@ -128,12 +128,17 @@ struct SliceOffsets {
   int bcol, ycol, yoff;
 };
 
-// FEW: every tile of the launch has at most ClusterArgs::gemv_rows rows and takes the CUDA-core phases (MT 1);
+// CS: CTAs per cluster (16, 8, 4, 2): each takes 1 / CS of h_in in the shrink and of every slice's columns in the
+// expand. 16 suits few clusters; launches of many segments take smaller clusters, so that every cluster of a call
+// (and of the next one, which starts its weight loads early under PDL) is resident at once.
+// FEW: every tile of the launch has at most a few rows (the host's cluster_gemv_rows) and takes the CUDA-core phases (MT 1);
 // otherwise every tile takes the mma phases. Two instances, not a branch per tile: the few-row instance has a
 // smaller shared-memory plan of its own (two CTAs per SM at rank 64, lora_cluster_layout), and neither
 // instance carries the other's code or registers.
-template <typename T, int RP, int MT, bool FEW>
+template <typename T, int RP, int MT, bool FEW, int CS>
 __global__ void __launch_bounds__(kCT) lora_cluster_kernel(const ClusterArgs p) {
+  static_assert(CS >= 2 && CS <= kLoraClusterSize && (CS & (CS - 1)) == 0, "a power of two up to 16");
+  constexpr int LCS = CS == 16 ? 4 : CS == 8 ? 3 : CS == 4 ? 2 : 1;  // element e's owner is e % CS, its slot e / CS
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ < 900
   (void)p;  // clusters need sm_90; the host launches this kernel only there
 #else
@@ -464,16 +469,26 @@ __global__ void __launch_bounds__(kCT) lora_cluster_kernel(const ClusterArgs p) 
   // addresses mapped once (warps over rows would leave a one-row tile's 16 x r pushes to one warp).
   const bool gemv_direct = gemv && direct;
   if (gemv_direct) {
-    const uint32_t rrecv = map_remote(recv + crank * p.direct_max, warp), rbar = map_remote(&bar_v1, warp);
+    constexpr int NP = kNW / CS;  // warps per destination CTA, each pushing every NP-th 32 elements
+    const int dst = NP == 1 ? warp : warp % CS;
+    const uint32_t rrecv = map_remote(recv + crank * p.direct_max, dst), rbar = map_remote(&bar_v1, dst);
     int base = 0;
 #pragma unroll 1
     for (int s = 0; s < S; ++s) {
       const int r = si[s].r;
+      if constexpr (NP == 1) {
 #pragma unroll 1
-      for (int row = 0; row < rows; ++row)
+        for (int row = 0; row < rows; ++row)
 #pragma unroll 1
-        for (int j = lane; j < r; j += 32)
-          st_async_mapped(rrecv + 4u * static_cast<uint32_t>(base + row * r + j), svp[(s * PR + row) * VP + j], rbar);
+          for (int j = lane; j < r; j += 32)
+            st_async_mapped(rrecv + 4u * static_cast<uint32_t>(base + row * r + j), svp[(s * PR + row) * VP + j], rbar);
+      } else {
+#pragma unroll 1
+        for (int i = (warp / CS) * 32 + lane; i < rows * r; i += NP * 32) {
+          const int row = i / r, j = i - row * r;
+          st_async_mapped(rrecv + 4u * static_cast<uint32_t>(base + i), svp[(s * PR + row) * VP + j], rbar);
+        }
+      }
       base += rows * r;
     }
   }
@@ -487,7 +502,7 @@ __global__ void __launch_bounds__(kCT) lora_cluster_kernel(const ClusterArgs p) 
 #pragma unroll
       for (int dst = 0; dst < CS; ++dst) st_async_remote(recv + crank * p.direct_max + e, dst, val, &bar_v1);
     } else {
-      st_async_remote(recv + crank * p.rs_stride + (e >> 4), e & (CS - 1), val, &bar_v1);
+      st_async_remote(recv + crank * p.rs_stride + (e >> LCS), e & (CS - 1), val, &bar_v1);
     }
   });
   mbar_wait(&bar_v1, 0);  // every partial pushed here has landed
@@ -503,7 +518,7 @@ __global__ void __launch_bounds__(kCT) lora_cluster_kernel(const ClusterArgs p) 
       if ((e & (CS - 1)) != crank) return;
       float val = 0.f;
 #pragma unroll
-      for (int src = 0; src < CS; ++src) val += recv[src * p.rs_stride + (e >> 4)];
+      for (int src = 0; src < CS; ++src) val += recv[src * p.rs_stride + (e >> LCS)];
       p.v[(t0 + row) * v_row + s * p.v_rank_stride + j] = val;
 #pragma unroll
       for (int dst = 0; dst < CS; ++dst) st_async_remote(gather + e, dst, val, &bar_v2);
@@ -705,10 +720,10 @@ __global__ void __launch_bounds__(kCT) lora_cluster_kernel(const ClusterArgs p) 
 
 // The kernel's attributes, set once per instance: the largest dynamic shared memory (so any plan up to it
 // launches) and the non-portable cluster size 16.
-template <typename T, int RP, int MT, bool FEW>
+template <typename T, int RP, int MT, bool FEW, int CS>
 Status prepare_kernel() {
   static const cudaError_t err = [] {
-    auto kernel = lora_cluster_kernel<T, RP, MT, FEW>;
+    auto kernel = lora_cluster_kernel<T, RP, MT, FEW, CS>;
     cudaError_t e = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, kLoraClusterMaxSmem);
     if (e == cudaSuccess) e = cudaFuncSetAttribute(kernel, cudaFuncAttributeNonPortableClusterSizeAllowed, 1);
     return e;
@@ -716,16 +731,16 @@ Status prepare_kernel() {
   return cuda_status(err, "lora_cluster_kernel attributes");
 }
 
-template <typename T, int RP, int MT, bool FEW>
+template <typename T, int RP, int MT, bool FEW, int CS>
 Status launch(const ClusterArgs& args, bool pdl, cudaStream_t stream) {
-  PUNICA_RETURN_IF_ERROR((prepare_kernel<T, RP, MT, FEW>()));
-  return launch_kernel(lora_cluster_kernel<T, RP, MT, FEW>, dim3(static_cast<unsigned>(args.num_items * CS)), dim3(kCT),
+  PUNICA_RETURN_IF_ERROR((prepare_kernel<T, RP, MT, FEW, CS>()));
+  return launch_kernel(lora_cluster_kernel<T, RP, MT, FEW, CS>, dim3(static_cast<unsigned>(args.num_items * CS)), dim3(kCT),
                        static_cast<size_t>(args.smem_bytes), pdl, CS, stream, "lora_cluster_kernel launch", args);
 }
 
-// How many 16-CTA clusters of this instance and shared-memory size can be resident at once (each needs a GPC
-// with 16 free SMs' worth of room; 0: none); asked once per (instance, size) and remembered.
-template <typename T, int RP, int MT, bool FEW>
+// How many CS-CTA clusters of this instance and shared-memory size can be resident at once (each needs a GPC
+// with CS free SMs' worth of room; 0: none); asked once per (instance, size) and remembered.
+template <typename T, int RP, int MT, bool FEW, int CS>
 Status capacity(int smem_bytes, int* out) {
   static std::mutex mu;
   static std::map<int, int> known;
@@ -734,8 +749,8 @@ Status capacity(int smem_bytes, int* out) {
     *out = it->second;
     return Status::ok();
   }
-  PUNICA_RETURN_IF_ERROR((prepare_kernel<T, RP, MT, FEW>()));
-  auto kernel = lora_cluster_kernel<T, RP, MT, FEW>;
+  PUNICA_RETURN_IF_ERROR((prepare_kernel<T, RP, MT, FEW, CS>()));
+  auto kernel = lora_cluster_kernel<T, RP, MT, FEW, CS>;
   cudaLaunchConfig_t cfg = {};
   cfg.gridDim = dim3(CS);
   cfg.blockDim = dim3(kCT);
@@ -758,22 +773,37 @@ Status capacity(int smem_bytes, int* out) {
   return Status::ok();
 }
 
-// (dtype, padded rank, m tiles, few rows) -> fn(T{}, integral_constant RP, integral_constant MT,
-// bool_constant FEW), for the launch and the residency check.
+// (dtype, padded rank, m tiles, few rows, cluster size) -> fn(T{}, integral_constant RP, integral_constant MT,
+// bool_constant FEW, integral_constant CS), for the launch and the residency check; only the instances
+// lora_cluster_instance names are compiled.
 template <typename Fn>
-Status dispatch_instance(DType dtype, int rp, int mt, bool few, Fn&& fn) {
-  using One = std::integral_constant<int, 1>;
+Status dispatch_instance(DType dtype, int rp, int mt, bool few, int cs, Fn&& fn) {
+  auto none = [&] {
+    return internal_error("lora_cluster: no kernel for cluster size " + std::to_string(cs) + ", rank " +
+                          std::to_string(rp) + ", " + std::to_string(mt) + " m tiles" + (few ? ", few rows" : ""));
+  };
   return dispatch_dtype(dtype, [&](auto t) {
     return dispatch_padded_rank(rp, "lora_cluster", [&](auto r) -> Status {
-      if (few) {
-        if (mt != 1) return internal_error("lora_cluster: the few-row kernel has one m tile");
-        return fn(t, r, One{}, std::true_type{});
-      }
-      switch (mt) {
-        case 1: return fn(t, r, One{}, std::false_type{});
-        case 2: return fn(t, r, std::integral_constant<int, 2>{}, std::false_type{});
-        case 4: return fn(t, r, std::integral_constant<int, 4>{}, std::false_type{});
-        default: return internal_error("lora_cluster: no kernel for " + std::to_string(mt) + " m tiles");
+      auto sized = [&](auto c) -> Status {
+        constexpr int R = decltype(r)::value, C = decltype(c)::value;
+        auto one = [&](auto m, auto f) -> Status {
+          if constexpr (lora_cluster_instance(C, R, decltype(m)::value, decltype(f)::value)) return fn(t, r, m, f, c);
+          else return none();
+        };
+        if (few) return mt == 1 ? one(std::integral_constant<int, 1>{}, std::true_type{}) : none();
+        switch (mt) {
+          case 1: return one(std::integral_constant<int, 1>{}, std::false_type{});
+          case 2: return one(std::integral_constant<int, 2>{}, std::false_type{});
+          case 4: return one(std::integral_constant<int, 4>{}, std::false_type{});
+          default: return none();
+        }
+      };
+      switch (cs) {
+        case 16: return sized(std::integral_constant<int, 16>{});
+        case 8: return sized(std::integral_constant<int, 8>{});
+        case 4: return sized(std::integral_constant<int, 4>{});
+        case 2: return sized(std::integral_constant<int, 2>{});
+        default: return none();
       }
     });
   });
@@ -796,7 +826,8 @@ bool lora_cluster_layout(int rp, int mt, ClusterArgs* a) {
   // The few-row instance keeps lora_cluster_gemv_cap(rp) rows of x, y, partials and fp32 v (two partial slots:
   // its shrink's and the fp32 v) and no v hi / lo; the mma instances a whole tile of each.
   const bool few = a->few_rows != 0;
-  if (few && mt != 1) return false;
+  const int CS = a->cluster_size;
+  if (!lora_cluster_instance(CS, rp, mt, few)) return false;
   const int tmr = few ? lora_cluster_gemv_cap(rp) : 16 * mt, S = a->num_slices;
   if (few) wk = 2;
   const int vp = rp + 4, hp = rp + 8;
@@ -808,25 +839,26 @@ bool lora_cluster_layout(int rp, int mt, ClusterArgs* a) {
   a->off_y = a->off_x + align16(tmr * a->a_pitch * 2);
   a->off_vp = a->off_y + align16(tmr * a->y_pitch * 2);
   a->off_vr = a->off_vp + align16(wk * S * tmr * vp * 4);
-  // receive buffers of the exchange: direct (every CTA gets every partial) up to 256 elements (16 KB);
-  // reduce-scatter: 16 x ceil(n / 16) partials for the owned elements + the n gathered sums
+  // receive buffers of the exchange: direct (every CTA gets every partial) up to 4096 / CS elements (16 KB);
+  // reduce-scatter: CS x ceil(n / CS) partials for the owned elements + the n gathered sums
   const int nv_max = S * tmr * rp;
-  a->direct_max = 256;
+  a->direct_max = 4096 / CS;
   a->rs_stride = (nv_max + CS - 1) / CS;
   a->smem_bytes = a->off_vr + align16(4 * std::max(CS * a->direct_max, CS * a->rs_stride + nv_max));
   return a->smem_bytes <= kLoraClusterMaxSmem;
 }
 
 Status lora_cluster_capacity(DType dtype, const ClusterArgs& args, int rp, int mt, int* clusters) {
-  return dispatch_instance(dtype, rp, mt, args.few_rows != 0, [&](auto t, auto r, auto m, auto f) {
-    return capacity<decltype(t), decltype(r)::value, decltype(m)::value, decltype(f)::value>(args.smem_bytes,
-                                                                                              clusters);
+  return dispatch_instance(dtype, rp, mt, args.few_rows != 0, args.cluster_size, [&](auto t, auto r, auto m, auto f, auto c) {
+    return capacity<decltype(t), decltype(r)::value, decltype(m)::value, decltype(f)::value, decltype(c)::value>(
+        args.smem_bytes, clusters);
   });
 }
 
 Status lora_launch_cluster(DType dtype, const ClusterArgs& args, int rp, int mt, bool pdl, cudaStream_t stream) {
-  return dispatch_instance(dtype, rp, mt, args.few_rows != 0, [&](auto t, auto r, auto m, auto f) {
-    return launch<decltype(t), decltype(r)::value, decltype(m)::value, decltype(f)::value>(args, pdl, stream);
+  return dispatch_instance(dtype, rp, mt, args.few_rows != 0, args.cluster_size, [&](auto t, auto r, auto m, auto f, auto c) {
+    return launch<decltype(t), decltype(r)::value, decltype(m)::value, decltype(f)::value, decltype(c)::value>(
+        args, pdl, stream);
   });
 }
 

@@ -200,9 +200,19 @@ unsigned long long*& trace_buffer() {
   return t;
 }
 
-// Fills the cluster kernel's arguments for token tiles of 16 * mt rows; false when the shape does not fit it.
-bool plan_cluster(const ops::LoraShrinkParams& s, const ops::LoraExpandParams& e, int mt, lora_detail::ClusterArgs* a) {
-  constexpr int CS = lora_detail::kLoraClusterSize;
+// PUNICA_LORA_CS=16 / 8 / 4 / 2: the cluster kernel takes clusters of that many CTAs wherever it runs and that
+// size fits (16 otherwise), and the smaller clusters are not considered beyond the 16-CTA kernel's rule
+// (benchmarking); unset: by shape (lora_add).
+int cluster_size_override() {
+  static const int v = env_override("PUNICA_LORA_CS");
+  return v;
+}
+
+// Fills the cluster kernel's arguments for token tiles of 16 * mt rows and clusters of cs CTAs; false when the
+// shape does not fit it.
+bool plan_cluster(const ops::LoraShrinkParams& s, const ops::LoraExpandParams& e, int mt, int cs,
+                  lora_detail::ClusterArgs* a) {
+  const int CS = cs;
   if (e.v_rank_stride > ops::kMaxLoraRank) return false;
   const int tiles = std::max(1, ceil_div(adapted_len(s.seg), 16 * mt));
   const int64_t items = int64_t{s.seg.num_segments} * tiles;
@@ -241,9 +251,9 @@ bool plan_cluster(const ops::LoraShrinkParams& s, const ops::LoraExpandParams& e
   a->y_pitch = ycols + 8;
   a->seg = {s.seg.seg_start, s.seg.seg_slot, s.seg.num_tokens};
   a->tiles = tiles;
-  a->gemv_rows = cluster_gemv_rows(padded_rank(s.v_rank_stride));
-  a->few_rows = mt == 1 && adapted_len(s.seg) <= a->gemv_rows ? 1 : 0;
+  a->few_rows = mt == 1 && adapted_len(s.seg) <= cluster_gemv_rows(padded_rank(s.v_rank_stride)) ? 1 : 0;
   a->num_items = static_cast<int>(items);
+  a->cluster_size = cs;
   a->trace = trace_buffer();
   return lora_detail::lora_cluster_layout(padded_rank(s.v_rank_stride), mt, a);
 }
@@ -261,6 +271,41 @@ int pick_cluster_tiles(const ops::LoraShrinkParams& s, const DeviceFacts& dev) {
   const int rp = padded_rank(s.v_rank_stride);
   if (adapted_len(s.seg) > 128 || s.seg.num_adapted_segments > (rp <= 32 ? 12 : 6)) return 0;
   return adapted_len(s.seg) > 64 && rp >= 64 ? 2 : 1;
+}
+
+// The cluster kernel's plan for this batch in *ca, and its m tiles in *mt (0: the other paths take the batch).
+// - The 16-CTA clusters by pick_cluster_tiles' rule.
+// - Decode batches of more segments than that (every adapted segment in one 16-row tile) take the largest of
+//   8-, 4- and 2-CTA clusters whose instance exists, whose plan fits and whose clusters are all resident at once
+//   (one wave): each CTA then streams more of its adapter's weights, and the add-on stays one launch.
+// PUNICA_LORA_CS (cluster_size_override) replaces both for benchmarking.
+Status choose_cluster(const ops::LoraShrinkParams& s, const ops::LoraExpandParams& e, const DeviceFacts& dev,
+                      lora_detail::ClusterArgs* ca, int* mt) {
+  *mt = 0;
+  const int rp = padded_rank(s.v_rank_stride);
+  // plans (m, cs) and asks how many such clusters can be resident; 0 when it does not fit
+  auto resident = [&](int m, int cs, int* n) -> Status {
+    *n = 0;
+    if (!plan_cluster(s, e, m, cs, ca)) return Status::ok();
+    return lora_detail::lora_cluster_capacity(s.dtype, *ca, rp, m, n);
+  };
+  const int ov = cluster_size_override();
+  int n = 0;
+  if (const int m = pick_cluster_tiles(s, dev); m > 0) {
+    if (ov > 0 && ov != lora_detail::kLoraClusterSize) PUNICA_RETURN_IF_ERROR(resident(m, ov, &n));
+    if (n == 0) PUNICA_RETURN_IF_ERROR(resident(m, lora_detail::kLoraClusterSize, &n));
+    if (n > 0) *mt = m;
+    return Status::ok();
+  }
+  if (ov > 0 || !dev.pdl || cluster_override() == 0 || adapted_len(s.seg) > 16) return Status::ok();
+  for (const int cs : {8, 4, 2}) {
+    PUNICA_RETURN_IF_ERROR(resident(1, cs, &n));
+    if (n > 0 && n >= ca->num_items) {
+      *mt = 1;
+      return Status::ok();
+    }
+  }
+  return Status::ok();
 }
 
 // The shrink arguments both shrink kernels share; `per` counts the kernel's k steps per split.
@@ -435,7 +480,7 @@ Status lora_cluster_capacity_for(DType dtype, int h_in, int h_out, int rank, int
   s.seg.num_tokens = s.seg.max_seg_len = tile_rows;
   s.seg.num_segments = s.seg.num_adapted_segments = 1;
   lora_detail::ClusterArgs ca;
-  if (!plan_cluster(s, e, mt, &ca)) return Status::ok();
+  if (!plan_cluster(s, e, mt, lora_detail::kLoraClusterSize, &ca)) return Status::ok();
   return lora_detail::lora_cluster_capacity(dtype, ca, padded_rank(rank), mt, clusters);
 }
 
@@ -489,12 +534,11 @@ Status lora_add(const ops::LoraShrinkParams& s, const ops::LoraExpandParams& e, 
   if (nothing_to_do(s.seg)) return Status::ok();
   DeviceFacts dev;
   PUNICA_RETURN_IF_ERROR(device_facts(&dev));
-  if (const int mt = pick_cluster_tiles(s, dev); mt > 0) {
+  {
     lora_detail::ClusterArgs ca;
-    const int rp = padded_rank(s.v_rank_stride);
-    int resident = 0;
-    if (plan_cluster(s, e, mt, &ca)) PUNICA_RETURN_IF_ERROR(lora_detail::lora_cluster_capacity(s.dtype, ca, rp, mt, &resident));
-    if (resident > 0) return lora_detail::lora_launch_cluster(s.dtype, ca, rp, mt, dev.pdl, stream);
+    int mt = 0;
+    PUNICA_RETURN_IF_ERROR(choose_cluster(s, e, dev, &ca, &mt));
+    if (mt > 0) return lora_detail::lora_launch_cluster(s.dtype, ca, padded_rank(s.v_rank_stride), mt, dev.pdl, stream);
   }
   LaunchShape ss, es;
   ShrinkArgs sa;
