@@ -228,19 +228,26 @@ if [[ $mode == few-rows ]]; then  # the cluster kernel's few-row instance (seven
     <(grep -E "^f16 " "$OUT/bench_new.log" | cut -c42-49,67-79,97-106)
 fi
 if [[ $mode == cluster-size ]]; then  # the cluster kernel with 8-, 4- and 2-CTA clusters (eighth session)
+  # CS_BENCH: sizes whose forced benchmark runs (default "8 4 2"; 4 and 2 at rank 16 only, where they exist);
+  # CS_MEMCHECK: sizes memcheck runs forced with (default 4; 16 = the 16-CTA kernel forced)
   unpack_old
   run_oracle oracle_auto 90 --dtype all
+  run_oracle oracle_cs16 90 --dtype all --cluster 1
   for cs in 8 4 2; do PUNICA_LORA_CS=$cs run_oracle oracle_cs$cs 90 --dtype all --cluster 1; done
-  PUNICA_LORA_CS=4 run_sanitizer memcheck 150 --cluster 1
+  for cs in ${CS_MEMCHECK:-4}; do PUNICA_LORA_CS=$cs run_sanitizer memcheck 150 --cluster 1; done
   b="--shape 4096x4096 --dtype f16 --no-baselines"
   run_bench bench_new 200 $b --csv "$OUT/bench_new.csv"
+  grep -h "resident at once" "$OUT/bench_new.log"
   timeout 200 "$old" $b --csv "$OUT/bench_old.csv" >"$OUT/bench_old.log" 2>&1
   summary+=("old bench rc=$?")
-  PUNICA_LORA_CLUSTER=1 PUNICA_LORA_CS=8 run_bench bench_cs8 200 $b --csv "$OUT/bench_cs8.csv"
-  for cs in 4 2; do PUNICA_LORA_CLUSTER=1 PUNICA_LORA_CS=$cs run_bench bench_cs$cs 120 $b --rank 16 --csv "$OUT/bench_cs$cs.csv"; done
-  echo "== 4096x4096 f16 us: new = by shape; old = previous build; csN = cluster kernel forced with N-CTA clusters where they fit =="
-  python3 scripts/join_bench_csv.py new="$OUT/bench_new.csv" old="$OUT/bench_old.csv" cs8="$OUT/bench_cs8.csv" \
-    cs4="$OUT/bench_cs4.csv" cs2="$OUT/bench_cs2.csv"
+  joined=(new="$OUT/bench_new.csv" old="$OUT/bench_old.csv")
+  for cs in ${CS_BENCH-8 4 2}; do
+    if [[ $cs == 8 ]]; then r=""; else r="--rank 16"; fi
+    PUNICA_LORA_CLUSTER=1 PUNICA_LORA_CS=$cs run_bench bench_cs$cs 200 $b $r --csv "$OUT/bench_cs$cs.csv"
+    joined+=(cs$cs="$OUT/bench_cs$cs.csv")
+  done
+  echo "== 4096x4096 f16 us: new = by shape; old = previous build (OLD_XZ); csN = cluster kernel forced with N-CTA clusters where they fit =="
+  python3 scripts/join_bench_csv.py "${joined[@]}"
 fi
 # One launch of the cluster kernel (f16, 4096x4096), SM clocks left as they are (--clock-control none), warp-state
 # sampling at the shortest interval; the report is kept and its source page (per-SASS-instruction stall samples)

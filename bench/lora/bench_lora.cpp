@@ -165,12 +165,15 @@ void print_launch_floor(cudaStream_t s) {
               "+ one cold load and store %.2f us\n", us[0], us[1], us[2]);
   std::printf("code fetch: 2048 FMAs per thread after the barrier as straight-line code (32 KB) %.2f us, as a loop "
               "%.2f us\n", us[3], us[4]);
-  std::printf("cluster kernel, 16-CTA clusters resident at once (4096x4096, f16):");
+  std::printf("cluster kernel, clusters resident at once (4096x4096, f16; r=rank/tile rows: 16-, 8-, 4-, 2-CTA):");
   for (int r : {16, 64})
-    for (int rows : {16, 32, 64}) {
-      int n = 0;
-      if (!cuda::lora_cluster_capacity_for(DType::kF16, 4096, 4096, r, rows, &n).is_ok()) n = -1;
-      std::printf(" r=%d/%d rows %d", r, rows, n);
+    for (int rows : {1, 16, 32, 64}) {
+      std::printf(" r=%d/%d", r, rows);
+      for (int cs : {16, 8, 4, 2}) {
+        int n = 0;
+        if (!cuda::lora_cluster_capacity_for(DType::kF16, 4096, 4096, r, rows, cs, &n).is_ok()) n = -1;
+        std::printf("%s%d", cs == 16 ? " " : "/", n);
+      }
     }
   std::printf("\n");
 }

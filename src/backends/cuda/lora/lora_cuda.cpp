@@ -274,11 +274,16 @@ int pick_cluster_tiles(const ops::LoraShrinkParams& s, const DeviceFacts& dev) {
 }
 
 // The cluster kernel's plan for this batch in *ca, and its m tiles in *mt (0: the other paths take the batch).
-// - The 16-CTA clusters by pick_cluster_tiles' rule.
-// - Decode batches of more segments than that (every adapted segment in one 16-row tile) take the largest of
-//   8-, 4- and 2-CTA clusters whose instance exists, whose plan fits and whose clusters are all resident at once
-//   (one wave): each CTA then streams more of its adapter's weights, and the add-on stays one launch.
-// PUNICA_LORA_CS (cluster_size_override) replaces both for benchmarking.
+// Measured on H100 (docs/perf/lora-kernels.md, eighth session, every size forced on every row):
+// - 16-CTA clusters by pick_cluster_tiles' rule, when twice its clusters can be resident at once (the next call's
+//   clusters then load their weights during this one).
+// - Otherwise batches of segments of at most 128 tokens take 16-row tiles on the largest of 8-, 4- and 2-CTA
+//   clusters with that room for two calls (e.g. zipf r = 16 B = 16 5.84 -> 4.99 us, uniform r = 64 B = 64
+//   10.9 -> 8.8), else the largest of 8 and 4 whose clusters fit once (uniform r = 64 B = 128 15.0 -> 11.8). Not
+//   2 then: its 2-CTA chain after the PDL wait is ~3 us longer than a 16-CTA one, which only the overlap of two
+//   calls repays (distinct r = 16 B = 32 8.6 -> 7.0 us; B = 64 10.9 -> 12.5).
+// - Failing both, 16-CTA clusters by that rule whenever any is resident, as before.
+// PUNICA_LORA_CLUSTER (forced tiles) and PUNICA_LORA_CS (forced size) replace this for benchmarking.
 Status choose_cluster(const ops::LoraShrinkParams& s, const ops::LoraExpandParams& e, const DeviceFacts& dev,
                       lora_detail::ClusterArgs* ca, int* mt) {
   *mt = 0;
@@ -289,21 +294,43 @@ Status choose_cluster(const ops::LoraShrinkParams& s, const ops::LoraExpandParam
     if (!plan_cluster(s, e, m, cs, ca)) return Status::ok();
     return lora_detail::lora_cluster_capacity(s.dtype, *ca, rp, m, n);
   };
+  constexpr int k16 = lora_detail::kLoraClusterSize;
   const int ov = cluster_size_override();
+  const int m16 = pick_cluster_tiles(s, dev);
   int n = 0;
-  if (const int m = pick_cluster_tiles(s, dev); m > 0) {
-    if (ov > 0 && ov != lora_detail::kLoraClusterSize) PUNICA_RETURN_IF_ERROR(resident(m, ov, &n));
-    if (n == 0) PUNICA_RETURN_IF_ERROR(resident(m, lora_detail::kLoraClusterSize, &n));
-    if (n > 0) *mt = m;
+  if (ov > 0 || cluster_override() > 0) {  // forced (benchmarking): the 16-CTA rule, at the forced size if it fits
+    if (m16 == 0) return Status::ok();
+    if (ov > 0 && ov != k16) PUNICA_RETURN_IF_ERROR(resident(m16, ov, &n));
+    if (n == 0) PUNICA_RETURN_IF_ERROR(resident(m16, k16, &n));
+    if (n > 0) *mt = m16;
     return Status::ok();
   }
-  if (ov > 0 || !dev.pdl || cluster_override() == 0 || adapted_len(s.seg) > 16) return Status::ok();
-  for (const int cs : {8, 4, 2}) {
-    PUNICA_RETURN_IF_ERROR(resident(1, cs, &n));
-    if (n > 0 && n >= ca->num_items) {
-      *mt = 1;
+  if (m16 > 0) {
+    PUNICA_RETURN_IF_ERROR(resident(m16, k16, &n));
+    if (n > 0 && 2 * ca->num_items <= n) {
+      *mt = m16;
       return Status::ok();
     }
+  }
+  if (dev.pdl && cluster_override() != 0 && adapted_len(s.seg) <= 128) {
+    for (const int cs : {8, 4, 2}) {
+      PUNICA_RETURN_IF_ERROR(resident(1, cs, &n));
+      if (n > 0 && 2 * ca->num_items <= n) {
+        *mt = 1;
+        return Status::ok();
+      }
+    }
+    for (const int cs : {8, 4}) {
+      PUNICA_RETURN_IF_ERROR(resident(1, cs, &n));
+      if (n > 0 && ca->num_items <= n) {
+        *mt = 1;
+        return Status::ok();
+      }
+    }
+  }
+  if (m16 > 0) {
+    PUNICA_RETURN_IF_ERROR(resident(m16, k16, &n));
+    if (n > 0) *mt = m16;
   }
   return Status::ok();
 }
@@ -461,11 +488,12 @@ void lora_set_cluster_override(int cluster_size) { cluster_override() = cluster_
 void lora_set_cluster_trace(unsigned long long* buf) { trace_buffer() = buf; }
 void lora_set_stream_override(int mode) { stream_override() = mode; }
 
-Status lora_cluster_capacity_for(DType dtype, int h_in, int h_out, int rank, int tile_rows, int* clusters) {
+Status lora_cluster_capacity_for(DType dtype, int h_in, int h_out, int rank, int tile_rows, int cluster_size,
+                                 int* clusters) {
   *clusters = 0;
   DeviceFacts dev;
   PUNICA_RETURN_IF_ERROR(device_facts(&dev));
-  const int mt = tile_rows / 16;
+  const int mt = std::max(1, tile_rows / 16);
   if (!dev.pdl || (mt != 1 && mt != 2 && mt != 4) || rank < 1 || rank > ops::kMaxLoraRank) return Status::ok();
   // a one-slice call whose longest segment fills one tile; only the shapes matter, no pointer is read
   ops::LoraShrinkParams s{};
@@ -480,7 +508,7 @@ Status lora_cluster_capacity_for(DType dtype, int h_in, int h_out, int rank, int
   s.seg.num_tokens = s.seg.max_seg_len = tile_rows;
   s.seg.num_segments = s.seg.num_adapted_segments = 1;
   lora_detail::ClusterArgs ca;
-  if (!plan_cluster(s, e, mt, lora_detail::kLoraClusterSize, &ca)) return Status::ok();
+  if (!plan_cluster(s, e, mt, cluster_size, &ca)) return Status::ok();
   return lora_detail::lora_cluster_capacity(dtype, ca, padded_rank(rank), mt, clusters);
 }
 

@@ -79,9 +79,11 @@ void lora_set_stream_override(int mode);
 void lora_set_cluster_trace(unsigned long long* buf);
 constexpr int kLoraTraceSlots = 16;  // u64 stamps per CTA in a trace buffer
 
-// Benchmarking only: how many clusters of the cluster kernel can be resident at once on this device for a
-// one-slice h_in -> h_out projection of this rank with token tiles of tile_rows (16, 32 or 64); 0 where the
-// kernel cannot run (before sm_90, or its shared-memory plan does not fit).
-Status lora_cluster_capacity_for(DType dtype, int h_in, int h_out, int rank, int tile_rows, int* clusters);
+// Benchmarking only: how many clusters of cluster_size CTAs of the cluster kernel can be resident at once on this
+// device for a one-slice h_in -> h_out projection of this rank with token tiles of tile_rows (16, 32 or 64; 1..4:
+// the few-row instance); 0 where the kernel cannot run (before sm_90, no such instance, or its shared-memory plan
+// does not fit).
+Status lora_cluster_capacity_for(DType dtype, int h_in, int h_out, int rank, int tile_rows, int cluster_size,
+                                 int* clusters);
 
 }  // namespace punica::cuda
