@@ -73,7 +73,7 @@ run_bench() {  # log name, timeout (s), benchmark args...
   local name=$1 t=$2; shift 2
   timeout "$t" "$BIN/punica_bench_lora" "$@" >"$OUT/$name.log" 2>&1
   local rc=$?; [[ $rc == 0 ]] || status=1
-  summary+=("punica_bench_lora $*: rc=$rc: $(grep -h "copy bw\|launch floor\|code fetch\|acceptance rows" "$OUT/$name.log" | tr '\n' ' ')")
+  summary+=("punica_bench_lora $*: rc=$rc: $(grep -h "copy bw\|launch floor\|code fetch\|resident at once\|acceptance rows" "$OUT/$name.log" | tr '\n' ' ')")
 }
 if [[ $mode == all || $mode == oracle || $mode == quick || $mode == profile ]]; then
   run_oracle oracle 300 --dtype all

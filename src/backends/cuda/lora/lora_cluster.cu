@@ -20,10 +20,9 @@
 //   5. y += scale * v B^T for this CTA's columns (v as f16/bf16 hi + lo halves, two mma, as the expand
 //      kernel does) in shared memory; y is rounded once and written with 16-byte stores.
 //   Launches whose tiles all have at most a few rows (ClusterArgs::few_rows: a kernel instance
-//   of its own) do step 3 as matrix-vector products on the CUDA cores instead (warp-shuffle sums), each warp
-//   pushes the whole tile to one CTA in step 4, and step 5's mma writes y straight to global memory: 0.85-0.9 us
-//   less per one-token call at r = 64 on H100 than the mma phases (4.5 -> 3.65 us in one run; seventh session,
-//   when step 5 of this instance ran on the CUDA cores too).
+//   of its own) do steps 3 and 5 as matrix-vector products on the CUDA cores instead (warp-shuffle sums, fp32 v),
+//   each warp pushes the whole tile to one CTA in step 4, and y goes straight to global memory: 0.85-0.9 us less
+//   per one-token call at r = 64 on H100 than the mma phases (4.5 -> 3.65 us in one run; seventh session).
 // The CTA lets the next kernel launch (griddepcontrol.launch_dependents) as its first act, so the next
 // call's step 1 overlaps this call. One relaxed cluster arrive / wait pair makes sure every CTA of the
 // cluster runs before anyone pushes into it; nobody touches another CTA's memory after its pushes land,
@@ -122,6 +121,12 @@ struct CtaSlice {
   int col_b;   // this CTA's first column of the slice
   int ncols;   // this CTA's columns of the slice (a multiple of 8, may be 0)
 };
+// The few-row path's per-slice offsets (ClusterArgs::bcol / ycol / y_col_offset), copied once: a kernel parameter
+// indexed by a register is a constant-cache load at every use. Kept out of CtaSlice so that the mma instances'
+// prologue stays as it was measured.
+struct SliceOffsets {
+  int bcol, ycol, yoff;
+};
 
 // CS: CTAs per cluster (16, 8, 4, 2): each takes 1 / CS of h_in in the shrink and of every slice's columns in the
 // expand. 16 suits few clusters; launches of many segments take smaller clusters, so that every cluster of a call
@@ -140,7 +145,7 @@ __global__ void __launch_bounds__(kCT) lora_cluster_kernel(const ClusterArgs p) 
   using W = ClusterWarps<RP, MT>;
   constexpr int TMR = 16 * MT;
   constexpr int GR = lora_cluster_gemv_cap(RP);  // rows of the few-row path's per-thread arrays
-  // Rows of the x, y and partial tiles in shared memory: the few-row instance holds GR (its smaller plan,
+  // Rows of the x, y, partial and fp32 v tiles in shared memory: the few-row instance holds GR (its smaller plan,
   // lora_cluster_layout, lets two CTAs share an SM at rank 64, so twice as many clusters are resident).
   constexpr int PR = FEW ? GR : TMR;
   constexpr int VP = W::VP, HP = W::HP;
@@ -173,6 +178,7 @@ __global__ void __launch_bounds__(kCT) lora_cluster_kernel(const ClusterArgs p) 
   const int rows = min(TMR, seg_e - t0);
   if (slot < 0 || rows <= 0) return;  // the same in every CTA of the cluster: nobody waits at a barrier
   __shared__ CtaSlice si[ops::kMaxLoraSlices];
+  __shared__ SliceOffsets so[FEW ? ops::kMaxLoraSlices : 1];
   // completion of: the weight copies, the pushed partials, the pushed sums (reduce-scatter)
   __shared__ __align__(8) uint64_t bar_w, bar_v1, bar_v2;
   if (tid == 0) {
@@ -204,6 +210,10 @@ __global__ void __launch_bounds__(kCT) lora_cluster_kernel(const ClusterArgs p) 
       }
     }
     si[tid] = s;
+    if constexpr (FEW)
+      so[tid] = {tid == 0 ? p.bcol[0] : tid == 1 ? p.bcol[1] : p.bcol[2],
+                 tid == 0 ? p.ycol[0] : tid == 1 ? p.ycol[1] : p.ycol[2],
+                 tid == 0 ? p.y_col_offset[0] : tid == 1 ? p.y_col_offset[1] : p.y_col_offset[2]};
   }
   __syncthreads();
   if (si[0].r == 0 && si[1].r == 0 && si[2].r == 0) return;  // the same in every CTA of the cluster
@@ -229,6 +239,10 @@ __global__ void __launch_bounds__(kCT) lora_cluster_kernel(const ClusterArgs p) 
   float* svr = reinterpret_cast<float*>(smem + p.off_vr);  // reduce-scatter sums
   T* svh = sa;                                           // [S][TMR][HP] v hi / lo, over A after the shrink
   T* svl = svh + p.num_slices * TMR * HP;
+  // [S][PR][VP] fp32 v of the few-row path. It lies in the partial buffer's second slot, which that path never
+  // writes (its shrink leaves one partial per element, in slot 0; its plan has two slots), so no warp's write of
+  // v can meet another warp's read of a partial it is still pushing.
+  float* svf = svp + p.num_slices * PR * VP;
 
   const int S = p.num_slices;
   const int kb = crank * p.k_per;
@@ -511,9 +525,7 @@ __global__ void __launch_bounds__(kCT) lora_cluster_kernel(const ClusterArgs p) 
     });
     mbar_wait(&bar_v2, 0);
   }
-  if (gemv_direct) {  // v hi / lo of the few rows, one element per thread, zeros up to r rounded to 16 (the expand's
-                      // mma reads them there); its rows past `rows` are never written: the mma rows they feed are
-                      // not stored
+  if (gemv_direct) {  // fp32 v of the few rows, one element per thread, zeros up to r rounded to 16
     int n16 = 0;
     for (int s = 0; s < S; ++s) n16 += rows * ((si[s].r + 15) & ~15);
 #pragma unroll 1
@@ -534,7 +546,7 @@ __global__ void __launch_bounds__(kCT) lora_cluster_kernel(const ClusterArgs p) 
         for (int c = 0; c < CS; ++c) val += src[c * p.direct_max];  // in rank order: deterministic
         if (crank == 0) p.v[(t0 + row) * v_row + s * p.v_rank_stride + j] = val;
       }
-      put_v(s, row, j, val);
+      svf[(s * PR + row) * VP + j] = val;
     }
   } else {  // v hi / lo for the expand; zeros where its mma reads past the valid rows and ranks
     int base = 0;
@@ -558,7 +570,8 @@ __global__ void __launch_bounds__(kCT) lora_cluster_kernel(const ClusterArgs p) 
               val = gather[e];
             }
           }
-          put_v(s, row, j, val);
+          if (gemv) svf[(s * PR + row) * VP + j] = val;
+          else put_v(s, row, j, val);
         }
       base += rows * r;
     }
@@ -566,12 +579,72 @@ __global__ void __launch_bounds__(kCT) lora_cluster_kernel(const ClusterArgs p) 
   __syncthreads();
   stamp(6);
 
-  // ---- 5. y tile += scale * v B^T: warps take 16-column groups of all slices in turn. The few-row instance
-  // runs the same mma (the rows of its v tile past `rows` feed only mma rows that are never stored: one
-  // m16n8k16 does the work of 128 CUDA-core FMA instructions even for one row) and writes y straight to global
-  // memory from the accumulators, so it needs no store phase and no barrier before it.
-  const int groups = p.b_rows / 16;
-  T* const yg = static_cast<T*>(p.y);
+  // ---- 5 (few rows). y += scale * v B^T on the CUDA cores: two threads per column (the halves of the
+  // rank range, multiples of 8 up to r rounded to 16: B rows are zero there, v too), one shuffle sums them;
+  // v stays fp32 (the mma path splits it into hi + lo halves). The even thread of a pair writes the finished
+  // y element straight to global memory (16 columns of a warp are one 32-byte sector), so this path needs no
+  // store phase and no barrier before it.
+  if (gemv) {
+    int total = 0;  // this CTA's columns of the adapted slices, in slice order
+    for (int s = 0; s < S; ++s) total += si[s].r ? si[s].ncols : 0;
+    const int lanes = (2 * total + 31) & ~31;  // whole warps, so every lane takes part in the shuffle
+    T* const yg = static_cast<T*>(p.y);
+#pragma unroll 1
+    for (int e = tid; e < lanes; e += kCT) {
+      int s = 0, n = e >> 1;  // column n of slice s (s == S: past the last column)
+      for (; s < S; ++s) {
+        const int cols = si[s].r ? si[s].ncols : 0;
+        if (n < cols) break;
+        n -= cols;
+      }
+      float acc[GR];
+#pragma unroll
+      for (int row = 0; row < GR; ++row) acc[row] = 0.f;
+      if (s < S) {
+        const CtaSlice& c = si[s];
+        const int rh = ((c.r + 15) & ~15) / 2;
+        const T* brow = sb + (so[s].bcol + n) * HP + (e & 1) * rh;
+        const float* vf = svf + s * PR * VP + (e & 1) * rh;
+#pragma unroll
+        for (int j = 0; j < RP / 2; j += 8) {
+          if (j >= rh) break;
+          const uint4 bv = *reinterpret_cast<const uint4*>(brow + j);
+          const float2 bf[4] = {pair_to_float2(bv.x, T()), pair_to_float2(bv.y, T()), pair_to_float2(bv.z, T()),
+                                pair_to_float2(bv.w, T())};
+#pragma unroll
+          for (int row = 0; row < GR; ++row) {
+            if (row >= rows) break;
+            const float4 v0 = *reinterpret_cast<const float4*>(vf + row * VP + j);
+            const float4 v1 = *reinterpret_cast<const float4*>(vf + row * VP + j + 4);
+            float a = acc[row];
+            a = fmaf(v0.x, bf[0].x, a);
+            a = fmaf(v0.y, bf[0].y, a);
+            a = fmaf(v0.z, bf[1].x, a);
+            a = fmaf(v0.w, bf[1].y, a);
+            a = fmaf(v1.x, bf[2].x, a);
+            a = fmaf(v1.y, bf[2].y, a);
+            a = fmaf(v1.z, bf[3].x, a);
+            a = fmaf(v1.w, bf[3].y, a);
+            acc[row] = a;
+          }
+        }
+      }
+#pragma unroll
+      for (int row = 0; row < GR; ++row) acc[row] += __shfl_xor_sync(0xffffffffu, acc[row], 1);
+      if (s < S && (e & 1) == 0) {
+        const CtaSlice& c = si[s];
+#pragma unroll
+        for (int row = 0; row < GR; ++row) {
+          if (row >= rows) break;
+          const float old = to_float(sy[row * p.y_pitch + so[s].ycol + n]);
+          yg[(t0 + row) * p.y_stride + so[s].yoff + c.col_b + n] = T(old + c.scale * acc[row]);
+        }
+      }
+    }
+  }
+
+  // ---- 5. y tile += scale * v B^T: warps take 16-column groups of all slices in turn
+  const int groups = gemv ? 0 : p.b_rows / 16;
   #pragma unroll 1
   for (int gi = warp; gi < groups; gi += kNW) {
     const int row0 = gi * 16;
@@ -604,22 +677,13 @@ __global__ void __launch_bounds__(kCT) lora_cluster_kernel(const ClusterArgs p) 
       for (int nt = 0; nt < 2; ++nt) {
         const int n = n0 + nt * 8 + 2 * q;
         if (n >= c.ncols) continue;
-        if constexpr (FEW) {  // rows < gemv cap <= 4: only the lanes of the upper half's first rows
-          const int row = g;
-          if (row < rows) {
-            const float2 old = pair_to_float2(*reinterpret_cast<const uint32_t*>(sy + row * p.y_pitch + p.ycol[s] + n), T());
-            *reinterpret_cast<uint32_t*>(yg + (t0 + row) * p.y_stride + p.y_col_offset[s] + c.col_b + n) =
-                float2_to_pair(old.x + c.scale * acc[nt][0], old.y + c.scale * acc[nt][1], T());
-          }
-        } else {
 #pragma unroll
-          for (int half = 0; half < 2; ++half) {
-            const int row = m * 16 + g + half * 8;
-            if (row >= rows) continue;
-            uint32_t* d = reinterpret_cast<uint32_t*>(sy + row * p.y_pitch + p.ycol[s] + n);
-            const float2 old = pair_to_float2(*d, T());
-            *d = float2_to_pair(old.x + c.scale * acc[nt][half * 2], old.y + c.scale * acc[nt][half * 2 + 1], T());
-          }
+        for (int half = 0; half < 2; ++half) {
+          const int row = m * 16 + g + half * 8;
+          if (row >= rows) continue;
+          uint32_t* d = reinterpret_cast<uint32_t*>(sy + row * p.y_pitch + p.ycol[s] + n);
+          const float2 old = pair_to_float2(*d, T());
+          *d = float2_to_pair(old.x + c.scale * acc[nt][half * 2], old.y + c.scale * acc[nt][half * 2 + 1], T());
         }
       }
     }
@@ -759,28 +823,26 @@ bool lora_cluster_layout(int rp, int mt, ClusterArgs* a) {
 #undef PUNICA_WK
     default: return false;
   }
-  // The few-row instance keeps lora_cluster_gemv_cap(rp) rows of x, y and partials (one partial slot: its shrink
-  // does not split k over warps); the mma instances a whole tile of each. Both keep 16 * mt rows of v hi / lo,
-  // the expand's mma operand.
+  // The few-row instance keeps lora_cluster_gemv_cap(rp) rows of x, y, partials and fp32 v (two partial slots:
+  // its shrink's and the fp32 v) and no v hi / lo; the mma instances a whole tile of each.
   const bool few = a->few_rows != 0;
   const int CS = a->cluster_size;
   if (!lora_cluster_instance(CS, rp, mt, few)) return false;
   const int tmr = few ? lora_cluster_gemv_cap(rp) : 16 * mt, S = a->num_slices;
-  if (few) wk = 1;
+  if (few) wk = 2;
   const int vp = rp + 4, hp = rp + 8;
   const int a_bytes = align16(S * rp * a->a_pitch * 2);
-  const int hilo_bytes = align16(2 * S * 16 * mt * hp * 2);
+  const int hilo_bytes = few ? 0 : align16(2 * S * tmr * hp * 2);
   const int region0 = std::max(a_bytes, hilo_bytes);  // v hi / lo reuse A's space after the shrink
   a->off_b = region0;
   a->off_x = a->off_b + align16(a->b_rows * hp * 2);
   a->off_y = a->off_x + align16(tmr * a->a_pitch * 2);
   a->off_vp = a->off_y + align16(tmr * a->y_pitch * 2);
   a->off_vr = a->off_vp + align16(wk * S * tmr * vp * 4);
-  // receive buffers of the exchange: direct (every CTA gets every partial) up to 4096 / CS elements (16 KB), or the
-  // largest tile's if smaller (a smaller plan: the few-row instance of 4-CTA clusters then fits twice per SM);
+  // receive buffers of the exchange: direct (every CTA gets every partial) up to 4096 / CS elements (16 KB);
   // reduce-scatter: CS x ceil(n / CS) partials for the owned elements + the n gathered sums
   const int nv_max = S * tmr * rp;
-  a->direct_max = std::min(4096 / CS, nv_max);
+  a->direct_max = 4096 / CS;
   a->rs_stride = (nv_max + CS - 1) / CS;
   a->smem_bytes = a->off_vr + align16(4 * std::max(CS * a->direct_max, CS * a->rs_stride + nv_max));
   return a->smem_bytes <= kLoraClusterMaxSmem;

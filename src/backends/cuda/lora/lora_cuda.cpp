@@ -274,14 +274,14 @@ int pick_cluster_tiles(const ops::LoraShrinkParams& s, const DeviceFacts& dev) {
 }
 
 // The cluster kernel's plan for this batch in *ca, and its m tiles in *mt (0: the other paths take the batch).
-// Measured on H100 (docs/perf/lora-kernels.md, eighth session, every size forced on every row):
-// - 16-CTA clusters by pick_cluster_tiles' rule, when twice its clusters can be resident at once (the next call's
+// Measured on H100 (docs/perf/lora-kernels.md, eighth session, calls 1-3, every size forced on every row):
+// - 16-CTA clusters by pick_cluster_tiles' rule when twice its clusters can be resident at once (the next call's
 //   clusters then load their weights during this one).
-// - Otherwise batches of segments of at most 128 tokens take 16-row tiles on the largest of 8-, 4- and 2-CTA
-//   clusters with that room for two calls (e.g. zipf r = 16 B = 16 5.84 -> 4.99 us, uniform r = 64 B = 64
-//   10.9 -> 8.8), else the largest of 8 and 4 whose clusters fit once (uniform r = 64 B = 128 15.0 -> 11.8). Not
-//   2 then: its 2-CTA chain after the PDL wait is ~3 us longer than a 16-CTA one, which only the overlap of two
-//   calls repays (distinct r = 16 B = 32 8.6 -> 7.0 us; B = 64 10.9 -> 12.5).
+// - Otherwise batches of segments of at most 128 tokens take 16-row tiles on 8-CTA clusters if all of them are
+//   resident at once (zipf r = 16 B = 16 5.84 -> 4.99 us, uniform r = 64 B = 32 7.9 -> 6.5, B = 128 15.0 -> 11.7),
+//   else on 2-CTA clusters if two calls' clusters are (distinct r = 16 B = 32 8.6 -> 7.0). A 2-CTA cluster's chain
+//   after the PDL wait is ~3 us longer than a 16-CTA one, which only the overlap of two calls repays (one wave
+//   of them: distinct r = 16 B = 64 10.9 -> 12.5); 4-CTA clusters lost to 8 or 2 on every row.
 // - Failing both, 16-CTA clusters by that rule whenever any is resident, as before.
 // PUNICA_LORA_CLUSTER (forced tiles) and PUNICA_LORA_CS (forced size) replace this for benchmarking.
 Status choose_cluster(const ops::LoraShrinkParams& s, const ops::LoraExpandParams& e, const DeviceFacts& dev,
@@ -313,19 +313,15 @@ Status choose_cluster(const ops::LoraShrinkParams& s, const ops::LoraExpandParam
     }
   }
   if (dev.pdl && cluster_override() != 0 && adapted_len(s.seg) <= 128) {
-    for (const int cs : {8, 4, 2}) {
-      PUNICA_RETURN_IF_ERROR(resident(1, cs, &n));
-      if (n > 0 && 2 * ca->num_items <= n) {
-        *mt = 1;
-        return Status::ok();
-      }
+    PUNICA_RETURN_IF_ERROR(resident(1, 8, &n));
+    if (n > 0 && ca->num_items <= n) {
+      *mt = 1;
+      return Status::ok();
     }
-    for (const int cs : {8, 4}) {
-      PUNICA_RETURN_IF_ERROR(resident(1, cs, &n));
-      if (n > 0 && ca->num_items <= n) {
-        *mt = 1;
-        return Status::ok();
-      }
+    PUNICA_RETURN_IF_ERROR(resident(1, 2, &n));
+    if (n > 0 && 2 * ca->num_items <= n) {
+      *mt = 1;
+      return Status::ok();
     }
   }
   if (m16 > 0) {
