@@ -9,7 +9,7 @@
 #   cmake -S src/backends/cuda/standalone -B build-cuda-90 -G Ninja -DCMAKE_BUILD_TYPE=Release \
 #     -DCMAKE_CUDA_ARCHITECTURES=90a && ninja -C build-cuda-90 punica_lora_oracle punica_bench_lora
 # (sm_90a only: 30 MB, small enough to carry); if they do not start there, builds them the same way there.
-#   scripts/gpu_check.sh [all|oracle|sanitize|bench|quick|profile|compare|rule|probe|iterate|ab|stream|final|final-san|gemv|ncu-cluster|ncu-old-new|few-rows|cluster-size]
+#   scripts/gpu_check.sh [all|oracle|sanitize|bench|quick|profile|compare|rule|probe|iterate|ab|stream|final|final-san|gemv|ncu-cluster|ncu-old-new|few-rows|cluster-size|cs-san]
 #   (all = oracle by shape + oracle with the cluster kernel off (the older paths) + sanitizers + bench;
 #    quick = oracle + sanitizer + --quick bench; profile = all + Nsight Compute on the prefill kernels;
 #    COMPARE_PATHS=1 also benches every row with the single-launch decode kernel off, PUNICA_LORA_FUSED=0;
@@ -33,7 +33,8 @@
 #    cluster forced with them off), memcheck / racecheck with the cluster kernel forced, the 4096x4096 f16 rows
 #    with them off and by shape side by side, the phase trace;
 #    cluster-size = the cluster kernel's 8-, 4- and 2-CTA clusters: oracles forced with each, memcheck forced with 4,
-#    the 4096x4096 f16 rows by shape, of the previous build (OLD_XZ) and forced with each size, joined by row)
+#    the 4096x4096 f16 rows by shape, of the previous build (OLD_XZ) and forced with each size, joined by row;
+#    cs-san = compute-sanitizer runs by tool, dtype and cluster size (CS_SAN), then with CS_SAN_BENCH=1 the full benchmark)
 set -uo pipefail
 mode=${1:-all}
 OUT=${OUT:-$PWD/gpu-out}
@@ -63,7 +64,7 @@ run_oracle() {  # log name, timeout (s), oracle args...
 }
 run_sanitizer() {  # tool, timeout (s), oracle args...
   local tool=$1 t=$2; shift 2
-  local args="$*"; local name="${tool}${args// /}"; name=${name//-/}
+  local args="$*"; local name="${tool}${args// /}${PUNICA_LORA_CS:+cs$PUNICA_LORA_CS}"; name=${name//-/}
   timeout "$t" compute-sanitizer --tool "$tool" --error-exitcode 3 "$BIN/punica_lora_oracle" --reduced --dtype all "$@" \
     >"$OUT/$name.log" 2>&1
   local rc=$?; [[ $rc == 0 ]] || status=1
@@ -226,6 +227,17 @@ if [[ $mode == few-rows ]]; then  # the cluster kernel's few-row instance (seven
   echo "== 4096x4096 f16: r workload B D, old build: us | PUNICA_LORA_GEMV=1: us | new: us GB/s %copy rule =="
   paste -d'|' <(grep -E "^f16 " "$OUT/bench_old.log" | cut -c19-49) <(grep -E "^f16 " "$OUT/bench_gemv1.log" | cut -c42-49) \
     <(grep -E "^f16 " "$OUT/bench_new.log" | cut -c42-49,67-79,97-106)
+fi
+if [[ $mode == cs-san ]]; then  # sanitizers for the cluster sizes: CS_SAN="tool:dtype:size ..." (size "shape": by shape)
+  for item in ${CS_SAN:-memcheck:all:shape memcheck:all:8 memcheck:all:2 racecheck:f16:8}; do
+    IFS=: read -r tool dt cs <<<"$item"
+    if [[ $cs == shape ]]; then run_sanitizer "$tool" 240 --dtype "$dt"
+    else PUNICA_LORA_CS=$cs run_sanitizer "$tool" 240 --dtype "$dt" --cluster 1; fi
+  done
+  if [[ ${CS_SAN_BENCH:-0} == 1 ]]; then
+    run_bench bench 330 --csv "$OUT/bench.csv"
+    grep -E "^(dtype|f16 +4096x4096)" "$OUT/bench.log" | cut -c19-49,97-106
+  fi
 fi
 if [[ $mode == cluster-size ]]; then  # the cluster kernel with 8-, 4- and 2-CTA clusters (eighth session)
   # CS_BENCH: sizes whose forced benchmark runs (default "8 4 2"; 4 and 2 at rank 16 only, where they exist);

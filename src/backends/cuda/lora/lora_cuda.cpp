@@ -277,9 +277,11 @@ int pick_cluster_tiles(const ops::LoraShrinkParams& s, const DeviceFacts& dev) {
 // Measured on H100 (docs/perf/lora-kernels.md, eighth session, calls 1-3, every size forced on every row):
 // - 16-CTA clusters by pick_cluster_tiles' rule when twice its clusters can be resident at once (the next call's
 //   clusters then load their weights during this one).
-// - Otherwise batches of segments of at most 128 tokens take 16-row tiles on 8-CTA clusters if all of them are
-//   resident at once (zipf r = 16 B = 16 5.84 -> 4.99 us, uniform r = 64 B = 32 7.9 -> 6.5, B = 128 15.0 -> 11.7),
-//   else on 2-CTA clusters if two calls' clusters are (distinct r = 16 B = 32 8.6 -> 7.0). A 2-CTA cluster's chain
+// - Otherwise decode batches (every adapted segment in one 16-row tile) take 8-CTA clusters if all of them are
+//   resident at once (zipf r = 16 B = 16 5.8 -> 5.0 us, uniform r = 64 B = 32 7.9 -> 6.5, B = 128 14.8 -> 11.7),
+//   else 2-CTA clusters if two calls' clusters are (distinct r = 16 B = 32 8.4 -> 6.9). Longer segments take 8-CTA
+//   clusters only in place of the 16-CTA rule's 32-row tiles (identical r = 64 B = 128 11.4 -> 9.9); with 16-row
+//   tiles they lost there (split1 r = 64 B = 32 7.0 -> 7.8: their full tiles' work per CTA doubles). A 2-CTA cluster's chain
 //   after the PDL wait is ~3 us longer than a 16-CTA one, which only the overlap of two calls repays (one wave
 //   of them: distinct r = 16 B = 64 10.9 -> 12.5); 4-CTA clusters lost to 8 or 2 on every row.
 // - Failing both, 16-CTA clusters by that rule whenever any is resident, as before.
@@ -312,7 +314,7 @@ Status choose_cluster(const ops::LoraShrinkParams& s, const ops::LoraExpandParam
       return Status::ok();
     }
   }
-  if (dev.pdl && cluster_override() != 0 && adapted_len(s.seg) <= 128) {
+  if (dev.pdl && cluster_override() != 0 && (adapted_len(s.seg) <= 16 || m16 == 2)) {
     PUNICA_RETURN_IF_ERROR(resident(1, 8, &n));
     if (n > 0 && ca->num_items <= n) {
       *mt = 1;
