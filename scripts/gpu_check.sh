@@ -9,7 +9,7 @@
 #   cmake -S src/backends/cuda/standalone -B build-cuda-90 -G Ninja -DCMAKE_BUILD_TYPE=Release \
 #     -DCMAKE_CUDA_ARCHITECTURES=90a && ninja -C build-cuda-90 punica_lora_oracle punica_bench_lora
 # (sm_90a only: 30 MB, small enough to carry); if they do not start there, builds them the same way there.
-#   scripts/gpu_check.sh [all|oracle|sanitize|bench|quick|profile|compare|rule|probe|iterate|ab|stream|final|final-san|gemv|ncu-cluster|ncu-old-new|few-rows|cluster-size|cs-san]
+#   scripts/gpu_check.sh [all|oracle|sanitize|bench|quick|profile|compare|rule|probe|iterate|ab|stream|final|final-san|gemv|ncu-cluster|ncu-old-new|few-rows|cluster-size|cs-san|cs-final]
 #   (all = oracle by shape + oracle with the cluster kernel off (the older paths) + sanitizers + bench;
 #    quick = oracle + sanitizer + --quick bench; profile = all + Nsight Compute on the prefill kernels;
 #    COMPARE_PATHS=1 also benches every row with the single-launch decode kernel off, PUNICA_LORA_FUSED=0;
@@ -287,6 +287,16 @@ if [[ $mode == ncu-old-new ]]; then  # one row (NCU_ROW="workload rank batch") w
   read -r w r b <<<"${NCU_ROW:-identical 16 16}"
   ncu_cluster_row new_${w}_r${r}_b$b "$BIN/punica_bench_lora" "$w" "$r" "$b"
   ncu_cluster_row old_${w}_r${r}_b$b "$old" "$w" "$r" "$b"
+fi
+if [[ $mode == cs-final ]]; then  # the eighth session's last checks: oracles, racecheck, ncu of 16- vs 8-CTA clusters
+  run_oracle oracle_auto 90 --dtype all
+  run_oracle oracle_cs16 90 --dtype all --cluster 1
+  for cs in 8 2; do PUNICA_LORA_CS=$cs run_oracle oracle_cs$cs 90 --dtype all --cluster 1; done
+  run_sanitizer racecheck 240 --dtype f16
+  PUNICA_LORA_CS=2 run_sanitizer racecheck 240 --dtype bf16 --cluster 1
+  PUNICA_LORA_CS=8 run_sanitizer racecheck 240 --dtype bf16 --cluster 1
+  ncu_cluster_row cs16_distinct_r16_b1 "$BIN/punica_bench_lora" distinct 16 1
+  PUNICA_LORA_CLUSTER=1 PUNICA_LORA_CS=8 ncu_cluster_row cs8_distinct_r16_b1 "$BIN/punica_bench_lora" distinct 16 1
 fi
 if [[ $mode == final-san ]]; then  # the sanitizers of the end-of-session check, by shape and streaming forced
   run_sanitizer memcheck 100
