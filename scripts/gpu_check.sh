@@ -33,7 +33,8 @@
 #    cluster forced with them off), memcheck / racecheck with the cluster kernel forced, the 4096x4096 f16 rows
 #    with them off and by shape side by side, the phase trace;
 #    cluster-size = the cluster kernel's 8-, 4- and 2-CTA clusters: oracles forced with each, memcheck forced with 4,
-#    the 4096x4096 f16 rows by shape, of the previous build (OLD_XZ) and forced with each size, joined by row;
+#    the 4096x4096 f16 rows by shape, of the previous build (OLD_XZ) and forced with each size, joined by row
+#    (CS_BENCH, CS_MEMCHECK, CS_RACECHECK and CS_FULL_BENCH choose the parts: see the mode);
 #    cs-san = compute-sanitizer runs by tool, dtype and cluster size (CS_SAN), then with CS_SAN_BENCH=1 the full benchmark)
 set -uo pipefail
 mode=${1:-all}
@@ -260,6 +261,9 @@ if [[ $mode == cluster-size ]]; then  # the cluster kernel with 8-, 4- and 2-CTA
   done
   echo "== 4096x4096 f16 us: new = by shape; old = previous build (OLD_XZ); csN = cluster kernel forced with N-CTA clusters where they fit =="
   python3 scripts/join_bench_csv.py "${joined[@]}"
+  # CS_RACECHECK: sizes racecheck (f16) runs forced with; CS_FULL_BENCH=1: then the full benchmark (bench.csv)
+  for cs in ${CS_RACECHECK:-}; do PUNICA_LORA_CS=$cs run_sanitizer racecheck 240 --dtype f16 --cluster 1; done
+  if [[ ${CS_FULL_BENCH:-0} == 1 ]]; then run_bench bench 330 --csv "$OUT/bench.csv"; fi
 fi
 # One launch of the cluster kernel (f16, 4096x4096), SM clocks left as they are (--clock-control none), warp-state
 # sampling at the shortest interval; the report is kept and its source page (per-SASS-instruction stall samples)

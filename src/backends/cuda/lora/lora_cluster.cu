@@ -121,11 +121,14 @@ struct CtaSlice {
   int col_b;   // this CTA's first column of the slice
   int ncols;   // this CTA's columns of the slice (a multiple of 8, may be 0)
 };
-// The few-row path's per-slice offsets (ClusterArgs::bcol / ycol / y_col_offset), copied once: a kernel parameter
-// indexed by a register is a constant-cache load at every use. Kept out of CtaSlice so that the mma instances'
-// prologue stays as it was measured.
-struct SliceOffsets {
-  int bcol, ycol, yoff;
+// What the few-row expand needs of a slice, filled before the PDL wait (one 16-byte shared load per column after
+// it; a kernel parameter indexed by a register is a constant-cache load at every use). Kept out of CtaSlice so
+// that the mma instances' prologue stays as it was measured.
+struct __align__(16) SliceOffsets {
+  int bcol;  // first shared-memory B row (ClusterArgs::bcol)
+  int ycol;  // first column in the shared-memory y tile (ClusterArgs::ycol)
+  int yoff;  // this CTA's first column of the slice in a y row (y_col_offset + col_b)
+  int rh;    // ranks per thread of a column pair: r rounded up to 16, halved
 };
 
 // CS: CTAs per cluster (16, 8, 4, 2): each takes 1 / CS of h_in in the shrink and of every slice's columns in the
@@ -213,7 +216,8 @@ __global__ void __launch_bounds__(kCT) lora_cluster_kernel(const ClusterArgs p) 
     if constexpr (FEW)
       so[tid] = {tid == 0 ? p.bcol[0] : tid == 1 ? p.bcol[1] : p.bcol[2],
                  tid == 0 ? p.ycol[0] : tid == 1 ? p.ycol[1] : p.ycol[2],
-                 tid == 0 ? p.y_col_offset[0] : tid == 1 ? p.y_col_offset[1] : p.y_col_offset[2]};
+                 (tid == 0 ? p.y_col_offset[0] : tid == 1 ? p.y_col_offset[1] : p.y_col_offset[2]) + s.col_b,
+                 ((s.r + 15) & ~15) / 2};
   }
   __syncthreads();
   if (si[0].r == 0 && si[1].r == 0 && si[2].r == 0) return;  // the same in every CTA of the cluster
@@ -585,29 +589,31 @@ __global__ void __launch_bounds__(kCT) lora_cluster_kernel(const ClusterArgs p) 
   // y element straight to global memory (16 columns of a warp are one 32-byte sector), so this path needs no
   // store phase and no barrier before it.
   if (gemv) {
-    int total = 0;  // this CTA's columns of the adapted slices, in slice order
-    for (int s = 0; s < S; ++s) total += si[s].r ? si[s].ncols : 0;
+    // This CTA's columns of the adapted slices, in slice order: slice 0 has [0, c0), 1 [c0, c1), 2 [c1, total).
+    // Straight-line (S <= 3) and the slice's offsets in one shared load per column: the per-column setup was
+    // most of this phase's ~175 instructions per warp at r = 16 (Nsight Compute, eighth session).
+    static_assert(ops::kMaxLoraSlices == 3, "the column bounds below name three slices");
+    const int c0 = si[0].r ? si[0].ncols : 0;
+    const int c1 = c0 + (S > 1 && si[1].r ? si[1].ncols : 0);
+    const int total = c1 + (S > 2 && si[2].r ? si[2].ncols : 0);
     const int lanes = (2 * total + 31) & ~31;  // whole warps, so every lane takes part in the shuffle
-    T* const yg = static_cast<T*>(p.y);
+    T* const yg = static_cast<T*>(p.y) + static_cast<int64_t>(t0) * p.y_stride;
 #pragma unroll 1
     for (int e = tid; e < lanes; e += kCT) {
-      int s = 0, n = e >> 1;  // column n of slice s (s == S: past the last column)
-      for (; s < S; ++s) {
-        const int cols = si[s].r ? si[s].ncols : 0;
-        if (n < cols) break;
-        n -= cols;
-      }
+      const int nn = e >> 1;
+      const bool valid = nn < total;
+      const int s = (nn >= c0) + (nn >= c1);  // column n of slice s
+      const int n = nn - (s == 0 ? 0 : s == 1 ? c0 : c1);
+      const SliceOffsets o = so[valid ? s : 0];
       float acc[GR];
 #pragma unroll
       for (int row = 0; row < GR; ++row) acc[row] = 0.f;
-      if (s < S) {
-        const CtaSlice& c = si[s];
-        const int rh = ((c.r + 15) & ~15) / 2;
-        const T* brow = sb + (so[s].bcol + n) * HP + (e & 1) * rh;
-        const float* vf = svf + s * PR * VP + (e & 1) * rh;
+      if (valid) {
+        const T* brow = sb + (o.bcol + n) * HP + (e & 1) * o.rh;
+        const float* vf = svf + s * PR * VP + (e & 1) * o.rh;
 #pragma unroll
         for (int j = 0; j < RP / 2; j += 8) {
-          if (j >= rh) break;
+          if (j >= o.rh) break;
           const uint4 bv = *reinterpret_cast<const uint4*>(brow + j);
           const float2 bf[4] = {pair_to_float2(bv.x, T()), pair_to_float2(bv.y, T()), pair_to_float2(bv.z, T()),
                                 pair_to_float2(bv.w, T())};
@@ -630,14 +636,17 @@ __global__ void __launch_bounds__(kCT) lora_cluster_kernel(const ClusterArgs p) 
         }
       }
 #pragma unroll
-      for (int row = 0; row < GR; ++row) acc[row] += __shfl_xor_sync(0xffffffffu, acc[row], 1);
-      if (s < S && (e & 1) == 0) {
-        const CtaSlice& c = si[s];
+      for (int row = 0; row < GR; ++row) {
+        if (row >= rows) break;  // the same in the whole CTA
+        acc[row] += __shfl_xor_sync(0xffffffffu, acc[row], 1);
+      }
+      if (valid && (e & 1) == 0) {
+        const float sc = si[s].scale;
 #pragma unroll
         for (int row = 0; row < GR; ++row) {
           if (row >= rows) break;
-          const float old = to_float(sy[row * p.y_pitch + so[s].ycol + n]);
-          yg[(t0 + row) * p.y_stride + so[s].yoff + c.col_b + n] = T(old + c.scale * acc[row]);
+          const float old = to_float(sy[row * p.y_pitch + o.ycol + n]);
+          yg[row * p.y_stride + o.yoff + n] = T(old + sc * acc[row]);
         }
       }
     }
