@@ -3,7 +3,8 @@
 //                          [--cluster 0|1|2|4]  (lora_add's cluster kernel: off, or forced with token tiles
 //                                                of 16 / 32 / 64 rows; default: chosen by shape)
 //                          [--stream 0|1]  (the streaming decode kernels: off, or forced for every shape)
-// Exit code 0 only if every case passes.
+// The environment's PUNICA_LORA_CS (16 / 8 / 4 / 2) forces the cluster kernel's cluster size where it fits (the
+// line printed first names it). Exit code 0 only if every case passes.
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -33,11 +34,14 @@ int main(int argc, char** argv) {
   }
   if (cluster >= 0) cuda::lora_set_cluster_override(cluster);
   if (stream >= 0) cuda::lora_set_stream_override(stream);
-  std::printf("lora oracle: seed %llu%s, streaming kernels %s, cluster kernel %s\n", static_cast<unsigned long long>(seed),
-              reduced ? " (reduced)" : "", stream < 0 ? "by shape" : stream == 0 ? "off" : "forced",
+  const char* cs = std::getenv("PUNICA_LORA_CS");
+  std::printf("lora oracle: seed %llu%s, streaming kernels %s, cluster kernel %s%s%s\n",
+              static_cast<unsigned long long>(seed), reduced ? " (reduced)" : "",
+              stream < 0 ? "by shape" : stream == 0 ? "off" : "forced",
               cluster < 0 ? "by shape (default)"
               : cluster == 0 ? "off"
-                             : ("forced, token tiles of " + std::to_string(16 * cluster) + " rows").c_str());
+                             : ("forced, token tiles of " + std::to_string(16 * cluster) + " rows").c_str(),
+              cs ? ", cluster size forced to " : "", cs ? cs : "");
   oracle::LoraOracle o;
   int pass = 0, fail = 0;
   for (DType t : {DType::kF16, DType::kBF16}) {

@@ -1,5 +1,6 @@
 // The whole LoRA add-on (shrink + expand, every slice) in ONE launch with no grid-wide dependency: one
-// thread-block CLUSTER of 16 CTAs (sm_90) per (segment, token tile of 16 * MT rows), 16 warps per CTA.
+// thread-block CLUSTER of 16 CTAs (sm_90; 8 or 2 for launches of more segments than 16-CTA clusters can hold,
+// see CS below) per (segment, token tile of 16 * MT rows), 16 warps per CTA. The steps below say 16 for CS.
 //
 // Why: under CUDA-graph replay the fixed cost of a small add-on is not bytes but dependent steps. The
 // two-kernel path pays a kernel boundary between shrink and expand and the persistent kernel a grid-wide
@@ -141,11 +142,11 @@ struct __align__(16) SliceOffsets {
 template <typename T, int RP, int MT, bool FEW, int CS>
 __global__ void __launch_bounds__(kCT) lora_cluster_kernel(const ClusterArgs p) {
   static_assert(CS >= 2 && CS <= kLoraClusterSize && (CS & (CS - 1)) == 0, "a power of two up to 16");
-  constexpr int LCS = CS == 16 ? 4 : CS == 8 ? 3 : CS == 4 ? 2 : 1;  // element e's owner is e % CS, its slot e / CS
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ < 900
   (void)p;  // clusters need sm_90; the host launches this kernel only there
 #else
   using W = ClusterWarps<RP, MT>;
+  constexpr int LCS = CS == 16 ? 4 : CS == 8 ? 3 : CS == 4 ? 2 : 1;  // element e's owner is e % CS, its slot e / CS
   constexpr int TMR = 16 * MT;
   constexpr int GR = lora_cluster_gemv_cap(RP);  // rows of the few-row path's per-thread arrays
   // Rows of the x, y, partial and fp32 v tiles in shared memory: the few-row instance holds GR (its smaller plan,
