@@ -135,7 +135,8 @@ struct __align__(16) SliceOffsets {
 // CS: CTAs per cluster (16, 8, 4, 2): each takes 1 / CS of h_in in the shrink and of every slice's columns in the
 // expand. 16 suits few clusters; launches of many segments take smaller clusters, so that every cluster of a call
 // (and of the next one, which starts its weight loads early under PDL) is resident at once.
-// FEW: every tile of the launch has at most a few rows (the host's cluster_gemv_rows) and takes the CUDA-core phases (MT 1);
+// FEW: every tile of the launch has at most a few rows (the host's cluster_gemv_rows) and takes the CUDA-core
+// phases (MT 1);
 // otherwise every tile takes the mma phases. Two instances, not a branch per tile: the few-row instance has a
 // smaller shared-memory plan of its own (two CTAs per SM at rank 64, lora_cluster_layout), and neither
 // instance carries the other's code or registers.
@@ -859,14 +860,16 @@ bool lora_cluster_layout(int rp, int mt, ClusterArgs* a) {
 }
 
 Status lora_cluster_capacity(DType dtype, const ClusterArgs& args, int rp, int mt, int* clusters) {
-  return dispatch_instance(dtype, rp, mt, args.few_rows != 0, args.cluster_size, [&](auto t, auto r, auto m, auto f, auto c) {
+  const bool few = args.few_rows != 0;
+  return dispatch_instance(dtype, rp, mt, few, args.cluster_size, [&](auto t, auto r, auto m, auto f, auto c) {
     return capacity<decltype(t), decltype(r)::value, decltype(m)::value, decltype(f)::value, decltype(c)::value>(
         args.smem_bytes, clusters);
   });
 }
 
 Status lora_launch_cluster(DType dtype, const ClusterArgs& args, int rp, int mt, bool pdl, cudaStream_t stream) {
-  return dispatch_instance(dtype, rp, mt, args.few_rows != 0, args.cluster_size, [&](auto t, auto r, auto m, auto f, auto c) {
+  const bool few = args.few_rows != 0;
+  return dispatch_instance(dtype, rp, mt, few, args.cluster_size, [&](auto t, auto r, auto m, auto f, auto c) {
     return launch<decltype(t), decltype(r)::value, decltype(m)::value, decltype(f)::value, decltype(c)::value>(
         args, pdl, stream);
   });

@@ -280,10 +280,11 @@ int pick_cluster_tiles(const ops::LoraShrinkParams& s, const DeviceFacts& dev) {
 // - Otherwise decode batches (every adapted segment in one 16-row tile) take 8-CTA clusters if all of them are
 //   resident at once (zipf r = 16 B = 16 5.8 -> 5.0 us, uniform r = 64 B = 32 7.9 -> 6.5, B = 128 14.8 -> 11.7),
 //   else 2-CTA clusters if two calls' clusters are (distinct r = 16 B = 32 8.4 -> 6.9). Longer segments take 8-CTA
-//   clusters only in place of the 16-CTA rule's 32-row tiles (identical r = 64 B = 128 11.4 -> 9.9); with 16-row
-//   tiles they lost there (split1 r = 64 B = 32 7.0 -> 7.8: their full tiles' work per CTA doubles). A 2-CTA cluster's chain
-//   after the PDL wait is ~3 us longer than a 16-CTA one, which only the overlap of two calls repays (one wave
-//   of them: distinct r = 16 B = 64 10.9 -> 12.5); 4-CTA clusters lost to 8 or 2 on every row.
+//   clusters only in place of the 16-CTA rule's 32-row tiles (identical r = 64 B = 128 11.4 -> 9.9); in place of
+//   its 16-row tiles they lost (split1 r = 64 B = 32 7.0 -> 7.8: each CTA's share of a full tile doubles).
+//   A 2-CTA cluster's chain after the PDL wait is ~3 us longer than a 16-CTA one, which only the overlap of two
+//   calls repays (one wave of them: distinct r = 16 B = 64 10.9 -> 12.5); 4-CTA clusters lost to 8 or 2 on every
+//   row.
 // - Failing both, 16-CTA clusters by that rule whenever any is resident, as before.
 // PUNICA_LORA_CLUSTER (forced tiles) and PUNICA_LORA_CS (forced size) replace this for benchmarking.
 Status choose_cluster(const ops::LoraShrinkParams& s, const ops::LoraExpandParams& e, const DeviceFacts& dev,
