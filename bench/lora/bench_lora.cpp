@@ -1,6 +1,7 @@
 // LoRA kernel benchmark: our lora_add (shrink + expand) against the byte and FLOP floors measured in the
 // same run (device-to-device copy, large cuBLAS GEMM) and against cuBLAS baselines (GEMM loop over
-// segments, gather + batched GEMM, the base model's dense GEMM of the projection).
+// segments, gather + batched GEMM, the base model's dense GEMM of the projection). With the baselines, the
+// "after_gemm" column times each add-on right after that dense GEMM, as a model runs it: (GEMM + add-on) - GEMM.
 // Timing: every measured call is captured n_inv times in one CUDA graph (weights, x and y rotating over
 // sets larger than 3x L2), the graph is replayed `reps` times, the median per-call time is reported.
 //   punica_bench_lora [--quick] [--csv FILE] [--only WORKLOAD] [--rank R] [--batch B] [--dtype f16|bf16] [--shape HINxHOUT]
@@ -181,6 +182,7 @@ void print_launch_floor(cudaStream_t s) {
 struct RowResult {
   double cmp[kNumCompareModes] = {};
   double ours = 0, shrink = 0, expand = 0, seg_loop = 0, batched = 0, dense = 0;
+  double after_gemm = 0;  // the add-on right after the projection's dense GEMM: (GEMM + add-on) - GEMM
   double bytes = 0, flops = 0;
 };
 
@@ -421,6 +423,22 @@ RowResult run_row(Ctx& ctx, Shape sh, const AdapterPool& pool, bool bf16, Worklo
                                 y.as<uint16_t>() + int64_t(i % nx) * T * sh.h_out, ct, sh.h_out, CUBLAS_COMPUTE_32F,
                                 CUBLAS_GEMM_DEFAULT));
     });
+    // 4 (for insight; the acceptance rows are the back-to-back add-ons above): each add-on right after the GEMM
+    // that writes its y, as a model runs them. Back-to-back add-ons can overlap one another under PDL (the next
+    // call's weight loads start during this one); here only the GEMM's tail is there to overlap.
+    // Pair i: GEMM weights i % nw, add-on set j = i % n_inv (its segment arrays exist for n_inv calls), both on
+    // x and y set j % nx, so the add-on adds to the y the GEMM has just written.
+    const int n_pair = std::max({n_inv, nw, 4});
+    const double pair = time_graph(ctx.s, n_pair, reps, [&](int i) {
+      const int j = i % n_inv;
+      BENCH_CUBLAS(cublasGemmEx(ctx.blas, CUBLAS_OP_T, CUBLAS_OP_N, sh.h_out, T, sh.h_in, &one,
+                                wpool.as<uint16_t>() + int64_t(i % nw) * sh.h_in * sh.h_out, ct, sh.h_in,
+                                x.as<uint16_t>() + int64_t(j % nx) * T * sh.h_in, ct, sh.h_in, &zero,
+                                y.as<uint16_t>() + int64_t(j % nx) * T * sh.h_out, ct, sh.h_out, CUBLAS_COMPUTE_32F,
+                                CUBLAS_GEMM_DEFAULT));
+      add_call(j);
+    });
+    res.after_gemm = pair - res.dense;
   }
   return res;
 }
@@ -499,7 +517,7 @@ int main(int argc, char** argv) {
   }
   else if (csv)
     std::fprintf(csv, "dtype,h_in,h_out,rank,workload,B,distinct,us,shrink_us,expand_us,GBps,pct_copy,byte_floor_us,"
-                      "flop_floor_us,rule,pass,seg_loop_us,batched_us,dense_us\n");
+                      "flop_floor_us,rule,pass,seg_loop_us,batched_us,dense_us,after_gemm_us\n");
   const std::vector<Shape> shapes = compare ? std::vector<Shape>{{4096, 4096}}
                                             : std::vector<Shape>{{4096, 4096}, {4096, 11008}, {11008, 4096}};
   if (compare) {
@@ -515,9 +533,9 @@ int main(int argc, char** argv) {
   std::map<std::tuple<int, int, int, int, int>, double> f16_time;  // (h_in, h_out, rank, workload, B)
   int pass = 0, fail = 0, bf_within = 0, bf_rows = 0;
   if (!compare)
-    std::printf("\n%-5s %-11s %-3s %-9s %-4s %3s %8s %7s %7s %7s %5s %7s %7s %-10s %8s %8s %8s\n", "dtype", "shape", "r",
-              "workload", "B", "D", "us", "shrink", "expand", "GB/s", "%cp", "floorB", "floorF", "rule", "segloop",
-              "batched", "dense");
+    std::printf("\n%-5s %-11s %-3s %-9s %-4s %3s %8s %7s %7s %7s %5s %7s %7s %-10s %8s %8s %8s %9s\n", "dtype", "shape",
+              "r", "workload", "B", "D", "us", "shrink", "expand", "GB/s", "%cp", "floorB", "floorF", "rule", "segloop",
+              "batched", "dense", "aftergemm");
   for (bool bf16 : {false, true}) {
     if (!only_dtype.empty() && only_dtype != (bf16 ? "bf16" : "f16")) continue;
     for (Shape sh : shapes) {
@@ -571,15 +589,16 @@ int main(int argc, char** argv) {
           }
           char shape[32];
           std::snprintf(shape, sizeof shape, "%dx%d", sh.h_in, sh.h_out);
-          std::printf("%-5s %-11s %-3d %-9s %-4d %3d %8.2f %7.2f %7.2f %7.0f %5.1f %7.2f %7.2f %-10s %8.2f %8.2f %8.2f\n",
+          std::printf("%-5s %-11s %-3d %-9s %-4d %3d %8.2f %7.2f %7.2f %7.0f %5.1f %7.2f %7.2f %-10s %8.2f %8.2f %8.2f %9.2f\n",
                       bf16 ? "bf16" : "f16", shape, r, workload_name(w), n, bt.distinct, rr.ours, rr.shrink,
-                      rr.expand, gbps, pct, floor_b, floor_f, rule.c_str(), rr.seg_loop, rr.batched, rr.dense);
+                      rr.expand, gbps, pct, floor_b, floor_f, rule.c_str(), rr.seg_loop, rr.batched, rr.dense,
+                      rr.after_gemm);
           std::fflush(stdout);
           if (csv)
-            std::fprintf(csv, "%s,%d,%d,%d,%s,%d,%d,%.3f,%.3f,%.3f,%.1f,%.2f,%.3f,%.3f,%s,%d,%.3f,%.3f,%.3f\n",
+            std::fprintf(csv, "%s,%d,%d,%d,%s,%d,%d,%.3f,%.3f,%.3f,%.1f,%.2f,%.3f,%.3f,%s,%d,%.3f,%.3f,%.3f,%.3f\n",
                          bf16 ? "bf16" : "f16", sh.h_in, sh.h_out, r, workload_name(w), n, bt.distinct, rr.ours,
                          rr.shrink, rr.expand, gbps, pct, floor_b, floor_f, rule.c_str(), ok ? 1 : 0, rr.seg_loop,
-                         rr.batched, rr.dense);
+                         rr.batched, rr.dense, rr.after_gemm);
         }
       }
     }
