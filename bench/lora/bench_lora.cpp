@@ -219,6 +219,7 @@ void print_trace(const std::vector<unsigned long long>& t0, const std::vector<un
   auto span = [&](const std::vector<unsigned long long>& t, unsigned long long& b, unsigned long long& e, int& n) {
     b = ~0ull, e = 0, n = 0;
     for (int c = 0; c < ctas; ++c) {
+      if (t[c * S + 10] == 0) continue;  // no such CTA (smaller clusters than the 16 the buffer is sized for)
       b = std::min(b, t[c * S + 10]);
       if (t[c * S + 11]) e = std::max(e, t[c * S + 11]), ++n;
     }
@@ -300,9 +301,11 @@ RowResult run_row(Ctx& ctx, Shape sh, const AdapterPool& pool, bool bf16, Worklo
   const int reps = ctx.quick ? 5 : 15;
   if (trace) {
     const int tiles = std::max(1, (bt.max_seg_len + 15) / 16);
-    const int ctas = S * tiles * 16;
+    const int ctas = S * tiles * 16;  // the most CTAs a call has (16-CTA clusters); PUNICA_LORA_CS may use fewer
     constexpr int slots = cuda::kLoraTraceSlots;
     Dev d0(size_t(ctas) * slots * 8), d1(size_t(ctas) * slots * 8);
+    BENCH_CUDA(cudaMemsetAsync(d0.p, 0, size_t(ctas) * slots * 8, ctx.s));  // CTAs that do not exist stay 0
+    BENCH_CUDA(cudaMemsetAsync(d1.p, 0, size_t(ctas) * slots * 8, ctx.s));
     cuda::lora_set_cluster_override(1);
     const int k = n_inv / 2;
     res.ours = time_graph(ctx.s, n_inv, 3, [&](int i) {

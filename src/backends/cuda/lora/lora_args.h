@@ -117,6 +117,7 @@ constexpr int kLoraClusterSize = 16;  // the largest cluster (non-portable size)
 // of each) fit in shared memory: rank <= 64 at 8 CTAs, <= 32 at 4, 16 at 2 (few-row instance only; a 16-row x tile
 // of 2048 columns does not fit next to them).
 constexpr bool lora_cluster_instance(int cs, int rp, int mt, bool few) {
+  if (few && mt != 1) return false;  // the few-row instance has one m tile
   if (cs == 16) return true;
   if (mt != 1) return false;
   return cs == 8 ? rp <= 64 : cs == 4 ? rp <= 32 : cs == 2 ? rp == 16 && few : false;
