@@ -347,9 +347,8 @@ __global__ void __launch_bounds__(kCT) lora_cluster_kernel(const ClusterArgs p) 
   // bytes), one shuffle sum over the TPR lanes. Few instructions per warp is what counts here (Nsight Compute,
   // seventh session: after the PDL wait the phases are bound by each warp's instruction count, ~5.5 cycles
   // each with 4 warps per scheduler). The mma path below spends a 16-row tile on them.
-  constexpr bool gemv = FEW;
   static_assert(!FEW || MT == 1, "the few-row path has one m tile");
-  if (gemv) {
+  if (FEW) {
     constexpr int TPR = kCT / RP;  // lanes per rank row: 32 (RP 16) .. 4 (RP 128)
     const int j = tid / TPR, part = tid % TPR;
     const int nch = kspan / 8;  // 16-byte pieces of the k range
@@ -398,7 +397,7 @@ __global__ void __launch_bounds__(kCT) lora_cluster_kernel(const ClusterArgs p) 
   const int wn = warp % W::WN, wm = (warp / W::WN) % W::WM, wk = warp / (W::WN * W::WM);
   const int ksteps = (kspan + 15) / 16;
   #pragma unroll 1
-  for (int s = 0; s < S && !gemv; ++s) {
+  for (int s = 0; s < S && !FEW; ++s) {
     const int r = si[s].r;
     if (r == 0) continue;
     float acc[W::kMI][W::kNJ * 2][4];
@@ -473,8 +472,8 @@ __global__ void __launch_bounds__(kCT) lora_cluster_kernel(const ClusterArgs p) 
   cluster_wait();  // (arrived after the metadata) every CTA of the cluster runs: its shared memory exists
   // The few-row path's direct exchange: warp w pushes every element of the tile to CTA w, with the two
   // addresses mapped once (warps over rows would leave a one-row tile's 16 x r pushes to one warp).
-  const bool gemv_direct = gemv && direct;
-  if (gemv_direct) {
+  const bool few_direct = FEW && direct;
+  if (few_direct) {
     constexpr int NP = kNW / CS;  // warps per destination CTA, each pushing every NP-th 32 elements
     const int dst = NP == 1 ? warp : warp % CS;
     const uint32_t rrecv = map_remote(recv + crank * p.direct_max, dst), rbar = map_remote(&bar_v1, dst);
@@ -498,10 +497,10 @@ __global__ void __launch_bounds__(kCT) lora_cluster_kernel(const ClusterArgs p) 
       base += rows * r;
     }
   }
-  if (!gemv_direct) for_each_v([&](int s, int row, int j, int e) {
+  if (!few_direct) for_each_v([&](int s, int row, int j, int e) {
     const float* part = svp + (s * PR + row) * VP + j;
     float val = part[0];
-    if (!gemv)
+    if (!FEW)
 #pragma unroll
       for (int w = 1; w < W::WK; ++w) val += part[w * S * PR * VP];  // the warps that split k, in order
     if (direct) {
@@ -531,7 +530,7 @@ __global__ void __launch_bounds__(kCT) lora_cluster_kernel(const ClusterArgs p) 
     });
     mbar_wait(&bar_v2, 0);
   }
-  if (gemv_direct) {  // fp32 v of the few rows, one element per thread, zeros up to r rounded to 16
+  if (few_direct) {  // fp32 v of the few rows, one element per thread, zeros up to r rounded to 16
     int n16 = 0;
     for (int s = 0; s < S; ++s) n16 += rows * ((si[s].r + 15) & ~15);
 #pragma unroll 1
@@ -562,7 +561,7 @@ __global__ void __launch_bounds__(kCT) lora_cluster_kernel(const ClusterArgs p) 
       if (r == 0) continue;
       const int r16 = (r + 15) & ~15;
 #pragma unroll 1
-      for (int row = warp; row < (gemv ? rows : mt_used * 16); row += kNW)  // the few-row path reads rows < rows
+      for (int row = warp; row < (FEW ? rows : mt_used * 16); row += kNW)  // the few-row path reads rows < rows
 #pragma unroll 1
         for (int j = lane; j < r16; j += 32) {
           float val = 0.f;
@@ -576,7 +575,7 @@ __global__ void __launch_bounds__(kCT) lora_cluster_kernel(const ClusterArgs p) 
               val = gather[e];
             }
           }
-          if (gemv) svf[(s * PR + row) * VP + j] = val;
+          if (FEW) svf[(s * PR + row) * VP + j] = val;
           else put_v(s, row, j, val);
         }
       base += rows * r;
@@ -590,7 +589,7 @@ __global__ void __launch_bounds__(kCT) lora_cluster_kernel(const ClusterArgs p) 
   // v stays fp32 (the mma path splits it into hi + lo halves). The even thread of a pair writes the finished
   // y element straight to global memory (16 columns of a warp are one 32-byte sector), so this path needs no
   // store phase and no barrier before it.
-  if (gemv) {
+  if (FEW) {
     // This CTA's columns of the adapted slices, in slice order: slice 0 has [0, c0), 1 [c0, c1), 2 [c1, total).
     // Straight-line (S <= 3) and the slice's offsets in one shared load per column: the per-column setup was
     // most of this phase's ~175 instructions per warp at r = 16 (Nsight Compute, eighth session).
@@ -655,7 +654,7 @@ __global__ void __launch_bounds__(kCT) lora_cluster_kernel(const ClusterArgs p) 
   }
 
   // ---- 5. y tile += scale * v B^T: warps take 16-column groups of all slices in turn
-  const int groups = gemv ? 0 : p.b_rows / 16;
+  const int groups = FEW ? 0 : p.b_rows / 16;
   #pragma unroll 1
   for (int gi = warp; gi < groups; gi += kNW) {
     const int row0 = gi * 16;
@@ -699,7 +698,7 @@ __global__ void __launch_bounds__(kCT) lora_cluster_kernel(const ClusterArgs p) 
       }
     }
   }
-  if (gemv) {
+  if (FEW) {
     stamp(7);  // the few-row path stored y itself
   } else {
     __syncthreads();
