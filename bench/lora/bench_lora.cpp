@@ -419,13 +419,15 @@ RowResult run_row(Ctx& ctx, Shape sh, const AdapterPool& pool, bool bf16, Worklo
     const int nw = std::max(2, static_cast<int>(std::ceil(kRotateBytes / w_bytes)));
     Dev wpool(size_t(nw) * sh.h_in * sh.h_out * 2);
     BENCH_CUDA(bench_fill(wpool.p, int64_t(nw) * sh.h_in * sh.h_out, bf16, std::sqrt(3.f / sh.h_in), 41, ctx.s));
-    res.dense = time_graph(ctx.s, std::max(nw, 4), reps, [&](int i) {
+    // the projection's GEMM with weight set w on x / y set xy: y = x W^T
+    auto dense_gemm = [&](int w, int xy) {
       BENCH_CUBLAS(cublasGemmEx(ctx.blas, CUBLAS_OP_T, CUBLAS_OP_N, sh.h_out, T, sh.h_in, &one,
-                                wpool.as<uint16_t>() + int64_t(i % nw) * sh.h_in * sh.h_out, ct, sh.h_in,
-                                x.as<uint16_t>() + int64_t(i % nx) * T * sh.h_in, ct, sh.h_in, &zero,
-                                y.as<uint16_t>() + int64_t(i % nx) * T * sh.h_out, ct, sh.h_out, CUBLAS_COMPUTE_32F,
+                                wpool.as<uint16_t>() + int64_t(w) * sh.h_in * sh.h_out, ct, sh.h_in,
+                                x.as<uint16_t>() + int64_t(xy) * T * sh.h_in, ct, sh.h_in, &zero,
+                                y.as<uint16_t>() + int64_t(xy) * T * sh.h_out, ct, sh.h_out, CUBLAS_COMPUTE_32F,
                                 CUBLAS_GEMM_DEFAULT));
-    });
+    };
+    res.dense = time_graph(ctx.s, std::max(nw, 4), reps, [&](int i) { dense_gemm(i % nw, i % nx); });
     // 4 (for insight; the acceptance rows are the back-to-back add-ons above): each add-on right after the GEMM
     // that writes its y, as a model runs them. Back-to-back add-ons can overlap one another under PDL (the next
     // call's weight loads start during this one); here only the GEMM's tail is there to overlap.
@@ -434,11 +436,7 @@ RowResult run_row(Ctx& ctx, Shape sh, const AdapterPool& pool, bool bf16, Worklo
     const int n_pair = std::max({n_inv, nw, 4});
     const double pair = time_graph(ctx.s, n_pair, reps, [&](int i) {
       const int j = i % n_inv;
-      BENCH_CUBLAS(cublasGemmEx(ctx.blas, CUBLAS_OP_T, CUBLAS_OP_N, sh.h_out, T, sh.h_in, &one,
-                                wpool.as<uint16_t>() + int64_t(i % nw) * sh.h_in * sh.h_out, ct, sh.h_in,
-                                x.as<uint16_t>() + int64_t(j % nx) * T * sh.h_in, ct, sh.h_in, &zero,
-                                y.as<uint16_t>() + int64_t(j % nx) * T * sh.h_out, ct, sh.h_out, CUBLAS_COMPUTE_32F,
-                                CUBLAS_GEMM_DEFAULT));
+      dense_gemm(i % nw, j % nx);
       add_call(j);
     });
     res.after_gemm = pair - res.dense;

@@ -212,13 +212,12 @@ int cluster_size_override() {
 // shape does not fit it.
 bool plan_cluster(const ops::LoraShrinkParams& s, const ops::LoraExpandParams& e, int mt, int cs,
                   lora_detail::ClusterArgs* a) {
-  const int CS = cs;
   if (e.v_rank_stride > ops::kMaxLoraRank) return false;
   const int tiles = std::max(1, ceil_div(adapted_len(s.seg), 16 * mt));
   const int64_t items = int64_t{s.seg.num_segments} * tiles;
-  if (items * CS > int64_t{1} << 30) return false;
+  if (items * cs > int64_t{1} << 30) return false;
   *a = {};
-  a->k_per = round_up(ceil_div(s.h_in, CS), 16);
+  a->k_per = round_up(ceil_div(s.h_in, cs), 16);
   a->a_pitch = a->k_per + 8;
   a->x = s.x;
   a->x_stride = s.x_stride;
@@ -236,7 +235,7 @@ bool plan_cluster(const ops::LoraShrinkParams& s, const ops::LoraExpandParams& e
     a->scale[i] = e.slices[i].scale;
     a->h_out[i] = e.slices[i].h_out;
     a->y_col_offset[i] = e.slices[i].y_col_offset;
-    a->cspan[i] = round_up(ceil_div(e.slices[i].h_out, CS), 8);
+    a->cspan[i] = round_up(ceil_div(e.slices[i].h_out, cs), 8);
     a->bcol[i] = brows;
     a->ycol[i] = ycols;
     brows += round_up(a->cspan[i], 16);
@@ -308,12 +307,15 @@ Status choose_cluster(const ops::LoraShrinkParams& s, const ops::LoraExpandParam
     if (n > 0) *mt = m16;
     return Status::ok();
   }
+  lora_detail::ClusterArgs plan16;  // the 16-CTA plan, kept for the last step
+  int n16 = 0;
   if (m16 > 0) {
-    PUNICA_RETURN_IF_ERROR(resident(m16, k16, &n));
-    if (n > 0 && 2 * ca->num_items <= n) {
+    PUNICA_RETURN_IF_ERROR(resident(m16, k16, &n16));
+    if (n16 > 0 && 2 * ca->num_items <= n16) {
       *mt = m16;
       return Status::ok();
     }
+    plan16 = *ca;
   }
   if (dev.pdl && cluster_override() != 0 && (adapted_len(s.seg) <= 16 || m16 == 2)) {
     PUNICA_RETURN_IF_ERROR(resident(1, 8, &n));
@@ -327,9 +329,9 @@ Status choose_cluster(const ops::LoraShrinkParams& s, const ops::LoraExpandParam
       return Status::ok();
     }
   }
-  if (m16 > 0) {
-    PUNICA_RETURN_IF_ERROR(resident(m16, k16, &n));
-    if (n > 0) *mt = m16;
+  if (n16 > 0) {
+    *ca = plan16;
+    *mt = m16;
   }
   return Status::ok();
 }
