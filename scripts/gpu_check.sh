@@ -77,6 +77,17 @@ run_bench() {  # log name, timeout (s), benchmark args...
   local rc=$?; [[ $rc == 0 ]] || status=1
   summary+=("punica_bench_lora $*: rc=$rc: $(grep -h "copy bw\|launch floor\|code fetch\|resident at once\|acceptance rows" "$OUT/$name.log" | tr '\n' ' ')")
 }
+# The oracle (f16 + bf16) by shape ("shape"), or with the cluster kernel forced at a cluster size (16 / 8 / 4 / 2).
+run_oracle_at() {
+  if [[ $1 == shape ]]; then run_oracle oracle_auto 90 --dtype all
+  elif [[ $1 == 16 ]]; then run_oracle oracle_cs16 90 --dtype all --cluster 1
+  else PUNICA_LORA_CS=$1 run_oracle "oracle_cs$1" 90 --dtype all --cluster 1; fi
+}
+# compute-sanitizer on the reduced oracle, by shape or with the cluster kernel forced at a cluster size.
+run_sanitizer_at() {  # tool, timeout (s), dtype (f16 / bf16 / all), size ("shape" or 16 / 8 / 4 / 2)
+  if [[ $4 == shape ]]; then run_sanitizer "$1" "$2" --dtype "$3"
+  else PUNICA_LORA_CS=$4 run_sanitizer "$1" "$2" --dtype "$3" --cluster 1; fi
+}
 if [[ $mode == all || $mode == oracle || $mode == quick || $mode == profile ]]; then
   run_oracle oracle 300 --dtype all
   run_oracle oracle_old_paths 300 --dtype all --cluster 0 --stream 0
@@ -232,8 +243,7 @@ fi
 if [[ $mode == cs-san ]]; then  # sanitizers for the cluster sizes: CS_SAN="tool:dtype:size ..." (size "shape": by shape)
   for item in ${CS_SAN:-memcheck:all:shape memcheck:all:8 memcheck:all:2 racecheck:f16:8}; do
     IFS=: read -r tool dt cs <<<"$item"
-    if [[ $cs == shape ]]; then run_sanitizer "$tool" 240 --dtype "$dt"
-    else PUNICA_LORA_CS=$cs run_sanitizer "$tool" 240 --dtype "$dt" --cluster 1; fi
+    run_sanitizer_at "$tool" 240 "$dt" "$cs"
   done
   if [[ ${CS_SAN_BENCH:-0} == 1 ]]; then
     run_bench bench 330 --csv "$OUT/bench.csv"
@@ -244,25 +254,23 @@ if [[ $mode == cluster-size ]]; then  # the cluster kernel with 8-, 4- and 2-CTA
   # CS_BENCH: sizes whose forced benchmark runs (default "8 4 2"; 4 and 2 at rank 16 only, where they exist);
   # CS_MEMCHECK: sizes memcheck runs forced with (default 4; 16 = the 16-CTA kernel forced)
   unpack_old
-  run_oracle oracle_auto 90 --dtype all
-  run_oracle oracle_cs16 90 --dtype all --cluster 1
-  for cs in 8 4 2; do PUNICA_LORA_CS=$cs run_oracle oracle_cs$cs 90 --dtype all --cluster 1; done
-  for cs in ${CS_MEMCHECK:-4}; do PUNICA_LORA_CS=$cs run_sanitizer memcheck 150 --cluster 1; done
+  for cs in shape 16 8 4 2; do run_oracle_at $cs; done
+  for cs in ${CS_MEMCHECK:-4}; do run_sanitizer_at memcheck 150 all "$cs"; done
   b="--shape 4096x4096 --dtype f16 --no-baselines"
   run_bench bench_new 200 $b --csv "$OUT/bench_new.csv"
   grep -h "resident at once" "$OUT/bench_new.log"
   timeout 200 "$old" $b --csv "$OUT/bench_old.csv" >"$OUT/bench_old.log" 2>&1
   summary+=("old bench rc=$?")
-  joined=(new="$OUT/bench_new.csv" old="$OUT/bench_old.csv")
+  joined=("new=$OUT/bench_new.csv" "old=$OUT/bench_old.csv")
   for cs in ${CS_BENCH-8 4 2}; do
     if [[ $cs == 8 ]]; then r=""; else r="--rank 16"; fi
     PUNICA_LORA_CLUSTER=1 PUNICA_LORA_CS=$cs run_bench bench_cs$cs 200 $b $r --csv "$OUT/bench_cs$cs.csv"
-    joined+=(cs$cs="$OUT/bench_cs$cs.csv")
+    joined+=("cs$cs=$OUT/bench_cs$cs.csv")
   done
   echo "== 4096x4096 f16 us: new = by shape; old = previous build (OLD_XZ); csN = cluster kernel forced with N-CTA clusters where they fit =="
   python3 scripts/join_bench_csv.py "${joined[@]}"
   # CS_RACECHECK: sizes racecheck (f16) runs forced with; CS_FULL_BENCH=1: then the full benchmark (bench.csv)
-  for cs in ${CS_RACECHECK:-}; do PUNICA_LORA_CS=$cs run_sanitizer racecheck 240 --dtype f16 --cluster 1; done
+  for cs in ${CS_RACECHECK:-}; do run_sanitizer_at racecheck 240 f16 "$cs"; done
   if [[ ${CS_FULL_BENCH:-0} == 1 ]]; then run_bench bench 330 --csv "$OUT/bench.csv"; fi
 fi
 # One launch of the cluster kernel (f16, 4096x4096), SM clocks left as they are (--clock-control none), warp-state
@@ -293,12 +301,9 @@ if [[ $mode == ncu-old-new ]]; then  # one row (NCU_ROW="workload rank batch") w
   ncu_cluster_row old_${w}_r${r}_b$b "$old" "$w" "$r" "$b"
 fi
 if [[ $mode == cs-final ]]; then  # the eighth session's last checks: oracles, racecheck, ncu of 16- vs 8-CTA clusters
-  run_oracle oracle_auto 90 --dtype all
-  run_oracle oracle_cs16 90 --dtype all --cluster 1
-  for cs in 8 2; do PUNICA_LORA_CS=$cs run_oracle oracle_cs$cs 90 --dtype all --cluster 1; done
-  run_sanitizer racecheck 240 --dtype f16
-  PUNICA_LORA_CS=2 run_sanitizer racecheck 240 --dtype bf16 --cluster 1
-  PUNICA_LORA_CS=8 run_sanitizer racecheck 240 --dtype bf16 --cluster 1
+  for cs in shape 16 8 2; do run_oracle_at $cs; done
+  run_sanitizer_at racecheck 240 f16 shape
+  for cs in 2 8; do run_sanitizer_at racecheck 240 bf16 $cs; done
   ncu_cluster_row cs16_distinct_r16_b1 "$BIN/punica_bench_lora" distinct 16 1
   PUNICA_LORA_CLUSTER=1 PUNICA_LORA_CS=8 ncu_cluster_row cs8_distinct_r16_b1 "$BIN/punica_bench_lora" distinct 16 1
 fi
