@@ -9,7 +9,7 @@
 #   cmake -S src/backends/cuda/standalone -B build-cuda-90 -G Ninja -DCMAKE_BUILD_TYPE=Release \
 #     -DCMAKE_CUDA_ARCHITECTURES=90a && ninja -C build-cuda-90 punica_lora_oracle punica_bench_lora
 # (sm_90a only: 30 MB, small enough to carry); if they do not start there, builds them the same way there.
-#   scripts/gpu_check.sh [all|oracle|sanitize|bench|quick|profile|compare|rule|probe|iterate|ab|stream|final|final-san|gemv|ncu-cluster|ncu-old-new|few-rows|cluster-size|cs-san|cs-final]
+#   scripts/gpu_check.sh [all|oracle|sanitize|bench|quick|profile|compare|rule|probe|iterate|ab|stream|final|final-san|gemv|ncu-cluster|ncu-old-new|few-rows|cluster-size|cs-san|cs-final|prefill]
 #   (all = oracle by shape + oracle with the cluster kernel off (the older paths) + sanitizers + bench;
 #    quick = oracle + sanitizer + --quick bench; profile = all + Nsight Compute on the prefill kernels;
 #    COMPARE_PATHS=1 also benches every row with the single-launch decode kernel off, PUNICA_LORA_FUSED=0;
@@ -35,7 +35,10 @@
 #    cluster-size = the cluster kernel's 8-, 4- and 2-CTA clusters: oracles forced with each, memcheck forced with 4,
 #    the 4096x4096 f16 rows by shape, of the previous build (OLD_XZ) and forced with each size, joined by row
 #    (CS_BENCH, CS_MEMCHECK, CS_RACECHECK and CS_FULL_BENCH choose the parts: see the mode);
-#    cs-san = compute-sanitizer runs by tool, dtype and cluster size (CS_SAN), then with CS_SAN_BENCH=1 the full benchmark)
+#    cs-san = compute-sanitizer runs by tool, dtype and cluster size (CS_SAN), then with CS_SAN_BENCH=1 the full benchmark;
+#    prefill = the prefill kernel (lora_prefill.cu): oracles forced and by shape, the prefill rows of every shape by shape
+#    and with it off (PUNICA_LORA_PREFILL=0) joined by row, memcheck and racecheck (f16) with it forced; PF_FULL_BENCH=1:
+#    then the full benchmark)
 set -uo pipefail
 mode=${1:-all}
 OUT=${OUT:-$PWD/gpu-out}
@@ -312,6 +315,18 @@ if [[ $mode == final-san ]]; then  # the sanitizers of the end-of-session check,
   run_sanitizer memcheck 100 --stream 1 --cluster 0
   run_sanitizer racecheck 170 --dtype f16
   run_sanitizer racecheck 120 --dtype f16 --stream 1 --cluster 0
+fi
+if [[ $mode == prefill ]]; then  # the ninth session's prefill kernel
+  run_oracle oracle_prefill_forced 150 --dtype all --prefill 1
+  run_oracle oracle_auto 150 --dtype all
+  b="--only prefill --no-baselines"
+  run_bench bench_prefill_new 150 $b --csv "$OUT/prefill_new.csv"
+  PUNICA_LORA_PREFILL=0 run_bench bench_prefill_off 150 $b --csv "$OUT/prefill_off.csv"
+  echo "== prefill rows us: new = by shape (the prefill kernel); off = PUNICA_LORA_PREFILL=0 (the two-kernel path) =="
+  python3 scripts/join_bench_csv.py "new=$OUT/prefill_new.csv" "off=$OUT/prefill_off.csv"
+  run_sanitizer memcheck 200 --prefill 1
+  run_sanitizer racecheck 240 --dtype f16 --prefill 1
+  if [[ ${PF_FULL_BENCH:-0} == 1 ]]; then run_bench bench 330 --csv "$OUT/bench.csv"; fi
 fi
 echo "== summary =="
 printf '%s\n' "${summary[@]}"

@@ -23,7 +23,7 @@ def main(argv):
         sys.exit(__doc__)
     tables = [(name, load(path)) for name, path in runs]
     first = tables[0][1]
-    print("r workload B D floor limit | " + " ".join(f"{n:>7}" for n, _ in tables) + " | best")
+    print("dtype shape r workload B D floor limit | " + " ".join(f"{n:>7}" for n, _ in tables) + " | best")
     for key, row in first.items():
         floor = float(row["byte_floor_us"])
         if row["workload"] == "prefill":
@@ -37,7 +37,7 @@ def main(argv):
         best = min((v, n) for v, (n, _) in zip(times, tables) if v is not None)
         cells = " ".join(f"{v:7.2f}" if v is not None else f"{'-':>7}" for v in times)
         mark = "pass" if best[0] <= limit else "MISS"
-        print(f"{key[3]:>3} {key[4]:<9} {key[5]:>4} {row['distinct']:>3} {floor:5.2f} {limit:5.2f} | {cells} | "
+        print(f"{key[0]:<4} {key[1] + 'x' + key[2]:<10} {key[3]:>3} {key[4]:<9} {key[5]:>4} {row['distinct']:>3} {floor:5.2f} {limit:5.2f} | {cells} | "
               f"{best[1]} {mark}")
 
 

@@ -14,7 +14,7 @@
 
 namespace punica::cuda::lora_detail {
 
-constexpr int kThreads = 128;  // 4 warps per block in every LoRA kernel
+constexpr int kThreads = 128;  // 4 warps per block in every LoRA kernel but the prefill kernel (8 warps)
 // Token rows per block iteration of the split-K reduce kernel: one (row, rank) element per thread, so that
 // decode batches (a few rows per segment) still spread over many blocks.
 constexpr int reduce_rows(int v_rank_stride) { return v_rank_stride >= kThreads ? 1 : kThreads / v_rank_stride; }
@@ -177,6 +177,39 @@ bool lora_cluster_layout(int rp, int mt, ClusterArgs* a);
 // cached per size).
 Status lora_cluster_capacity(DType dtype, const ClusterArgs& args, int rp, int mt, int* clusters);
 Status lora_launch_cluster(DType dtype, const ClusterArgs& args, int rp, int mt, bool pdl, cudaStream_t stream);
+
+// The prefill kernel (lora_prefill.cu): the whole add-on in one launch for segments of many tokens, one cluster of
+// kPrefillCluster CTAs per (segment, kPrefillRows-row token tile). Grid: x = kPrefillCluster * tiles, y = segments.
+constexpr int kPrefillRows = 64;
+constexpr int kPrefillCluster = 4;
+// The v columns one CTA holds: slices x padded rank, as 16 / 32 / 64 (0: the call needs more; the other paths
+// take it).
+constexpr int prefill_v_cols(int num_slices, int padded_rank) {
+  return num_slices * padded_rank <= 16 ? 16 : num_slices * padded_rank <= 32 ? 32 : num_slices * padded_rank <= 64 ? 64 : 0;
+}
+struct PrefillArgs {
+  const void* x;
+  int64_t x_stride;
+  int h_in;
+  void* y;
+  int64_t y_stride;
+  float* v;                 // [T, num_slices, v_rank_stride]
+  int v_rank_stride;
+  int rp;                   // v_rank_stride padded to a multiple of 16: slice i's v columns in shared memory start at i * rp
+  int num_slices;
+  const void* const* a[ops::kMaxLoraSlices];
+  const void* const* b[ops::kMaxLoraSlices];
+  const int32_t* rank[ops::kMaxLoraSlices];
+  const float* scale[ops::kMaxLoraSlices];
+  int h_out[ops::kMaxLoraSlices];
+  int y_col_offset[ops::kMaxLoraSlices];
+  SegmentArgs seg;
+  int tiles;                // token tiles per segment in the grid: ceil(longest adapted segment / kPrefillRows)
+  int num_segments;
+};
+// How many clusters of the prefill kernel for nv v columns can be resident at once (0: none; cached).
+Status lora_prefill_capacity(DType dtype, int nv, int* clusters);
+Status lora_launch_prefill(DType dtype, const PrefillArgs& args, int nv, bool pdl, cudaStream_t stream);
 
 // Resident shrink blocks per SM for a tile shape and stage width (from the occupancy calculator).
 int lora_shrink_blocks_per_sm(int tm, int rp, int ks);

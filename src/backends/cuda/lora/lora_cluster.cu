@@ -66,16 +66,6 @@ struct ClusterWarps {
   static_assert(WN * WM * WK == kNW, "every warp has a place");
 };
 
-__device__ __forceinline__ void cluster_wait() { asm volatile("barrier.cluster.wait.acquire.aligned;\n" ::: "memory"); }
-__device__ __forceinline__ void cluster_arrive_relaxed() {
-  asm volatile("barrier.cluster.arrive.relaxed.aligned;\n" ::: "memory");
-}
-// The address `local` has in CTA `rank` of the cluster (shared::cluster window).
-__device__ __forceinline__ uint32_t map_remote(const void* local, int rank) {
-  uint32_t remote;
-  asm volatile("mapa.shared::cluster.u32 %0, %1, %2;\n" : "=r"(remote) : "r"(smem_addr(local)), "r"(rank));
-  return remote;
-}
 // st.async of 4 bytes to an address mapped by map_remote, counted on the mapped mbarrier `rbar`.
 __device__ __forceinline__ void st_async_mapped(uint32_t remote, float v, uint32_t rbar) {
   asm volatile("st.async.shared::cluster.mbarrier::complete_tx::bytes.f32 [%0], %1, [%2];\n" ::"r"(remote), "f"(v),

@@ -336,6 +336,55 @@ Status choose_cluster(const ops::LoraShrinkParams& s, const ops::LoraExpandParam
   return Status::ok();
 }
 
+// lora_set_prefill_override / PUNICA_LORA_PREFILL: -1 by shape, 0 off, 1 for every lora_add the prefill kernel can
+// take (benchmarking and the oracle).
+int& prefill_override() {
+  static int v = env_override("PUNICA_LORA_PREFILL");
+  return v;
+}
+
+// The prefill kernel's v columns (16 / 32 / 64) when it takes this lora_add, else 0. It needs sm_90 and at most
+// 64 v columns (slices x padded rank); by shape it takes the batches the two-kernel path would give 64-row tiles
+// (pick_tile_rows) and the cluster kernel does not take (lora_add asks that first).
+Status pick_prefill(const ops::LoraShrinkParams& s, const DeviceFacts& dev, int* nv) {
+  *nv = 0;
+  const int ov = prefill_override();
+  if (!dev.pdl || ov == 0) return Status::ok();
+  const int cols = lora_detail::prefill_v_cols(s.num_slices, padded_rank(s.v_rank_stride));
+  if (cols == 0 || (ov != 1 && pick_tile_rows(s.seg) != 64)) return Status::ok();
+  int clusters = 0;
+  PUNICA_RETURN_IF_ERROR(lora_detail::lora_prefill_capacity(s.dtype, cols, &clusters));
+  if (clusters > 0) *nv = cols;
+  return Status::ok();
+}
+
+Status launch_prefill(const ops::LoraShrinkParams& s, const ops::LoraExpandParams& e, const DeviceFacts& dev, int nv,
+                      cudaStream_t stream) {
+  lora_detail::PrefillArgs a{};
+  a.x = s.x;
+  a.x_stride = s.x_stride;
+  a.h_in = s.h_in;
+  a.y = e.y;
+  a.y_stride = e.y_stride;
+  a.v = s.v;
+  a.v_rank_stride = s.v_rank_stride;
+  a.rp = padded_rank(s.v_rank_stride);
+  a.num_slices = s.num_slices;
+  for (int i = 0; i < ops::kMaxLoraSlices; ++i) {
+    const bool on = i < s.num_slices;
+    a.a[i] = on ? s.slices[i].a : nullptr;
+    a.b[i] = on ? e.slices[i].b : nullptr;
+    a.rank[i] = on ? s.slices[i].rank : nullptr;
+    a.scale[i] = on ? e.slices[i].scale : nullptr;
+    a.h_out[i] = on ? e.slices[i].h_out : 0;
+    a.y_col_offset[i] = on ? e.slices[i].y_col_offset : 0;
+  }
+  a.seg = {s.seg.seg_start, s.seg.seg_slot, s.seg.num_tokens};
+  a.tiles = std::max(1, ceil_div(adapted_len(s.seg), lora_detail::kPrefillRows));
+  a.num_segments = s.seg.num_segments;
+  return lora_detail::lora_launch_prefill(s.dtype, a, nv, dev.pdl, stream);
+}
+
 // The shrink arguments both shrink kernels share; `per` counts the kernel's k steps per split.
 void fill_shrink_args(const ops::LoraShrinkParams& p, const LoraWorkspace& ws, int ksplit, int per, ShrinkArgs* a) {
   *a = {};
@@ -488,6 +537,7 @@ void plan_expand(const ops::LoraExpandParams& p, const DeviceFacts& dev, int ksp
 void lora_set_cluster_override(int cluster_size) { cluster_override() = cluster_size; }
 void lora_set_cluster_trace(unsigned long long* buf) { trace_buffer() = buf; }
 void lora_set_stream_override(int mode) { stream_override() = mode; }
+void lora_set_prefill_override(int mode) { prefill_override() = mode; }
 
 Status lora_cluster_capacity_for(DType dtype, int h_in, int h_out, int rank, int tile_rows, int cluster_size,
                                  int* clusters) {
@@ -563,12 +613,16 @@ Status lora_add(const ops::LoraShrinkParams& s, const ops::LoraExpandParams& e, 
   if (nothing_to_do(s.seg)) return Status::ok();
   DeviceFacts dev;
   PUNICA_RETURN_IF_ERROR(device_facts(&dev));
+  int prefill_nv = 0;
+  PUNICA_RETURN_IF_ERROR(pick_prefill(s, dev, &prefill_nv));
+  if (prefill_nv > 0 && prefill_override() == 1) return launch_prefill(s, e, dev, prefill_nv, stream);
   {
     lora_detail::ClusterArgs ca;
     int mt = 0;
     PUNICA_RETURN_IF_ERROR(choose_cluster(s, e, dev, &ca, &mt));
     if (mt > 0) return lora_detail::lora_launch_cluster(s.dtype, ca, padded_rank(s.v_rank_stride), mt, dev.pdl, stream);
   }
+  if (prefill_nv > 0) return launch_prefill(s, e, dev, prefill_nv, stream);
   LaunchShape ss, es;
   ShrinkArgs sa;
   ExpandArgs ea;

@@ -11,9 +11,10 @@
 // lora_add picks the algorithm by shape on the host. On sm_90, batches with few adapted segments (<= 12 at
 // rank <= 32, <= 6 above; segments <= 128 tokens) run the whole add-on as ONE launch of the cluster kernel
 // (lora_cluster.cu: a 16-CTA cluster per segment tile, partial v pushed through distributed shared memory)
-// when its shared-memory plan fits; batches of many short segments run the streaming shrink + expand
-// (lora_stream.cu: weights loaded straight into mma fragments); everything else (and everything before
-// sm_90) runs a persistent single-launch kernel or the tiled shrink [+ split-K reduce] + expand kernels. All
+// when its shared-memory plan fits; prefill batches (64-row token tiles) with at most 64 v columns run the
+// prefill kernel (lora_prefill.cu: one launch, a 4-CTA cluster per 64-row tile of a segment); batches of many
+// short segments run the streaming shrink + expand (lora_stream.cu: weights loaded straight into mma
+// fragments); everything else (and everything before sm_90) runs a persistent single-launch kernel or the tiled shrink [+ split-K reduce] + expand kernels. All
 // are launched with Programmatic Dependent Launch.
 // PDL contract: the kernels read the segment arrays, slot tables and adapter weights BEFORE waiting for the
 // previous kernel in the stream (that overlap is most of the speed of small batches), x and y after. So
@@ -57,7 +58,7 @@ Status lora_expand(const ops::LoraExpandParams& p, cudaStream_t stream);
 // `expand.v` must be the same buffer with the same v_rank_stride; both params must describe the same
 // segments. For small batches the expand sums the shrink's split-K partials itself (one launch fewer); v is
 // still written (for slices whose slot has both A and B), so after the call it holds x @ A^T as
-// lora_shrink leaves it. Launches 1 kernel (cluster or persistent), 2, or 3 when a split-K reduce pass is needed.
+// lora_shrink leaves it. Launches 1 kernel (cluster, prefill or persistent), 2, or 3 when a split-K reduce pass is needed.
 Status lora_add(const ops::LoraShrinkParams& shrink, const ops::LoraExpandParams& expand, const LoraWorkspace& ws,
                 cudaStream_t stream);
 
@@ -72,6 +73,11 @@ void lora_set_cluster_override(int cluster_size);
 // PUNICA_LORA_STREAM environment variable sets the initial value), 0: never, 1: for every shape, and
 // lora_add's persistent decode kernel off.
 void lora_set_stream_override(int mode);
+
+// Benchmarking and testing only (not thread-safe): overrides lora_add's choice of the prefill kernel
+// (lora_prefill.cu). -1: by shape (the PUNICA_LORA_PREFILL environment variable sets the initial value), 0: never,
+// 1: for every call it can take (sm_90, at most 64 v columns), before any other path.
+void lora_set_prefill_override(int mode);
 
 // Benchmarking only (not thread-safe): cluster-kernel launches made while set write per-CTA phase stamps to
 // buf (16 u64 per CTA: clock64 at 10 phases and at the end of the shrink mma, globaltimer at start and end);

@@ -54,6 +54,31 @@ __device__ __forceinline__ void ldmatrix_x4(uint32_t r[4], const void* smem) { l
 // lane of the warp must call it.
 __device__ __forceinline__ uint32_t pinned_u32(uint32_t x) { return __shfl_sync(0xffffffffu, x, threadIdx.x & 31); }
 
+// Thread-block clusters (sm_90): the cluster barrier in two halves, and distributed shared memory.
+__device__ __forceinline__ void cluster_wait() { asm volatile("barrier.cluster.wait.acquire.aligned;\n" ::: "memory"); }
+__device__ __forceinline__ void cluster_arrive_relaxed() {
+  asm volatile("barrier.cluster.arrive.relaxed.aligned;\n" ::: "memory");
+}
+// Arrival that orders this thread's earlier memory accesses (shared::cluster reads included) before it.
+__device__ __forceinline__ void cluster_arrive_release() {
+  asm volatile("barrier.cluster.arrive.release.aligned;\n" ::: "memory");
+}
+// The address `local` has in CTA `rank` of the cluster (shared::cluster window).
+__device__ __forceinline__ uint32_t map_remote(const void* local, int rank) {
+  uint32_t remote;
+  asm volatile("mapa.shared::cluster.u32 %0, %1, %2;\n" : "=r"(remote) : "r"(smem_addr(local)), "r"(rank));
+  return remote;
+}
+// 16 bytes from a shared::cluster address (map_remote), 16-byte aligned.
+__device__ __forceinline__ float4 ld_cluster_f32x4(uint32_t addr) {
+  float4 v;
+  asm volatile("ld.shared::cluster.v4.f32 {%0,%1,%2,%3}, [%4];\n"
+               : "=f"(v.x), "=f"(v.y), "=f"(v.z), "=f"(v.w)
+               : "r"(addr)
+               : "memory");
+  return v;
+}
+
 template <typename T>
 struct MmaF16;
 template <>

@@ -1,0 +1,430 @@
+// The prefill kernel: the whole add-on y += scale * (x A^T) B^T for segments of many tokens, in one launch.
+//
+// Why: a 4 x 512-token prefill at h = 4096 moves x (16 MB read) and y (16 MB read and 16 MB written); the
+// adapters are under 1 MB. The two-kernel path (tiled shrink + split-K reduce + tiled expand) ran each kernel at
+// 51-66% of copy bandwidth; its expand re-split v for every 64- or 128-column tile and kept one y tile per block
+// in flight (docs/perf/lora-kernels.md). The sixth session's one-launch kernel lost because each 16-row tile read
+// all of A and B from L2 (128 MB per call at rank 64) with 12 KB of x in flight per SM.
+//
+// Design: one cluster of CS = kPrefillCluster CTAs per (segment, 64-row token tile). CTA c of the cluster
+//   1. shrink: streams x[tile rows, its 1/CS of h_in's 64-column stages] and those columns of A (every adapted
+//      slice at once, so x is read once) through a cp.async ring and multiplies them on the tensor cores into a
+//      partial v tile [64 x NV] (fp32);
+//   2. exchange: writes the partial to shared memory; after a cluster barrier each CTA sums the CS partials in
+//      cluster-rank order from distributed shared memory (the same sum in every CTA, whatever the timing),
+//      splits it into hi + lo halves for the expand's mma (as lora_expand.cu), and stores its share of v's rows;
+//   3. expand: streams y[tile rows, its 1/CS of the 64-column stages of every adapted slice] and those rows of B
+//      through the same ring: y += scale * v B^T in shared memory, then 16-byte stores.
+// The ring runs on across the phase change: the first y stages are in flight during the exchange. Each A and B
+// element is read once per cluster (so 4x less L2 traffic than per-tile reads at 64 rows), x and y once.
+// PDL: the slot tables, A and B are read before griddepcontrol.wait, x and y after it.
+#include <algorithm>
+#include <map>
+
+#include "backends/cuda/cuda_check.h"
+#include "backends/cuda/lora/lora_args.h"
+#include "backends/cuda/lora/lora_device.cuh"
+#include "backends/cuda/lora/lora_launch.cuh"
+
+namespace punica::cuda::lora_detail {
+namespace {
+
+constexpr int kPW = 8;          // warps per CTA
+constexpr int kPT = kPW * 32;   // threads per CTA
+constexpr int kTM = kPrefillRows;
+constexpr int kKS = 64;         // h_in columns per shrink stage
+constexpr int kNB = 64;         // y columns per expand stage
+constexpr int kXP = kKS + 8;    // halves: x and A stage row pitch (rows 16 bytes off a bank multiple: ldmatrix
+                                // conflict-free)
+constexpr int kYP = kNB + 8;    // halves: y stage row pitch
+static_assert(kKS / 8 == 8 && kNB / 8 == 8, "16-byte chunks per stage row: 8");
+
+template <int NV>
+struct PrefillLayout {
+  static constexpr int kBP = NV + 8;  // halves: B stage rows (one per output column, ranks contiguous)
+  static constexpr int kVP = NV + 4;  // floats: partial v rows
+  static constexpr int kHP = NV + 8;  // halves: v hi / lo rows
+  static constexpr int kShrinkStage = (kTM + NV) * kXP * 2;
+  static constexpr int kExpandStage = kTM * kYP * 2 + kNB * kBP * 2;
+  static constexpr int kStageBytes = kShrinkStage > kExpandStage ? kShrinkStage : kExpandStage;
+  // Two CTAs per SM fit (<= ~113 KB each), so a second call's clusters can start under PDL: 6 stages below
+  // NV = 64 (40 KB of x in flight per CTA), 4 at 64 (27 KB).
+  static constexpr int kStages = NV <= 32 ? 6 : 4;
+  static constexpr int kOffVp = kStages * kStageBytes;
+  static constexpr int kOffHi = kOffVp + kTM * kVP * 4;
+  static constexpr int kOffLo = kOffHi + kTM * kHP * 2;
+  static constexpr int kSmemBytes = kOffLo + kTM * kHP * 2;
+  static_assert(kStageBytes % 16 == 0 && kOffHi % 16 == 0 && kOffLo % 16 == 0, "16-byte aligned regions");
+};
+
+// A slice as the segment's slot adapts it; r == 0: not adapted (no A or B, or rank 0), its columns are skipped.
+struct PrefillSlice {
+  const void* a;
+  const void* b;
+  int r;
+  float scale;
+  int h_out;
+  int y_off;  // y_col_offset
+  int jobs;   // 64-column expand stages (0 when r == 0)
+  int pad;
+};
+
+template <typename T, int NV, int CS>
+__global__ void __launch_bounds__(kPT, 2) lora_prefill_kernel(const PrefillArgs p) {
+  using L = PrefillLayout<NV>;
+  extern __shared__ __align__(128) unsigned char smem[];
+  __shared__ PrefillSlice sl[ops::kMaxLoraSlices];
+  const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
+  const int g = lane >> 2, q = lane & 3;
+  const int crank = static_cast<int>(blockIdx.x) % CS;  // the cluster is CS CTAs along x
+  const int seg = blockIdx.y;
+  const int seg_begin = p.seg.seg_start[seg], seg_end = p.seg.seg_start[seg + 1];
+  const int t0 = seg_begin + static_cast<int>(blockIdx.x / CS) * kTM;
+  const int slot = p.seg.seg_slot[seg];
+  // The same in every CTA of the cluster: whole clusters leave, before any cluster barrier.
+  if (t0 >= seg_end || slot < 0) return;
+  const int rows = min(kTM, seg_end - t0);
+
+  if (tid < ops::kMaxLoraSlices) {
+    // Ternaries, not p.a[tid]: a parameter array indexed by a register is copied to local memory.
+    PrefillSlice s{};
+    if (tid < p.num_slices) {
+      const void* const* at = tid == 0 ? p.a[0] : tid == 1 ? p.a[1] : p.a[2];
+      const void* const* bt = tid == 0 ? p.b[0] : tid == 1 ? p.b[1] : p.b[2];
+      const int32_t* rt = tid == 0 ? p.rank[0] : tid == 1 ? p.rank[1] : p.rank[2];
+      const float* st = tid == 0 ? p.scale[0] : tid == 1 ? p.scale[1] : p.scale[2];
+      const void* a = at[slot];
+      const void* b = bt[slot];
+      const int r = rt[slot];
+      if (a && b && r > 0) {
+        s.a = a;
+        s.b = b;
+        s.r = min(r, p.v_rank_stride);
+        s.scale = st[slot];
+        s.h_out = tid == 0 ? p.h_out[0] : tid == 1 ? p.h_out[1] : p.h_out[2];
+        s.y_off = tid == 0 ? p.y_col_offset[0] : tid == 1 ? p.y_col_offset[1] : p.y_col_offset[2];
+        s.jobs = (s.h_out + kNB - 1) / kNB;
+      }
+    }
+    sl[tid] = s;
+  }
+  __syncthreads();
+  const int total_jobs = sl[0].jobs + sl[1].jobs + sl[2].jobs;
+  if (total_jobs == 0) return;  // no slice adapted: the same in every CTA of the cluster
+
+  const int rp = p.rp;
+  const int used = p.num_slices * rp;  // v columns in use (<= NV)
+  const int nk = (p.h_in + kKS - 1) / kKS;
+  const int k_begin = crank * nk / CS;
+  const int n1 = (crank + 1) * nk / CS - k_begin;  // this CTA's shrink stages
+  const int cj_begin = crank * total_jobs / CS;
+  const int n3 = (crank + 1) * total_jobs / CS - cj_begin;  // this CTA's expand stages
+  const int njobs = n1 + n3;
+  const T* x = static_cast<const T*>(p.x);
+  T* y = static_cast<T*>(p.y);
+
+  auto stage = [&](int j) { return reinterpret_cast<T*>(smem + (j % L::kStages) * L::kStageBytes); };
+  // expand stage i of this CTA -> its slice and first column
+  auto col_job = [&](int i, int& s, int& n0) {
+    int gj = cj_begin + i;
+    s = 0;
+    while (gj >= sl[s].jobs) gj -= sl[s++].jobs;
+    n0 = gj * kNB;
+  };
+  // The weights of job j: A's columns of shrink stage j (rows slice * rp + rank), or B's rows of expand stage j.
+  auto issue_weights = [&](int j) {
+    T* dst = stage(j);
+    if (j < n1) {
+      T* da = dst + kTM * kXP;
+      const int k0 = (k_begin + j) * kKS;
+      for (int c = tid; c < used * 8; c += kPT) {
+        const int row = c >> 3, kc = (c & 7) * 8;
+        const int s = row / rp, jr = row - s * rp;
+        const bool ok = jr < sl[s].r && k0 + kc < p.h_in;
+        const T* src = ok ? static_cast<const T*>(sl[s].a) + static_cast<int64_t>(jr) * p.h_in + k0 + kc : x;
+        cp_async_16(da + row * kXP + kc, src, ok ? 16 : 0);
+      }
+      return;
+    }
+    int s, n0;
+    col_job(j - n1, s, n0);
+    T* db = dst + kTM * kYP;
+    const T* b = static_cast<const T*>(sl[s].b);
+    const int r = sl[s].r, h_out = sl[s].h_out;
+    if ((r & 7) == 0 && (reinterpret_cast<uintptr_t>(b) & 15) == 0) {
+      const int per_row = rp >> 3;  // 16-byte chunks per B row in use
+      for (int c = tid; c < kNB * per_row; c += kPT) {
+        const int n = c / per_row, kc = (c - n * per_row) * 8;
+        const bool ok = n0 + n < h_out && kc < r;
+        cp_async_16(db + n * L::kBP + kc, ok ? b + static_cast<int64_t>(n0 + n) * r + kc : b, ok ? 16 : 0);
+      }
+    } else {  // odd ranks: B rows are not 16-byte aligned
+      for (int e = tid; e < kNB * rp; e += kPT) {
+        const int n = e / rp, k = e - n * rp;
+        db[n * L::kBP + k] = (n0 + n < h_out && k < r) ? b[static_cast<int64_t>(n0 + n) * r + k] : T(0.f);
+      }
+    }
+  };
+  // The activations of job j: x rows of shrink stage j, or the y tile of expand stage j (zeros past the rows).
+  auto issue_acts = [&](int j) {
+    T* dst = stage(j);
+    if (j < n1) {
+      const int k0 = (k_begin + j) * kKS;
+      for (int c = tid; c < kTM * 8; c += kPT) {
+        const int row = c >> 3, kc = (c & 7) * 8;
+        const bool ok = row < rows && k0 + kc < p.h_in;
+        cp_async_16(dst + row * kXP + kc, ok ? x + (t0 + row) * p.x_stride + k0 + kc : x, ok ? 16 : 0);
+      }
+      return;
+    }
+    int s, n0;
+    col_job(j - n1, s, n0);
+    const int h_out = sl[s].h_out;
+    T* ys = y + sl[s].y_off + n0;
+    for (int c = tid; c < kTM * 8; c += kPT) {
+      const int row = c >> 3, kc = (c & 7) * 8;
+      const bool ok = row < rows && n0 + kc < h_out;
+      cp_async_16(dst + row * kYP + kc, ok ? ys + (t0 + row) * p.y_stride + kc : y, ok ? 16 : 0);
+    }
+  };
+
+  // Weights of the first stages before the wait (they join the first commit group), activations after it.
+  for (int j = 0; j < L::kStages - 1 && j < njobs; ++j) issue_weights(j);
+  griddep_wait();
+  griddep_launch_dependents();
+  for (int j = 0; j < L::kStages - 1; ++j) {
+    if (j < njobs) issue_acts(j);
+    cp_async_commit();
+  }
+  // Job j's stage has landed and every thread is done with job j - 1's buffer, which then takes job j + kStages - 1.
+  auto advance = [&](int j) {
+    cp_async_wait<L::kStages - 2>();
+    __syncthreads();
+    const int nj = j + L::kStages - 1;
+    if (nj < njobs) {
+      issue_weights(nj);
+      issue_acts(nj);
+    }
+    cp_async_commit();
+  };
+
+  // 1. Shrink. Warps: 2 row halves (wm, 32 rows = 2 m tiles) x 4 k16 steps of each stage (wk).
+  const int wm = warp & 1, wk = warp >> 1;
+  float acc[2][NV / 8][4];
+#pragma unroll
+  for (int mi = 0; mi < 2; ++mi)
+#pragma unroll
+    for (int n = 0; n < NV / 8; ++n) acc[mi][n][0] = acc[mi][n][1] = acc[mi][n][2] = acc[mi][n][3] = 0.f;
+  int j = 0;
+  for (; j < n1; ++j) {
+    advance(j);
+    const T* sx = stage(j);
+    const T* sa = sx + kTM * kXP;
+    uint32_t af[2][4];
+#pragma unroll
+    for (int mi = 0; mi < 2; ++mi)
+      ldmatrix_x4(af[mi], sx + (wm * 32 + mi * 16 + (lane & 15)) * kXP + wk * 16 + (lane >> 4) * 8);
+#pragma unroll
+    for (int jj = 0; jj < NV / 16; ++jj) {
+      if (jj * 16 >= used) break;  // columns past the slices' ranks are zeros
+      uint32_t bf[4];
+      ldmatrix_x4(bf, sa + (jj * 16 + (lane & 7) + (lane >> 4) * 8) * kXP + wk * 16 + ((lane >> 3) & 1) * 8);
+#pragma unroll
+      for (int mi = 0; mi < 2; ++mi) {
+        MmaF16<T>::run(acc[mi][2 * jj], af[mi], bf);
+        MmaF16<T>::run(acc[mi][2 * jj + 1], af[mi], bf + 2);
+      }
+    }
+  }
+
+  // 2. Exchange. The four k groups' partials are summed into vp in a fixed order, then the CS CTAs' vp in
+  // cluster-rank order.
+  float* vp = reinterpret_cast<float*>(smem + L::kOffVp);
+  T* vh = reinterpret_cast<T*>(smem + L::kOffHi);
+  T* vl = reinterpret_cast<T*>(smem + L::kOffLo);
+#pragma unroll
+  for (int w = 0; w < 4; ++w) {
+    if (wk == w) {
+#pragma unroll
+      for (int mi = 0; mi < 2; ++mi)
+#pragma unroll
+        for (int n = 0; n < NV / 8; ++n)
+#pragma unroll
+          for (int half = 0; half < 2; ++half) {
+            float2* cell = reinterpret_cast<float2*>(vp + (wm * 32 + mi * 16 + g + half * 8) * L::kVP + n * 8 + 2 * q);
+            const float2 add = make_float2(acc[mi][n][2 * half], acc[mi][n][2 * half + 1]);
+            if (w == 0) *cell = add;
+            else *cell = make_float2(cell->x + add.x, cell->y + add.y);
+          }
+    }
+    if (w < 3) __syncthreads();
+  }
+  cluster_arrive_release();
+  cluster_wait();  // every CTA's partial is complete and visible
+  {
+    uint32_t base[CS];
+#pragma unroll
+    for (int c = 0; c < CS; ++c) base[c] = map_remote(vp, c);
+    const int64_t v_row = static_cast<int64_t>(p.num_slices) * p.v_rank_stride;
+    const int n4 = used >> 2;
+    for (int e = tid; e < kTM * n4; e += kPT) {
+      const int row = e / n4, col = (e - row * n4) * 4;
+      const uint32_t off = static_cast<uint32_t>((row * L::kVP + col) * 4);
+      float4 sum = ld_cluster_f32x4(base[0] + off);
+#pragma unroll
+      for (int c = 1; c < CS; ++c) {
+        const float4 part = ld_cluster_f32x4(base[c] + off);
+        sum.x += part.x;
+        sum.y += part.y;
+        sum.z += part.z;
+        sum.w += part.w;
+      }
+      const float vals[4] = {sum.x, sum.y, sum.z, sum.w};
+      T hi[4], lo[4];
+#pragma unroll
+      for (int i = 0; i < 4; ++i) split_hi_lo(vals[i], hi[i], lo[i]);
+#pragma unroll
+      for (int i = 0; i < 4; ++i) {
+        vh[row * L::kHP + col + i] = hi[i];
+        vl[row * L::kHP + col + i] = lo[i];
+      }
+      if (row < rows && row % CS == crank) {  // v's rows are stored by the CTAs in turn
+        const int s = col / rp, jr = col - s * rp;  // four columns never straddle a slice (rp % 16 == 0)
+        float* dst = p.v + (t0 + row) * v_row + s * p.v_rank_stride;
+#pragma unroll
+        for (int i = 0; i < 4; ++i)
+          if (jr + i < sl[s].r) dst[jr + i] = vals[i];
+      }
+    }
+  }
+  cluster_arrive_release();  // done reading the other CTAs' partials; they may exit after the matching wait
+  __syncthreads();           // vh / vl complete
+
+  // 3. Expand. Warps: 4 row groups of 16 (wr) x 2 column halves of 32 (wc). v's fragments of the stage's slice
+  // stay in registers while the slice does not change.
+  const int wr = warp & 3, wc = warp >> 2;
+  uint32_t fh[NV / 16][4], fl[NV / 16][4];
+  int cur = -1;
+  for (; j < njobs; ++j) {
+    advance(j);
+    int s, n0;
+    col_job(j - n1, s, n0);
+    if (s != cur) {
+      cur = s;
+#pragma unroll
+      for (int kk = 0; kk < NV / 16; ++kk) {
+        if (kk * 16 >= rp) break;
+        const int off = (wr * 16 + (lane & 15)) * L::kHP + s * rp + kk * 16 + (lane >> 4) * 8;
+        ldmatrix_x4(fh[kk], vh + off);
+        ldmatrix_x4(fl[kk], vl + off);
+      }
+    }
+    T* sy = stage(j);
+    const T* sb = sy + kTM * kYP;
+    float out[4][4];
+#pragma unroll
+    for (int i = 0; i < 4; ++i) out[i][0] = out[i][1] = out[i][2] = out[i][3] = 0.f;
+#pragma unroll
+    for (int kk = 0; kk < NV / 16; ++kk) {
+      if (kk * 16 >= rp) break;  // ranks past rp are not in use
+#pragma unroll
+      for (int np = 0; np < 2; ++np) {
+        uint32_t bf[4];
+        ldmatrix_x4(bf, sb + (wc * 32 + np * 16 + (lane & 7) + (lane >> 4) * 8) * L::kBP + kk * 16 + ((lane >> 3) & 1) * 8);
+        MmaF16<T>::run(out[2 * np], fh[kk], bf);
+        MmaF16<T>::run(out[2 * np], fl[kk], bf);
+        MmaF16<T>::run(out[2 * np + 1], fh[kk], bf + 2);
+        MmaF16<T>::run(out[2 * np + 1], fl[kk], bf + 2);
+      }
+    }
+    const float scale = sl[s].scale;
+#pragma unroll
+    for (int nt = 0; nt < 4; ++nt)
+#pragma unroll
+      for (int half = 0; half < 2; ++half) {
+        uint32_t* cell = reinterpret_cast<uint32_t*>(sy + (wr * 16 + g + half * 8) * kYP + wc * 32 + nt * 8 + 2 * q);
+        const float2 old = pair_to_float2(*cell, T());
+        *cell = float2_to_pair(old.x + scale * out[nt][2 * half], old.y + scale * out[nt][2 * half + 1], T());
+      }
+    __syncthreads();
+    const int h_out = sl[s].h_out;
+    T* ys = y + sl[s].y_off + n0;
+    for (int c = tid; c < rows * 8; c += kPT) {
+      const int row = c >> 3, kc = (c & 7) * 8;
+      if (n0 + kc < h_out)
+        *reinterpret_cast<uint4*>(ys + (t0 + row) * p.y_stride + kc) =
+            *reinterpret_cast<const uint4*>(sy + row * kYP + kc);
+    }
+  }
+  cluster_wait();  // no CTA leaves while another may still read its partial
+}
+
+template <typename T, int NV>
+Status launch(const PrefillArgs& a, bool pdl, cudaStream_t stream) {
+  using L = PrefillLayout<NV>;
+  auto kernel = lora_prefill_kernel<T, NV, kPrefillCluster>;
+  PUNICA_CUDA_RETURN_IF_ERROR(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, L::kSmemBytes));
+  const dim3 grid(static_cast<unsigned>(kPrefillCluster * a.tiles), static_cast<unsigned>(a.num_segments));
+  return launch_kernel(kernel, grid, dim3(kPT), L::kSmemBytes, pdl, kPrefillCluster, stream,
+                       "lora_prefill_kernel launch", a);
+}
+
+template <typename T, int NV>
+Status capacity(int* out) {
+  using L = PrefillLayout<NV>;
+  auto kernel = lora_prefill_kernel<T, NV, kPrefillCluster>;
+  PUNICA_CUDA_RETURN_IF_ERROR(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, L::kSmemBytes));
+  cudaLaunchConfig_t cfg = {};
+  cfg.gridDim = dim3(kPrefillCluster * 64);
+  cfg.blockDim = dim3(kPT);
+  cfg.dynamicSmemBytes = L::kSmemBytes;
+  cudaLaunchAttribute attr;
+  attr.id = cudaLaunchAttributeClusterDimension;
+  attr.val.clusterDim.x = kPrefillCluster;
+  attr.val.clusterDim.y = 1;
+  attr.val.clusterDim.z = 1;
+  cfg.attrs = &attr;
+  cfg.numAttrs = 1;
+  int clusters = 0;
+  if (cudaOccupancyMaxActiveClusters(&clusters, kernel, &cfg) != cudaSuccess) {
+    (void)cudaGetLastError();  // not an error of the call: the kernel just cannot run here
+    clusters = 0;
+  }
+  *out = clusters;
+  return Status::ok();
+}
+
+template <typename Fn>
+Status dispatch_nv(DType dtype, int nv, Fn&& fn) {
+  return dispatch_dtype(dtype, [&](auto t) -> Status {
+    using T = decltype(t);
+    switch (nv) {
+      case 16: return fn(T{}, std::integral_constant<int, 16>{});
+      case 32: return fn(T{}, std::integral_constant<int, 32>{});
+      case 64: return fn(T{}, std::integral_constant<int, 64>{});
+      default: return internal_error("lora_prefill: no kernel for " + std::to_string(nv) + " v columns");
+    }
+  });
+}
+
+}  // namespace
+
+Status lora_prefill_capacity(DType dtype, int nv, int* clusters) {
+  static std::map<std::pair<int, int>, int> known;  // (dtype, nv) -> clusters; the device does not change
+  const auto key = std::make_pair(static_cast<int>(dtype), nv);
+  if (auto it = known.find(key); it != known.end()) {
+    *clusters = it->second;
+    return Status::ok();
+  }
+  PUNICA_RETURN_IF_ERROR(dispatch_nv(dtype, nv, [&](auto t, auto n) {
+    return capacity<decltype(t), decltype(n)::value>(clusters);
+  }));
+  known[key] = *clusters;
+  return Status::ok();
+}
+
+Status lora_launch_prefill(DType dtype, const PrefillArgs& args, int nv, bool pdl, cudaStream_t stream) {
+  return dispatch_nv(dtype, nv, [&](auto t, auto n) { return launch<decltype(t), decltype(n)::value>(args, pdl, stream); });
+}
+
+}  // namespace punica::cuda::lora_detail
