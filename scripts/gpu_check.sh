@@ -9,7 +9,7 @@
 #   cmake -S src/backends/cuda/standalone -B build-cuda-90 -G Ninja -DCMAKE_BUILD_TYPE=Release \
 #     -DCMAKE_CUDA_ARCHITECTURES=90a && ninja -C build-cuda-90 punica_lora_oracle punica_bench_lora
 # (sm_90a only: 30 MB, small enough to carry); if they do not start there, builds them the same way there.
-#   scripts/gpu_check.sh [all|oracle|sanitize|bench|quick|profile|compare|rule|probe|iterate|ab|stream|final|final-san|gemv|ncu-cluster|ncu-old-new|few-rows|cluster-size|cs-san|cs-final|prefill]
+#   scripts/gpu_check.sh [all|oracle|sanitize|bench|quick|profile|compare|rule|probe|iterate|ab|stream|final|final-san|gemv|ncu-cluster|ncu-old-new|few-rows|cluster-size|cs-san|cs-final|prefill|prefill-ab]
 #   (all = oracle by shape + oracle with the cluster kernel off (the older paths) + sanitizers + bench;
 #    quick = oracle + sanitizer + --quick bench; profile = all + Nsight Compute on the prefill kernels;
 #    COMPARE_PATHS=1 also benches every row with the single-launch decode kernel off, PUNICA_LORA_FUSED=0;
@@ -38,7 +38,9 @@
 #    cs-san = compute-sanitizer runs by tool, dtype and cluster size (CS_SAN), then with CS_SAN_BENCH=1 the full benchmark;
 #    prefill = the prefill kernel (lora_prefill.cu): oracles forced and by shape, the prefill rows of every shape by shape
 #    and with it off (PUNICA_LORA_PREFILL=0) joined by row, memcheck and racecheck (f16) with it forced; PF_FULL_BENCH=1:
-#    then the full benchmark)
+#    then the full benchmark; prefill-ab = the prefill rows (f16) with two CTAs per SM (by shape), padded to one
+#    (PUNICA_LORA_PREFILL_PAD), the deep-ring instances (PUNICA_LORA_PREFILL_DEEP=1) and off, joined; then Nsight
+#    Compute on one prefill launch of each of r = 16 and r = 64 (PF_NCU=0: not))
 set -uo pipefail
 mode=${1:-all}
 OUT=${OUT:-$PWD/gpu-out}
@@ -327,6 +329,26 @@ if [[ $mode == prefill ]]; then  # the ninth session's prefill kernel
   run_sanitizer memcheck 200 --prefill 1
   run_sanitizer racecheck 240 --dtype f16 --prefill 1
   if [[ ${PF_FULL_BENCH:-0} == 1 ]]; then run_bench bench 330 --csv "$OUT/bench.csv"; fi
+fi
+if [[ $mode == prefill-ab ]]; then  # two vs one CTA per SM, deep ring, off; ncu
+  b="--only prefill --no-baselines --dtype f16"
+  run_bench pf_two 150 $b --csv "$OUT/pf_two.csv"
+  PUNICA_LORA_PREFILL_PAD=40000 run_bench pf_pad 150 $b --csv "$OUT/pf_pad.csv"
+  PUNICA_LORA_PREFILL_DEEP=1 run_bench pf_deep 150 $b --csv "$OUT/pf_deep.csv"
+  PUNICA_LORA_PREFILL=0 run_bench pf_off 150 $b --csv "$OUT/pf_off.csv"
+  echo "== prefill rows f16 us: two = two CTAs per SM fit (by shape); pad = padded to one; deep = deep ring, one per SM; off = the two-kernel path =="
+  python3 scripts/join_bench_csv.py "two=$OUT/pf_two.csv" "pad=$OUT/pf_pad.csv" "deep=$OUT/pf_deep.csv" "off=$OUT/pf_off.csv"
+  grep -h "prefill kernel, 4-CTA" "$OUT"/pf_*.log
+  if [[ ${PF_NCU:-1} == 1 ]]; then
+    for r in 16 64; do
+      timeout 150 ncu --kernel-name regex:lora_prefill --launch-skip 5 --launch-count 1 --section SpeedOfLight \
+        --section Occupancy --section LaunchStats --section WarpStateStats --section MemoryWorkloadAnalysis \
+        --section SchedulerStats --metrics sm__ctas_launched.min,sm__ctas_launched.max,sm__ctas_launched.sum,sm__cycles_active.min,sm__cycles_active.max,sm__cycles_active.avg,dram__bytes_read.sum,dram__bytes_write.sum \
+        "$BIN/punica_bench_lora" --only prefill --rank $r --dtype f16 --shape 4096x4096 --no-baselines >"$OUT/ncu_pf_r$r.log" 2>&1
+      summary+=("ncu prefill r=$r rc=$?")
+      grep -E "Duration|DRAM Throughput|Memory Throughput|Achieved Occupancy|Registers Per|sm__ctas_launched|sm__cycles_active|dram__bytes|No Eligible|Warp Cycles Per Issued|Waves Per SM" "$OUT/ncu_pf_r$r.log" | sed "s/^/r$r /"
+    done
+  fi
 fi
 echo "== summary =="
 printf '%s\n' "${summary[@]}"

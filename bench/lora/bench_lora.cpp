@@ -176,6 +176,12 @@ void print_launch_floor(cudaStream_t s) {
         std::printf("%s%d", cs == 16 ? " " : "/", n);
       }
     }
+  std::printf("\nprefill kernel, 4-CTA clusters resident at once (f16):");
+  for (int r : {16, 32, 64}) {
+    int n = 0;
+    if (!cuda::lora_prefill_capacity_for(DType::kF16, r, &n).is_ok()) n = -1;
+    std::printf(" r=%d %d", r, n);
+  }
   std::printf("\n");
 }
 

@@ -563,6 +563,15 @@ Status lora_cluster_capacity_for(DType dtype, int h_in, int h_out, int rank, int
   return lora_detail::lora_cluster_capacity(dtype, ca, padded_rank(rank), mt, clusters);
 }
 
+Status lora_prefill_capacity_for(DType dtype, int rank, int* clusters) {
+  *clusters = 0;
+  DeviceFacts dev;
+  PUNICA_RETURN_IF_ERROR(device_facts(&dev));
+  const int nv = lora_detail::prefill_v_cols(1, padded_rank(rank));
+  if (!dev.pdl || rank < 1 || rank > ops::kMaxLoraRank || nv == 0) return Status::ok();
+  return lora_detail::lora_prefill_capacity(dtype, nv, clusters);
+}
+
 size_t lora_workspace_size() { return kSyncBytes + kAccBytes + kPartialBytes; }
 
 Status lora_workspace_init(const LoraWorkspace& ws, cudaStream_t stream) {

@@ -92,4 +92,8 @@ constexpr int kLoraTraceSlots = 16;  // u64 stamps per CTA in a trace buffer
 Status lora_cluster_capacity_for(DType dtype, int h_in, int h_out, int rank, int tile_rows, int cluster_size,
                                  int* clusters);
 
+// Benchmarking only: how many clusters of the prefill kernel can be resident at once for one slice of this rank (0:
+// none, or the kernel cannot take the rank).
+Status lora_prefill_capacity_for(DType dtype, int rank, int* clusters);
+
 }  // namespace punica::cuda

@@ -19,6 +19,7 @@
 // element is read once per cluster (so 4x less L2 traffic than per-tile reads at 64 rows), x and y once.
 // PDL: the slot tables, A and B are read before griddepcontrol.wait, x and y after it.
 #include <algorithm>
+#include <cstdlib>
 #include <map>
 
 #include "backends/cuda/cuda_check.h"
@@ -39,7 +40,8 @@ constexpr int kXP = kKS + 8;    // halves: x and A stage row pitch (rows 16 byte
 constexpr int kYP = kNB + 8;    // halves: y stage row pitch
 static_assert(kKS / 8 == 8 && kNB / 8 == 8, "16-byte chunks per stage row: 8");
 
-template <int NV>
+// DEEP: one CTA per SM with a deeper ring (measured against two CTAs per SM, ninth session).
+template <int NV, bool DEEP>
 struct PrefillLayout {
   static constexpr int kBP = NV + 8;  // halves: B stage rows (one per output column, ranks contiguous)
   static constexpr int kVP = NV + 4;  // floats: partial v rows
@@ -48,8 +50,8 @@ struct PrefillLayout {
   static constexpr int kExpandStage = kTM * kYP * 2 + kNB * kBP * 2;
   static constexpr int kStageBytes = kShrinkStage > kExpandStage ? kShrinkStage : kExpandStage;
   // Two CTAs per SM fit (<= ~113 KB each), so a second call's clusters can start under PDL: 6 stages below
-  // NV = 64 (40 KB of x in flight per CTA), 4 at 64 (27 KB).
-  static constexpr int kStages = NV <= 32 ? 6 : 4;
+  // NV = 64 (40 KB of x in flight per CTA), 4 at 64 (27 KB). DEEP: 10 / 8 stages (67 / 54 KB), one CTA per SM.
+  static constexpr int kStages = DEEP ? (NV <= 32 ? 10 : 8) : (NV <= 32 ? 6 : 4);
   static constexpr int kOffVp = kStages * kStageBytes;
   static constexpr int kOffHi = kOffVp + kTM * kVP * 4;
   static constexpr int kOffLo = kOffHi + kTM * kHP * 2;
@@ -69,9 +71,9 @@ struct PrefillSlice {
   int pad;
 };
 
-template <typename T, int NV, int CS>
-__global__ void __launch_bounds__(kPT, 2) lora_prefill_kernel(const PrefillArgs p) {
-  using L = PrefillLayout<NV>;
+template <typename T, int NV, int CS, bool DEEP>
+__global__ void __launch_bounds__(kPT, DEEP ? 1 : 2) lora_prefill_kernel(const PrefillArgs p) {
+  using L = PrefillLayout<NV, DEEP>;
   extern __shared__ __align__(128) unsigned char smem[];
   __shared__ PrefillSlice sl[ops::kMaxLoraSlices];
   const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
@@ -359,25 +361,47 @@ __global__ void __launch_bounds__(kPT, 2) lora_prefill_kernel(const PrefillArgs 
   cluster_wait();  // no CTA leaves while another may still read its partial
 }
 
-template <typename T, int NV>
-Status launch(const PrefillArgs& a, bool pdl, cudaStream_t stream) {
-  using L = PrefillLayout<NV>;
-  auto kernel = lora_prefill_kernel<T, NV, kPrefillCluster>;
-  PUNICA_CUDA_RETURN_IF_ERROR(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, L::kSmemBytes));
-  const dim3 grid(static_cast<unsigned>(kPrefillCluster * a.tiles), static_cast<unsigned>(a.num_segments));
-  return launch_kernel(kernel, grid, dim3(kPT), L::kSmemBytes, pdl, kPrefillCluster, stream,
-                       "lora_prefill_kernel launch", a);
+// Benchmarking: PUNICA_LORA_PREFILL_DEEP=1 takes the DEEP instances; PUNICA_LORA_PREFILL_PAD adds that many bytes of
+// (unused) dynamic shared memory, to measure the same instance at fewer CTAs per SM.
+bool prefill_deep() {
+  static const bool v = [] {
+    const char* e = std::getenv("PUNICA_LORA_PREFILL_DEEP");
+    return e && std::atoi(e) == 1;
+  }();
+  return v;
+}
+int prefill_pad() {
+  static const int v = [] {
+    const char* e = std::getenv("PUNICA_LORA_PREFILL_PAD");
+    return e ? std::max(0, std::atoi(e)) : 0;
+  }();
+  return v;
 }
 
-template <typename T, int NV>
+template <typename T, int NV, bool DEEP>
+int smem_bytes(void (*kernel)(PrefillArgs)) {
+  const int bytes = std::min(PrefillLayout<NV, DEEP>::kSmemBytes + prefill_pad(), 227 * 1024 - 1024);
+  return cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, bytes) == cudaSuccess ? bytes : -1;
+}
+
+template <typename T, int NV, bool DEEP>
+Status launch(const PrefillArgs& a, bool pdl, cudaStream_t stream) {
+  auto kernel = lora_prefill_kernel<T, NV, kPrefillCluster, DEEP>;
+  const int smem = smem_bytes<T, NV, DEEP>(kernel);
+  if (smem < 0) return cuda_status(cudaGetLastError(), "lora_prefill: cudaFuncSetAttribute");
+  const dim3 grid(static_cast<unsigned>(kPrefillCluster * a.tiles), static_cast<unsigned>(a.num_segments));
+  return launch_kernel(kernel, grid, dim3(kPT), smem, pdl, kPrefillCluster, stream, "lora_prefill_kernel launch", a);
+}
+
+template <typename T, int NV, bool DEEP>
 Status capacity(int* out) {
-  using L = PrefillLayout<NV>;
-  auto kernel = lora_prefill_kernel<T, NV, kPrefillCluster>;
-  PUNICA_CUDA_RETURN_IF_ERROR(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, L::kSmemBytes));
+  auto kernel = lora_prefill_kernel<T, NV, kPrefillCluster, DEEP>;
+  const int smem = smem_bytes<T, NV, DEEP>(kernel);
+  if (smem < 0) return cuda_status(cudaGetLastError(), "lora_prefill: cudaFuncSetAttribute");
   cudaLaunchConfig_t cfg = {};
   cfg.gridDim = dim3(kPrefillCluster * 64);
   cfg.blockDim = dim3(kPT);
-  cfg.dynamicSmemBytes = L::kSmemBytes;
+  cfg.dynamicSmemBytes = smem;
   cudaLaunchAttribute attr;
   attr.id = cudaLaunchAttributeClusterDimension;
   attr.val.clusterDim.x = kPrefillCluster;
@@ -417,14 +441,20 @@ Status lora_prefill_capacity(DType dtype, int nv, int* clusters) {
     return Status::ok();
   }
   PUNICA_RETURN_IF_ERROR(dispatch_nv(dtype, nv, [&](auto t, auto n) {
-    return capacity<decltype(t), decltype(n)::value>(clusters);
+    using T = decltype(t);
+    constexpr int N = decltype(n)::value;
+    return prefill_deep() ? capacity<T, N, true>(clusters) : capacity<T, N, false>(clusters);
   }));
   known[key] = *clusters;
   return Status::ok();
 }
 
 Status lora_launch_prefill(DType dtype, const PrefillArgs& args, int nv, bool pdl, cudaStream_t stream) {
-  return dispatch_nv(dtype, nv, [&](auto t, auto n) { return launch<decltype(t), decltype(n)::value>(args, pdl, stream); });
+  return dispatch_nv(dtype, nv, [&](auto t, auto n) {
+    using T = decltype(t);
+    constexpr int N = decltype(n)::value;
+    return prefill_deep() ? launch<T, N, true>(args, pdl, stream) : launch<T, N, false>(args, pdl, stream);
+  });
 }
 
 }  // namespace punica::cuda::lora_detail
