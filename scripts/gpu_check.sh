@@ -9,7 +9,7 @@
 #   cmake -S src/backends/cuda/standalone -B build-cuda-90 -G Ninja -DCMAKE_BUILD_TYPE=Release \
 #     -DCMAKE_CUDA_ARCHITECTURES=90a && ninja -C build-cuda-90 punica_lora_oracle punica_bench_lora
 # (sm_90a only: 30 MB, small enough to carry); if they do not start there, builds them the same way there.
-#   scripts/gpu_check.sh [all|oracle|sanitize|bench|quick|profile|compare|rule|probe|iterate|ab|stream|final|final-san|gemv|ncu-cluster|ncu-old-new|few-rows|cluster-size|cs-san|cs-final|prefill|prefill-ab]
+#   scripts/gpu_check.sh [all|oracle|sanitize|bench|quick|profile|compare|rule|probe|iterate|ab|stream|final|final-san|gemv|ncu-cluster|ncu-old-new|few-rows|cluster-size|cs-san|cs-final|prefill|prefill-ab|ncu-prefill]
 #   (all = oracle by shape + oracle with the cluster kernel off (the older paths) + sanitizers + bench;
 #    quick = oracle + sanitizer + --quick bench; profile = all + Nsight Compute on the prefill kernels;
 #    COMPARE_PATHS=1 also benches every row with the single-launch decode kernel off, PUNICA_LORA_FUSED=0;
@@ -40,7 +40,8 @@
 #    and with it off (PUNICA_LORA_PREFILL=0) joined by row, memcheck and racecheck (f16) with it forced; PF_FULL_BENCH=1:
 #    then the full benchmark; prefill-ab = the prefill rows (f16) with two CTAs per SM (by shape), padded to one
 #    (PUNICA_LORA_PREFILL_PAD), the deep-ring instances (PUNICA_LORA_PREFILL_DEEP=1) and off, joined; then Nsight
-#    Compute on one prefill launch of each of r = 16 and r = 64 (PF_NCU=0: not))
+#    Compute on one prefill launch of each of r = 16 and r = 64 (PF_NCU=0: not); ncu-prefill = one prefill-kernel
+#    launch of each rank under Nsight Compute with per-SASS-instruction stall samples (CSV), as ncu-cluster)
 set -uo pipefail
 mode=${1:-all}
 OUT=${OUT:-$PWD/gpu-out}
@@ -304,6 +305,20 @@ if [[ $mode == ncu-old-new ]]; then  # one row (NCU_ROW="workload rank batch") w
   read -r w r b <<<"${NCU_ROW:-identical 16 16}"
   ncu_cluster_row new_${w}_r${r}_b$b "$BIN/punica_bench_lora" "$w" "$r" "$b"
   ncu_cluster_row old_${w}_r${r}_b$b "$old" "$w" "$r" "$b"
+fi
+if [[ $mode == ncu-prefill ]]; then  # where the prefill kernel's warps wait, per SASS instruction
+  for r in 16 64; do
+    timeout 200 ncu --kernel-name regex:lora_prefill --launch-skip 5 --launch-count 1 --clock-control none \
+      --warp-sampling-interval 0 --import-source no --section WarpStateStats --section SchedulerStats \
+      --section InstructionStats --section LaunchStats --section SpeedOfLight --section SourceCounters \
+      --section MemoryWorkloadAnalysis -o "$OUT/ncu_pf$r" -f \
+      "$BIN/punica_bench_lora" --only prefill --rank $r --dtype f16 --shape 4096x4096 --no-baselines >"$OUT/ncu_pf$r.log" 2>&1
+    summary+=("ncu prefill r=$r rc=$?")
+    ncu -i "$OUT/ncu_pf$r.ncu-rep" --page details >"$OUT/ncu_pf${r}_details.txt" 2>&1
+    ncu -i "$OUT/ncu_pf$r.ncu-rep" --page source --csv --print-source sass >"$OUT/ncu_pf${r}_sass.csv" 2>&1
+    rm -f "$OUT/ncu_pf$r.ncu-rep"
+    grep -E "Duration|DRAM Throughput|Warp Cycles Per Issued|No Eligible|Executed Instructions  " "$OUT/ncu_pf${r}_details.txt" | sed "s/^/r$r /"
+  done
 fi
 if [[ $mode == cs-final ]]; then  # the eighth session's last checks: oracles, racecheck, ncu of 16- vs 8-CTA clusters
   for cs in shape 16 8 2; do run_oracle_at $cs; done
