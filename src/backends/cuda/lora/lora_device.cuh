@@ -35,6 +35,10 @@ __device__ __forceinline__ void cp_async_16(void* smem, const void* gmem, int sr
   asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(smem_addr(smem)), "l"(gmem),
                "r"(src_bytes));
 }
+// The same at a shared-state-space address (smem_addr): no generic-to-shared conversion per copy.
+__device__ __forceinline__ void cp_async_16_at(uint32_t saddr, const void* gmem, int src_bytes) {
+  asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(saddr), "l"(gmem), "r"(src_bytes));
+}
 __device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commit_group;\n" ::); }
 template <int N>
 __device__ __forceinline__ void cp_async_wait() {
@@ -49,6 +53,14 @@ __device__ __forceinline__ void ldmatrix_x4_at(uint32_t r[4], uint32_t saddr) {
                : "r"(saddr));
 }
 __device__ __forceinline__ void ldmatrix_x4(uint32_t r[4], const void* smem) { ldmatrix_x4_at(r, smem_addr(smem)); }
+// Four 8x8 16-bit matrices to shared memory, each thread giving the pair of (row lane / 4, columns 2 * (lane % 4))
+// of each, lanes 8i..8i+7 the row addresses of matrix i: the layout of an mma accumulator rounded to 16 bits
+// (sm_90).
+__device__ __forceinline__ void stmatrix_x4_at(uint32_t saddr, const uint32_t r[4]) {
+  asm volatile("stmatrix.sync.aligned.m8n8.x4.shared.b16 [%0], {%1,%2,%3,%4};\n" ::"r"(saddr), "r"(r[0]), "r"(r[1]),
+               "r"(r[2]), "r"(r[3])
+               : "memory");
+}
 // x, through an identity shuffle: ptxas cannot rebuild the value from its inputs, so a loop keeps it in one
 // register instead of recomputing a shared address (~8 instructions in a cluster kernel) at every use. Every
 // lane of the warp must call it.

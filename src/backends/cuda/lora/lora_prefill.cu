@@ -124,148 +124,169 @@ __global__ void __launch_bounds__(kPT, DEEP ? 1 : 2) lora_prefill_kernel(const P
   const int njobs = n1 + n3;
   const T* x = static_cast<const T*>(p.x);
   T* y = static_cast<T*>(p.y);
+  const uint32_t ring = smem_addr(smem);
 
-  auto stage = [&](int j) { return reinterpret_cast<T*>(smem + (j % L::kStages) * L::kStageBytes); };
-
-  // Every load below has a fixed (row, 16-byte chunk) per thread, its addresses computed here once: a step then
-  // costs a few instructions per chunk (the first version computed them per chunk and step, and its warps spent
-  // ~240 instructions per step: H100, Nsight Compute, issue-bound at 2 warps per scheduler).
+  // Every load has a fixed (row, 16-byte chunk) per thread, its addresses computed here once and stepped per stage.
+  // (The first version computed them per chunk and step: its warps spent ~240 instructions per step, issue-bound
+  // at 2 warps per scheduler; H100, Nsight Compute, ninth session.)
   // x and y tiles: rows rr and rr + 32, columns kc..kc + 7 of the stage (x and y stages share the row pitch).
   static_assert(kXP == kYP, "x and y stages share the per-thread offsets");
   const int rr = tid >> 3, kc = (tid & 7) * 8;
-  const bool row_ok[2] = {rr < rows, rr + 32 < rows};
-  const int tile_off[2] = {rr * kXP + kc, (rr + 32) * kXP + kc};
-  const T* x_row[2] = {x + (t0 + rr) * p.x_stride + kc, x + (t0 + rr + 32) * p.x_stride + kc};
-  T* y_row[2] = {y + (t0 + rr) * p.y_stride + kc, y + (t0 + rr + 32) * p.y_stride + kc};
-  // A stage rows tid >> 3 and + 32 (slice row / rp, rank row % rp), the same column chunk kc.
+  const bool row_ok0 = rr < rows, row_ok1 = rr + 32 < rows;
+  const uint32_t tile_off0 = (rr * kXP + kc) * 2, tile_off1 = ((rr + 32) * kXP + kc) * 2;  // bytes
+  const int k_first = k_begin * kKS;
+  const T* x_src0 = x + (t0 + rr) * p.x_stride + kc + k_first;  // stepped by kKS per shrink stage
+  const T* x_src1 = x + (t0 + rr + 32) * p.x_stride + kc + k_first;
+  T* const y_row0 = y + (t0 + rr) * p.y_stride + kc;
+  T* const y_row1 = y + (t0 + rr + 32) * p.y_stride + kc;
+  // A stage rows rr (and rr + 32 at NV = 64): slice row / rp, rank row % rp, column chunk kc.
   constexpr int kAChunks = NV * 8 > kPT ? 2 : 1;
-  const T* a_row[kAChunks];
+  const bool a_thread = NV * 8 >= kPT || tid < NV * 8;
+  const T* a_src[kAChunks];
   bool a_ok[kAChunks];
 #pragma unroll
   for (int i = 0; i < kAChunks; ++i) {
     const int row = rr + 32 * i, sa = row / rp, jr = row - sa * rp;
-    a_ok[i] = row < used && jr < sl[min(sa, 2)].r;
-    a_row[i] = a_ok[i] ? static_cast<const T*>(sl[sa].a) + static_cast<int64_t>(jr) * p.h_in + kc : x;
+    a_ok[i] = a_thread && row < used && jr < sl[min(sa, 2)].r;
+    a_src[i] = a_ok[i] ? static_cast<const T*>(sl[sa].a) + static_cast<int64_t>(jr) * p.h_in + kc + k_first : x;
+  }
+  // whether this thread's chunk of shrink stage j is inside h_in (zeros past it)
+  auto k_inside = [&](int j) { return k_first + j * kKS + kc < p.h_in; };
+
+  // Expand stages in order (slice, first column), slices without an adapter skipped; the fields a stage's loads
+  // and epilogue use, cached while the slice does not change.
+  struct ColIt {
+    int s, n0, h_out, r;
+    int64_t col;   // y column of the stage: y_col_offset + n0
+    const T* b;    // B row of the stage's first column: b + n0 * r
+    float scale;
+  };
+  auto enter = [&](ColIt& it, int s, int n0) {
+    it.s = s;
+    it.n0 = n0;
+    if (s >= ops::kMaxLoraSlices) return;
+    const PrefillSlice ps = sl[s];
+    it.h_out = ps.h_out;
+    it.r = ps.r;
+    it.col = ps.y_off + n0;
+    it.b = static_cast<const T*>(ps.b) + static_cast<int64_t>(n0) * ps.r;
+    it.scale = ps.scale;
+  };
+  auto next_col = [&](ColIt& it) {
+    if (it.n0 + kNB < it.h_out) {
+      it.n0 += kNB;
+      it.col += kNB;
+      it.b += static_cast<int64_t>(kNB) * it.r;
+      return;
+    }
+    int s = it.s + 1;
+    while (s < ops::kMaxLoraSlices && sl[s].jobs == 0) ++s;
+    enter(it, s, 0);
+  };
+  ColIt first_col;
+  {
+    int s = 0, gj = cj_begin;
+    while (s < ops::kMaxLoraSlices && gj >= sl[s].jobs) gj -= sl[s++].jobs;
+    enter(first_col, s, gj * kNB);
   }
   // B stage: 64 columns x rp / 8 chunks; chunk c = tid + 256 * i is column c >> lg, ranks (c & (rp / 8 - 1)) * 8.
   const int lg = rp == 16 ? 1 : rp == 32 ? 2 : 3;
-  const int b_col[2] = {tid >> lg, (tid + kPT) >> lg};
-  const int b_k[2] = {(tid & ((rp >> 3) - 1)) * 8, ((tid + kPT) & ((rp >> 3) - 1)) * 8};
-  const bool b_in[2] = {tid < kNB * (rp >> 3), tid + kPT < kNB * (rp >> 3)};
+  const int b_col0 = tid >> lg, b_col1 = (tid + kPT) >> lg;
+  const int b_k0 = (tid & ((rp >> 3) - 1)) * 8, b_k1 = ((tid + kPT) & ((rp >> 3) - 1)) * 8;
+  const bool b_in0 = tid < kNB * (rp >> 3), b_in1 = tid + kPT < kNB * (rp >> 3);
+  const uint32_t b_off0 = (kTM * kYP + b_col0 * L::kBP + b_k0) * 2, b_off1 = (kTM * kYP + b_col1 * L::kBP + b_k1) * 2;
 
-  // Expand stages in order: (slice, first column), slices without an adapter skipped.
-  struct ColIt {
-    int s, n0;
-  };
-  auto next_col = [&](ColIt& it) {
-    it.n0 += kNB;
-    if (it.n0 >= sl[it.s].h_out) {
-      it.n0 = 0;
-      do ++it.s;
-      while (it.s < ops::kMaxLoraSlices && sl[it.s].jobs == 0);
-    }
-  };
-  ColIt first_col{0, 0};
-  {
-    int gj = cj_begin;
-    while (first_col.s < ops::kMaxLoraSlices && gj >= sl[first_col.s].jobs) gj -= sl[first_col.s++].jobs;
-    first_col.n0 = gj * kNB;
-  }
-
-  auto issue_a = [&](int j) {  // A's columns of shrink stage j
-    T* da = stage(j) + kTM * kXP;
-    const int k0 = (k_begin + j) * kKS;
-    const bool kin = k0 + kc < p.h_in;
+  int iss_slot = 0;  // ring slot of the next stage to load
+  auto issue_a = [&](uint32_t st, bool kin) {  // A's columns of the next shrink stage
 #pragma unroll
     for (int i = 0; i < kAChunks; ++i)
-      if (NV * 8 >= kPT * (i + 1) || tid < NV * 8 - kPT * i)
-        cp_async_16(da + tile_off[i], a_ok[i] && kin ? a_row[i] + k0 : x, a_ok[i] && kin ? 16 : 0);
+      if (a_thread)
+        cp_async_16_at(st + kTM * kXP * 2 + (i ? tile_off1 : tile_off0), a_ok[i] && kin ? a_src[i] : x,
+                       a_ok[i] && kin ? 16 : 0);
+#pragma unroll
+    for (int i = 0; i < kAChunks; ++i) a_src[i] += kKS;
   };
-  auto issue_x = [&](int j) {  // x rows of shrink stage j (zeros past the rows and past h_in)
-    T* dx = stage(j);
-    const int k0 = (k_begin + j) * kKS;
-    const bool kin = k0 + kc < p.h_in;
-#pragma unroll
-    for (int i = 0; i < 2; ++i)
-      cp_async_16(dx + tile_off[i], row_ok[i] && kin ? x_row[i] + k0 : x, row_ok[i] && kin ? 16 : 0);
+  auto issue_x = [&](uint32_t st, bool kin) {  // x rows of the next shrink stage (zeros past the rows and h_in)
+    cp_async_16_at(st + tile_off0, row_ok0 && kin ? x_src0 : x, row_ok0 && kin ? 16 : 0);
+    cp_async_16_at(st + tile_off1, row_ok1 && kin ? x_src1 : x, row_ok1 && kin ? 16 : 0);
+    x_src0 += kKS;
+    x_src1 += kKS;
   };
-  auto issue_expand = [&](int j, const ColIt& it) {  // the y tile and B's rows of expand stage j
-    T* dy = stage(j);
-    const PrefillSlice& ps = sl[it.s];
-    const int col = ps.y_off + it.n0;
-    const bool cin = it.n0 + kc < ps.h_out;
-#pragma unroll
-    for (int i = 0; i < 2; ++i)
-      cp_async_16(dy + tile_off[i], row_ok[i] && cin ? y_row[i] + col : y, row_ok[i] && cin ? 16 : 0);
-    T* db = dy + kTM * kYP;
-    const T* b = static_cast<const T*>(ps.b);
-    if ((ps.r & 7) == 0 && (reinterpret_cast<uintptr_t>(b) & 15) == 0) {
-#pragma unroll
-      for (int i = 0; i < 2; ++i) {
-        const int n = it.n0 + b_col[i];
-        const bool ok = n < ps.h_out && b_k[i] < ps.r;
-        if (b_in[i]) cp_async_16(db + b_col[i] * L::kBP + b_k[i], ok ? b + static_cast<int64_t>(n) * ps.r + b_k[i] : b,
-                                 ok ? 16 : 0);
-      }
+  auto issue_expand = [&](uint32_t st, const ColIt& it) {  // the y tile and B's rows of an expand stage
+    const bool cin = it.n0 + kc < it.h_out;
+    cp_async_16_at(st + tile_off0, row_ok0 && cin ? y_row0 + it.col : y, row_ok0 && cin ? 16 : 0);
+    cp_async_16_at(st + tile_off1, row_ok1 && cin ? y_row1 + it.col : y, row_ok1 && cin ? 16 : 0);
+    if ((it.r & 7) == 0 && (reinterpret_cast<uintptr_t>(it.b) & 15) == 0) {
+      const bool ok0 = it.n0 + b_col0 < it.h_out && b_k0 < it.r, ok1 = it.n0 + b_col1 < it.h_out && b_k1 < it.r;
+      if (b_in0) cp_async_16_at(st + b_off0, ok0 ? it.b + b_col0 * it.r + b_k0 : y, ok0 ? 16 : 0);
+      if (b_in1) cp_async_16_at(st + b_off1, ok1 ? it.b + b_col1 * it.r + b_k1 : y, ok1 ? 16 : 0);
     } else {  // odd ranks: B rows are not 16-byte aligned
+      T* db = reinterpret_cast<T*>(smem + (st - ring)) + kTM * kYP;
       for (int e = tid; e < kNB * rp; e += kPT) {
         const int n = e / rp, k = e - n * rp;
-        db[n * L::kBP + k] =
-            (it.n0 + n < ps.h_out && k < ps.r) ? b[static_cast<int64_t>(it.n0 + n) * ps.r + k] : T(0.f);
+        db[n * L::kBP + k] = (it.n0 + n < it.h_out && k < it.r) ? it.b[n * it.r + k] : T(0.f);
       }
     }
   };
+  auto slot_addr = [&](int s) { return ring + static_cast<uint32_t>(s * L::kStageBytes); };
+  auto next_slot = [](int s) { return s + 1 == L::kStages ? 0 : s + 1; };
 
   // A of the first stages before the wait (it joins the first commit group), x and y after it.
-  for (int j = 0; j < L::kStages - 1 && j < n1; ++j) issue_a(j);
+  for (int j = 0; j < L::kStages - 1 && j < n1; ++j) issue_a(slot_addr(j), k_inside(j));
   griddep_wait();
   griddep_launch_dependents();
   ColIt iss = first_col;  // the next expand stage to load
   for (int j = 0; j < L::kStages - 1; ++j) {
     if (j < n1) {
-      issue_x(j);
+      issue_x(slot_addr(iss_slot), k_inside(j));
     } else if (j < njobs) {
-      issue_expand(j, iss);
+      issue_expand(slot_addr(iss_slot), iss);
       next_col(iss);
     }
     cp_async_commit();
+    iss_slot = next_slot(iss_slot);
   }
   // Job j's stage has landed and every thread is done with job j - 1's buffer, which then takes job j + kStages - 1.
   auto advance = [&](int j) {
     cp_async_wait<L::kStages - 2>();
     __syncthreads();
     const int nj = j + L::kStages - 1;
+    const uint32_t st = slot_addr(iss_slot);
     if (nj < n1) {
-      issue_a(nj);
-      issue_x(nj);
+      const bool kin = k_inside(nj);
+      issue_a(st, kin);
+      issue_x(st, kin);
     } else if (nj < njobs) {
-      issue_expand(nj, iss);
+      issue_expand(st, iss);
       next_col(iss);
     }
     cp_async_commit();
+    iss_slot = next_slot(iss_slot);
   };
 
   // 1. Shrink. Warps: 2 row halves (wm, 32 rows = 2 m tiles) x 4 k16 steps of each stage (wk).
   const int wm = warp & 1, wk = warp >> 1;
+  const uint32_t x_frag = ((wm * 32 + (lane & 15)) * kXP + wk * 16 + (lane >> 4) * 8) * 2;
+  const uint32_t a_frag = (kTM * kXP + ((lane & 7) + (lane >> 4) * 8) * kXP + wk * 16 + ((lane >> 3) & 1) * 8) * 2;
   float acc[2][NV / 8][4];
 #pragma unroll
   for (int mi = 0; mi < 2; ++mi)
 #pragma unroll
     for (int n = 0; n < NV / 8; ++n) acc[mi][n][0] = acc[mi][n][1] = acc[mi][n][2] = acc[mi][n][3] = 0.f;
+  int cmp_slot = 0;
   int j = 0;
   for (; j < n1; ++j) {
     advance(j);
-    const T* sx = stage(j);
-    const T* sa = sx + kTM * kXP;
+    const uint32_t st = slot_addr(cmp_slot);
+    cmp_slot = next_slot(cmp_slot);
     uint32_t af[2][4];
-#pragma unroll
-    for (int mi = 0; mi < 2; ++mi)
-      ldmatrix_x4(af[mi], sx + (wm * 32 + mi * 16 + (lane & 15)) * kXP + wk * 16 + (lane >> 4) * 8);
+    ldmatrix_x4_at(af[0], st + x_frag);
+    ldmatrix_x4_at(af[1], st + x_frag + 16 * kXP * 2);
 #pragma unroll
     for (int jj = 0; jj < NV / 16; ++jj) {
       if (jj * 16 >= used) break;  // columns past the slices' ranks are zeros
       uint32_t bf[4];
-      ldmatrix_x4(bf, sa + (jj * 16 + (lane & 7) + (lane >> 4) * 8) * kXP + wk * 16 + ((lane >> 3) & 1) * 8);
+      ldmatrix_x4_at(bf, st + a_frag + jj * 16 * kXP * 2);
 #pragma unroll
       for (int mi = 0; mi < 2; ++mi) {
         MmaF16<T>::run(acc[mi][2 * jj], af[mi], bf);
@@ -317,16 +338,19 @@ __global__ void __launch_bounds__(kPT, DEEP ? 1 : 2) lora_prefill_kernel(const P
         sum.w += part.w;
       }
       const float vals[4] = {sum.x, sum.y, sum.z, sum.w};
+      const int s = col / rp, jr = col - s * rp;  // four columns never straddle a slice (rp % 16 == 0)
+      // v enters the expand pre-scaled: y + (scale v) B^T, so the mma accumulates onto y itself (with fp16, |scale v|
+      // must stay below 65504, as |v| must in lora_expand.cu).
+      const float scale = sl[s].scale;
       T hi[4], lo[4];
 #pragma unroll
-      for (int i = 0; i < 4; ++i) split_hi_lo(vals[i], hi[i], lo[i]);
+      for (int i = 0; i < 4; ++i) split_hi_lo(vals[i] * scale, hi[i], lo[i]);
 #pragma unroll
       for (int i = 0; i < 4; ++i) {
         vh[row * L::kHP + col + i] = hi[i];
         vl[row * L::kHP + col + i] = lo[i];
       }
       if (row < rows && row % CS == crank) {  // v's rows are stored by the CTAs in turn
-        const int s = col / rp, jr = col - s * rp;  // four columns never straddle a slice (rp % 16 == 0)
         float* dst = p.v + (t0 + row) * v_row + s * p.v_rank_stride;
 #pragma unroll
         for (int i = 0; i < 4; ++i)
@@ -337,59 +361,69 @@ __global__ void __launch_bounds__(kPT, DEEP ? 1 : 2) lora_prefill_kernel(const P
   cluster_arrive_release();  // done reading the other CTAs' partials; they may exit after the matching wait
   __syncthreads();           // vh / vl complete
 
-  // 3. Expand. Warps: 4 row groups of 16 (wr) x 2 column halves of 32 (wc). v's fragments of the stage's slice
-  // stay in registers while the slice does not change.
+  // 3. Expand. Warps: 4 row groups of 16 (wr) x 2 column halves of 32 (wc). The y tile enters the accumulators
+  // (ldmatrix gives 16-bit pairs in their layout), the mma adds (scale v) B^T, stmatrix writes it back rounded.
+  // v's fragments of the stage's slice stay in registers while the slice does not change.
   const int wr = warp & 3, wc = warp >> 2;
+  // lanes 8i..8i+7 address the rows of 8x8 block i: n8 tile (i >> 1), rows (i & 1) * 8 + lane % 8
+  const uint32_t y_frag = ((wr * 16 + ((lane >> 3) & 1) * 8 + (lane & 7)) * kYP + wc * 32 + (lane >> 4) * 8) * 2;
+  const uint32_t b_frag =
+      (kTM * kYP + (wc * 32 + (lane & 7) + (lane >> 4) * 8) * L::kBP + ((lane >> 3) & 1) * 8) * 2;
   uint32_t fh[NV / 16][4], fl[NV / 16][4];
   int cur = -1;
   ColIt at = first_col;  // the expand stage computed next
   for (; j < njobs; ++j, next_col(at)) {
     advance(j);
-    const int s = at.s, n0 = at.n0;
-    if (s != cur) {
-      cur = s;
+    if (at.s != cur) {
+      cur = at.s;
 #pragma unroll
       for (int kk = 0; kk < NV / 16; ++kk) {
         if (kk * 16 >= rp) break;
-        const int off = (wr * 16 + (lane & 15)) * L::kHP + s * rp + kk * 16 + (lane >> 4) * 8;
+        const int off = (wr * 16 + (lane & 15)) * L::kHP + cur * rp + kk * 16 + (lane >> 4) * 8;
         ldmatrix_x4(fh[kk], vh + off);
         ldmatrix_x4(fl[kk], vl + off);
       }
     }
-    T* sy = stage(j);
-    const T* sb = sy + kTM * kYP;
+    const uint32_t st = slot_addr(cmp_slot);
+    cmp_slot = next_slot(cmp_slot);
     float out[4][4];
 #pragma unroll
-    for (int i = 0; i < 4; ++i) out[i][0] = out[i][1] = out[i][2] = out[i][3] = 0.f;
+    for (int h = 0; h < 2; ++h) {  // n8 tiles 2h, 2h + 1
+      uint32_t yv[4];
+      ldmatrix_x4_at(yv, st + y_frag + h * 16 * 2);
+#pragma unroll
+      for (int i = 0; i < 4; ++i) {
+        const float2 f = pair_to_float2(yv[i], T());
+        out[2 * h + (i >> 1)][2 * (i & 1)] = f.x;
+        out[2 * h + (i >> 1)][2 * (i & 1) + 1] = f.y;
+      }
+    }
 #pragma unroll
     for (int kk = 0; kk < NV / 16; ++kk) {
       if (kk * 16 >= rp) break;  // ranks past rp are not in use
 #pragma unroll
       for (int np = 0; np < 2; ++np) {
         uint32_t bf[4];
-        ldmatrix_x4(bf, sb + (wc * 32 + np * 16 + (lane & 7) + (lane >> 4) * 8) * L::kBP + kk * 16 + ((lane >> 3) & 1) * 8);
+        ldmatrix_x4_at(bf, st + b_frag + (np * 16 * L::kBP + kk * 16) * 2);
         MmaF16<T>::run(out[2 * np], fh[kk], bf);
         MmaF16<T>::run(out[2 * np], fl[kk], bf);
         MmaF16<T>::run(out[2 * np + 1], fh[kk], bf + 2);
         MmaF16<T>::run(out[2 * np + 1], fl[kk], bf + 2);
       }
     }
-    const float scale = sl[s].scale;
 #pragma unroll
-    for (int nt = 0; nt < 4; ++nt)
+    for (int h = 0; h < 2; ++h) {
+      uint32_t yv[4];
 #pragma unroll
-      for (int half = 0; half < 2; ++half) {
-        uint32_t* cell = reinterpret_cast<uint32_t*>(sy + (wr * 16 + g + half * 8) * kYP + wc * 32 + nt * 8 + 2 * q);
-        const float2 old = pair_to_float2(*cell, T());
-        *cell = float2_to_pair(old.x + scale * out[nt][2 * half], old.y + scale * out[nt][2 * half + 1], T());
-      }
+      for (int i = 0; i < 4; ++i)
+        yv[i] = float2_to_pair(out[2 * h + (i >> 1)][2 * (i & 1)], out[2 * h + (i >> 1)][2 * (i & 1) + 1], T());
+      stmatrix_x4_at(st + y_frag + h * 16 * 2, yv);
+    }
     __syncthreads();
-    const int col = sl[s].y_off + n0;
-    if (n0 + kc < sl[s].h_out) {
-#pragma unroll
-      for (int i = 0; i < 2; ++i)
-        if (row_ok[i])
-          *reinterpret_cast<uint4*>(y_row[i] + col) = *reinterpret_cast<const uint4*>(sy + tile_off[i]);
+    if (at.n0 + kc < at.h_out) {
+      const T* sy = reinterpret_cast<const T*>(smem + (st - ring));
+      if (row_ok0) *reinterpret_cast<uint4*>(y_row0 + at.col) = *reinterpret_cast<const uint4*>(sy + tile_off0 / 2);
+      if (row_ok1) *reinterpret_cast<uint4*>(y_row1 + at.col) = *reinterpret_cast<const uint4*>(sy + tile_off1 / 2);
     }
   }
   cluster_wait();  // no CTA leaves while another may still read its partial
