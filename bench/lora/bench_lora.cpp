@@ -239,6 +239,32 @@ void print_trace(const std::vector<unsigned long long>& t0, const std::vector<un
               n0, ctas, (e0 - b0) * 1e-3, (double(b1) - double(b0)) * 1e-3, (double(e1) - double(e0)) * 1e-3);
 }
 
+// --trace of a prefill row: the prefill kernel's per-CTA globaltimer stamps (PrefillArgs::trace), phase durations
+// as median / max over the CTAs.
+void print_prefill_trace(const std::vector<unsigned long long>& t, int ctas) {
+  constexpr int S = cuda::kLoraTraceSlots;
+  const int order[] = {10, 0, 1, 2, 3, 11};
+  static const char* const names[] = {"pdlwait", "shrink", "exch.barrier", "exch.sum", "expand"};
+  std::printf("  prefill phase us (median/max over CTAs):");
+  for (int ph = 0; ph < 5; ++ph) {
+    std::vector<double> d;
+    for (int c = 0; c < ctas; ++c)
+      if (t[c * S + 11] != 0) d.push_back((double(t[c * S + order[ph + 1]]) - double(t[c * S + order[ph]])) * 1e-3);
+    std::sort(d.begin(), d.end());
+    if (!d.empty()) std::printf(" %s %.2f/%.2f", names[ph], d[d.size() / 2], d.back());
+  }
+  unsigned long long b = ~0ull, e = 0, last_start = 0, first_end = ~0ull;
+  int n = 0;
+  for (int c = 0; c < ctas; ++c)
+    if (t[c * S + 11] != 0) {
+      b = std::min(b, t[c * S + 10]), e = std::max(e, t[c * S + 11]), ++n;
+      last_start = std::max(last_start, t[c * S + 10]), first_end = std::min(first_end, t[c * S + 11]);
+    }
+  if (n > 0)
+    std::printf("\n  %d CTAs: first start to last end %.2f us, last start %.2f us after the first, first end %.2f us "
+                "after the first start\n", n, (e - b) * 1e-3, (last_start - b) * 1e-3, (first_end - b) * 1e-3);
+}
+
 RowResult run_row(Ctx& ctx, Shape sh, const AdapterPool& pool, bool bf16, Workload w, int n, bool baselines,
                   bool compare, bool trace = false) {
   RowResult res;
@@ -312,7 +338,8 @@ RowResult run_row(Ctx& ctx, Shape sh, const AdapterPool& pool, bool bf16, Worklo
     Dev d0(size_t(ctas) * slots * 8), d1(size_t(ctas) * slots * 8);
     BENCH_CUDA(cudaMemsetAsync(d0.p, 0, size_t(ctas) * slots * 8, ctx.s));  // CTAs that do not exist stay 0
     BENCH_CUDA(cudaMemsetAsync(d1.p, 0, size_t(ctas) * slots * 8, ctx.s));
-    cuda::lora_set_cluster_override(1);
+    const bool prefill = w == Workload::kPrefill;
+    if (!prefill) cuda::lora_set_cluster_override(1);
     const int k = n_inv / 2;
     res.ours = time_graph(ctx.s, n_inv, 3, [&](int i) {
       cuda::lora_set_cluster_trace(i == k ? d0.as<unsigned long long>() : i == k + 1 ? d1.as<unsigned long long>()
@@ -327,9 +354,10 @@ RowResult run_row(Ctx& ctx, Shape sh, const AdapterPool& pool, bool bf16, Worklo
     int dev = 0, khz = 0;
     BENCH_CUDA(cudaGetDevice(&dev));
     BENCH_CUDA(cudaDeviceGetAttribute(&khz, cudaDevAttrClockRate, dev));
-    std::printf("trace r=%d %s B=%d: %.2f us per call (16-row tiles, %d calls per graph)\n", pool.r, workload_name(w), n,
-                res.ours, n_inv);
-    print_trace(t0, t1, ctas, khz * 1e-6);
+    std::printf("trace r=%d %s B=%d: %.2f us per call (%s, %d calls per graph)\n", pool.r, workload_name(w), n,
+                res.ours, prefill ? "by shape" : "16-row tiles", n_inv);
+    if (prefill) print_prefill_trace(t0, ctas);
+    else print_trace(t0, t1, ctas, khz * 1e-6);
     return res;
   }
   if (compare) {
@@ -502,15 +530,16 @@ int main(int argc, char** argv) {
   std::printf("tensor rate (cuBLAS 8192^3): f16 %.0f TFLOP/s, bf16 %.0f TFLOP/s\n", tc_f16 / 1e12, tc_bf16 / 1e12);
   if (prop.major >= 9) print_launch_floor(ctx.s);
   if (floor_only) return 0;
-  if (trace) {  // a few rows, f16, 4096x4096, cluster kernel with 16-row tiles
+  if (trace) {  // a few rows, f16, 4096x4096, cluster kernel with 16-row tiles (--only prefill: the prefill row)
     const Shape sh{4096, 4096};
     for (int r : {16, 64}) {
       AdapterPool pool = make_pool(sh, r, false, ctx.s);
-      const std::vector<std::pair<Workload, int>> rows =
+      std::vector<std::pair<Workload, int>> rows =
           r == 16 ? std::vector<std::pair<Workload, int>>{{Workload::kDistinct, 1}, {Workload::kDistinct, 16},
                                                           {Workload::kDistinct, 128}, {Workload::kIdentical, 16},
                                                           {Workload::kIdentical, 128}}
                   : std::vector<std::pair<Workload, int>>{{Workload::kDistinct, 1}, {Workload::kDistinct, 32}};
+      if (!only.empty() && only == "prefill") rows = {{Workload::kPrefill, 2048}};
       for (auto [w, n] : rows) run_row(ctx, sh, pool, false, w, n, false, false, true);
     }
     return 0;

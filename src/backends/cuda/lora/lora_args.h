@@ -206,6 +206,10 @@ struct PrefillArgs {
   SegmentArgs seg;
   int tiles;                // token tiles per segment in the grid: ceil(longest adapted segment / kPrefillRows)
   int num_segments;
+  // Benchmarking only: when set, thread 0 of each CTA writes globaltimer stamps at trace[block * kLoraTraceSlots]:
+  // slot 10 at the start, 0 after the PDL wait, 1 after the shrink, 2 after the exchange's cluster barrier, 3 after
+  // the exchange, 11 at the end.
+  unsigned long long* trace;
 };
 // How many clusters of the prefill kernel for nv v columns can be resident at once (0: none; cached).
 Status lora_prefill_capacity(DType dtype, int nv, int* clusters);

@@ -71,11 +71,20 @@ struct PrefillSlice {
   int pad;
 };
 
+__device__ __forceinline__ void prefill_stamp(const PrefillArgs& p, int slot) {
+  if (p.trace != nullptr && threadIdx.x == 0) {
+    unsigned long long t;
+    asm volatile("mov.u64 %0, %%globaltimer;" : "=l"(t));
+    p.trace[(static_cast<size_t>(blockIdx.y) * gridDim.x + blockIdx.x) * kLoraTraceSlots + slot] = t;
+  }
+}
+
 template <typename T, int NV, int CS, bool DEEP>
 __global__ void __launch_bounds__(kPT, DEEP ? 1 : 2) lora_prefill_kernel(const PrefillArgs p) {
   using L = PrefillLayout<NV, DEEP>;
   extern __shared__ __align__(128) unsigned char smem[];
   __shared__ PrefillSlice sl[ops::kMaxLoraSlices];
+  prefill_stamp(p, 10);
   const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
   const int g = lane >> 2, q = lane & 3;
   const int crank = static_cast<int>(blockIdx.x) % CS;  // the cluster is CS CTAs along x
@@ -235,6 +244,7 @@ __global__ void __launch_bounds__(kPT, DEEP ? 1 : 2) lora_prefill_kernel(const P
   for (int j = 0; j < L::kStages - 1 && j < n1; ++j) issue_a(slot_addr(j), k_inside(j));
   griddep_wait();
   griddep_launch_dependents();
+  prefill_stamp(p, 0);
   ColIt iss = first_col;  // the next expand stage to load
   for (int j = 0; j < L::kStages - 1; ++j) {
     if (j < n1) {
@@ -295,6 +305,7 @@ __global__ void __launch_bounds__(kPT, DEEP ? 1 : 2) lora_prefill_kernel(const P
     }
   }
 
+  prefill_stamp(p, 1);
   // 2. Exchange. The four k groups' partials are summed into vp in a fixed order, then the CS CTAs' vp in
   // cluster-rank order.
   float* vp = reinterpret_cast<float*>(smem + L::kOffVp);
@@ -319,6 +330,7 @@ __global__ void __launch_bounds__(kPT, DEEP ? 1 : 2) lora_prefill_kernel(const P
   }
   cluster_arrive_release();
   cluster_wait();  // every CTA's partial is complete and visible
+  prefill_stamp(p, 2);
   {
     uint32_t base[CS];
 #pragma unroll
@@ -360,6 +372,7 @@ __global__ void __launch_bounds__(kPT, DEEP ? 1 : 2) lora_prefill_kernel(const P
   }
   cluster_arrive_release();  // done reading the other CTAs' partials; they may exit after the matching wait
   __syncthreads();           // vh / vl complete
+  prefill_stamp(p, 3);
 
   // 3. Expand. Warps: 4 row groups of 16 (wr) x 2 column halves of 32 (wc). The y tile enters the accumulators
   // (ldmatrix gives 16-bit pairs in their layout), the mma adds (scale v) B^T, stmatrix writes it back rounded.
@@ -426,6 +439,7 @@ __global__ void __launch_bounds__(kPT, DEEP ? 1 : 2) lora_prefill_kernel(const P
       if (row_ok1) *reinterpret_cast<uint4*>(y_row1 + at.col) = *reinterpret_cast<const uint4*>(sy + tile_off1 / 2);
     }
   }
+  prefill_stamp(p, 11);
   cluster_wait();  // no CTA leaves while another may still read its partial
 }
 
