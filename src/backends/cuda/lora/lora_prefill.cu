@@ -45,18 +45,19 @@ template <int NV, bool DEEP>
 struct PrefillLayout {
   static constexpr int kBP = NV + 8;  // halves: B stage rows (one per output column, ranks contiguous)
   static constexpr int kVP = NV + 4;  // floats: partial v rows
-  static constexpr int kHP = NV + 8;  // halves: v hi / lo rows
+  static constexpr int kHP = NV + 8;  // halves: v hi / lo rows (in the ring slot that is free during the exchange)
   static constexpr int kShrinkStage = (kTM + NV) * kXP * 2;
   static constexpr int kExpandStage = kTM * kYP * 2 + kNB * kBP * 2;
   static constexpr int kStageBytes = kShrinkStage > kExpandStage ? kShrinkStage : kExpandStage;
-  // Two CTAs per SM fit (<= ~113 KB each), so a second call's clusters can start under PDL: 6 stages below
-  // NV = 64 (40 KB of x in flight per CTA), 4 at 64 (27 KB). DEEP: 10 / 8 stages (67 / 54 KB), one CTA per SM.
-  static constexpr int kStages = DEEP ? (NV <= 32 ? 10 : 8) : (NV <= 32 ? 6 : 4);
+  // Two CTAs per SM fit (<= ~110 KB each): 4-CTA clusters one CTA per SM are only 30 at once on an H100, so 32
+  // clusters (4 x 512 tokens) would take two waves. 7 stages below NV = 64 (48 KB of x in flight per CTA), 5 at 64
+  // (37 KB). DEEP: 10 / 8 stages, one CTA per SM (measured: two waves, ninth session).
+  static constexpr int kStages = DEEP ? (NV <= 32 ? 10 : 8) : (NV <= 32 ? 7 : 5);
   static constexpr int kOffVp = kStages * kStageBytes;
-  static constexpr int kOffHi = kOffVp + kTM * kVP * 4;
-  static constexpr int kOffLo = kOffHi + kTM * kHP * 2;
-  static constexpr int kSmemBytes = kOffLo + kTM * kHP * 2;
-  static_assert(kStageBytes % 16 == 0 && kOffHi % 16 == 0 && kOffLo % 16 == 0, "16-byte aligned regions");
+  static constexpr int kSmemBytes = kOffVp + kTM * kVP * 4;
+  static constexpr int kHiLoBytes = kTM * kHP * 2;
+  static_assert(2 * kHiLoBytes <= kStageBytes, "v hi and lo fit in one ring slot");
+  static_assert(kStageBytes % 16 == 0 && kOffVp % 16 == 0 && kHiLoBytes % 16 == 0, "16-byte aligned regions");
 };
 
 // A slice as the segment's slot adapts it; r == 0: not adapted (no A or B, or rank 0), its columns are skipped.
@@ -309,8 +310,10 @@ __global__ void __launch_bounds__(kPT, DEEP ? 1 : 2) lora_prefill_kernel(const P
   // 2. Exchange. The four k groups' partials are summed into vp in a fixed order, then the CS CTAs' vp in
   // cluster-rank order.
   float* vp = reinterpret_cast<float*>(smem + L::kOffVp);
-  T* vh = reinterpret_cast<T*>(smem + L::kOffHi);
-  T* vl = reinterpret_cast<T*>(smem + L::kOffLo);
+  // v hi / lo go to the ring slot the next stage will load into (the last shrink stage's): free until the first
+  // expand step's advance, by when every warp holds its fragments.
+  T* vh = reinterpret_cast<T*>(smem + iss_slot * L::kStageBytes);
+  T* vl = vh + kTM * L::kHP;
 #pragma unroll
   for (int w = 0; w < 4; ++w) {
     if (wk == w) {
@@ -337,17 +340,32 @@ __global__ void __launch_bounds__(kPT, DEEP ? 1 : 2) lora_prefill_kernel(const P
     for (int c = 0; c < CS; ++c) base[c] = map_remote(vp, c);
     const int64_t v_row = static_cast<int64_t>(p.num_slices) * p.v_rank_stride;
     const int n4 = used >> 2;
-    for (int e = tid; e < kTM * n4; e += kPT) {
+    // every load first (one distributed-shared-memory round trip, not one per element group: the loop form took
+    // 1.5 / 3.3 us at r = 16 / 64, trace of device call 7), then the sums in cluster-rank order
+    constexpr int kIt = NV / 16;  // float4 groups per thread: 64 rows x NV / 4 over kPT threads
+    float4 part[kIt][CS];
+#pragma unroll
+    for (int it = 0; it < kIt; ++it) {
+      const int e = tid + it * kPT;
+      if (e < kTM * n4) {
+        const int row = e / n4, col = (e - row * n4) * 4;
+        const uint32_t off = static_cast<uint32_t>((row * L::kVP + col) * 4);
+#pragma unroll
+        for (int c = 0; c < CS; ++c) part[it][c] = ld_cluster_f32x4(base[c] + off);
+      }
+    }
+#pragma unroll
+    for (int it = 0; it < kIt; ++it) {
+      const int e = tid + it * kPT;
+      if (e >= kTM * n4) break;
       const int row = e / n4, col = (e - row * n4) * 4;
-      const uint32_t off = static_cast<uint32_t>((row * L::kVP + col) * 4);
-      float4 sum = ld_cluster_f32x4(base[0] + off);
+      float4 sum = part[it][0];
 #pragma unroll
       for (int c = 1; c < CS; ++c) {
-        const float4 part = ld_cluster_f32x4(base[c] + off);
-        sum.x += part.x;
-        sum.y += part.y;
-        sum.z += part.z;
-        sum.w += part.w;
+        sum.x += part[it][c].x;
+        sum.y += part[it][c].y;
+        sum.z += part[it][c].z;
+        sum.w += part[it][c].w;
       }
       const float vals[4] = {sum.x, sum.y, sum.z, sum.w};
       const int s = col / rp, jr = col - s * rp;  // four columns never straddle a slice (rp % 16 == 0)
@@ -376,27 +394,24 @@ __global__ void __launch_bounds__(kPT, DEEP ? 1 : 2) lora_prefill_kernel(const P
 
   // 3. Expand. Warps: 4 row groups of 16 (wr) x 2 column halves of 32 (wc). The y tile enters the accumulators
   // (ldmatrix gives 16-bit pairs in their layout), the mma adds (scale v) B^T, stmatrix writes it back rounded.
-  // v's fragments of the stage's slice stay in registers while the slice does not change.
+  // Each warp holds v's fragments of its 16 rows and every slice's columns in registers.
   const int wr = warp & 3, wc = warp >> 2;
+  uint32_t fh[NV / 16][4], fl[NV / 16][4];
+#pragma unroll
+  for (int kk = 0; kk < NV / 16; ++kk) {
+    if (kk * 16 >= used) break;
+    const int off = (wr * 16 + (lane & 15)) * L::kHP + kk * 16 + (lane >> 4) * 8;
+    ldmatrix_x4(fh[kk], vh + off);
+    ldmatrix_x4(fl[kk], vl + off);
+  }
   // lanes 8i..8i+7 address the rows of 8x8 block i: n8 tile (i >> 1), rows (i & 1) * 8 + lane % 8
   const uint32_t y_frag = ((wr * 16 + ((lane >> 3) & 1) * 8 + (lane & 7)) * kYP + wc * 32 + (lane >> 4) * 8) * 2;
   const uint32_t b_frag =
       (kTM * kYP + (wc * 32 + (lane & 7) + (lane >> 4) * 8) * L::kBP + ((lane >> 3) & 1) * 8) * 2;
-  uint32_t fh[NV / 16][4], fl[NV / 16][4];
-  int cur = -1;
   ColIt at = first_col;  // the expand stage computed next
   for (; j < njobs; ++j, next_col(at)) {
     advance(j);
-    if (at.s != cur) {
-      cur = at.s;
-#pragma unroll
-      for (int kk = 0; kk < NV / 16; ++kk) {
-        if (kk * 16 >= rp) break;
-        const int off = (wr * 16 + (lane & 15)) * L::kHP + cur * rp + kk * 16 + (lane >> 4) * 8;
-        ldmatrix_x4(fh[kk], vh + off);
-        ldmatrix_x4(fl[kk], vl + off);
-      }
-    }
+    const int k_lo = at.s * rp;  // the stage's slice: v columns k_lo .. k_lo + rp - 1
     const uint32_t st = slot_addr(cmp_slot);
     cmp_slot = next_slot(cmp_slot);
     float out[4][4];
@@ -413,11 +428,11 @@ __global__ void __launch_bounds__(kPT, DEEP ? 1 : 2) lora_prefill_kernel(const P
     }
 #pragma unroll
     for (int kk = 0; kk < NV / 16; ++kk) {
-      if (kk * 16 >= rp) break;  // ranks past rp are not in use
+      if (kk * 16 < k_lo || kk * 16 >= k_lo + rp) continue;  // another slice's columns
 #pragma unroll
       for (int np = 0; np < 2; ++np) {
         uint32_t bf[4];
-        ldmatrix_x4_at(bf, st + b_frag + (np * 16 * L::kBP + kk * 16) * 2);
+        ldmatrix_x4_at(bf, st + b_frag + (np * 16 * L::kBP + kk * 16 - k_lo) * 2);
         MmaF16<T>::run(out[2 * np], fh[kk], bf);
         MmaF16<T>::run(out[2 * np], fl[kk], bf);
         MmaF16<T>::run(out[2 * np + 1], fh[kk], bf + 2);
