@@ -33,26 +33,25 @@ namespace {
 constexpr int kPW = 8;          // warps per CTA
 constexpr int kPT = kPW * 32;   // threads per CTA
 constexpr int kTM = kPrefillRows;
-constexpr int kKS = 64;         // h_in columns per shrink stage
-constexpr int kNB = 64;         // y columns per expand stage
-constexpr int kXP = kKS + 8;    // halves: x and A stage row pitch (rows 16 bytes off a bank multiple: ldmatrix
-                                // conflict-free)
-constexpr int kYP = kNB + 8;    // halves: y stage row pitch
-static_assert(kKS / 8 == 8 && kNB / 8 == 8, "16-byte chunks per stage row: 8");
 
 // DEEP: one CTA per SM with a deeper ring (measured against two CTAs per SM, ninth session).
 template <int NV, bool DEEP>
 struct PrefillLayout {
+  // Stage width: h_in columns per shrink stage and y columns per expand stage. 128 where the shared memory allows
+  // it (NV = 16): half the steps, and each step's fixed cost (barrier, wait, loop) is paid per 16 KB of x or y.
+  static constexpr int kW = NV <= 16 ? 128 : 64;
+  static constexpr int kP = kW + 8;   // halves: x / A / y stage row pitch (rows 16 bytes off a bank multiple)
+  static constexpr int kCPR = kW / 8; // 16-byte chunks per stage row
   static constexpr int kBP = NV + 8;  // halves: B stage rows (one per output column, ranks contiguous)
   static constexpr int kVP = NV + 4;  // floats: partial v rows
   static constexpr int kHP = NV + 8;  // halves: v hi / lo rows (in the ring slot that is free during the exchange)
-  static constexpr int kShrinkStage = (kTM + NV) * kXP * 2;
-  static constexpr int kExpandStage = kTM * kYP * 2 + kNB * kBP * 2;
+  static constexpr int kShrinkStage = (kTM + NV) * kP * 2;
+  static constexpr int kExpandStage = kTM * kP * 2 + kW * kBP * 2;
   static constexpr int kStageBytes = kShrinkStage > kExpandStage ? kShrinkStage : kExpandStage;
   // Two CTAs per SM fit (<= ~110 KB each): 4-CTA clusters one CTA per SM are only 30 at once on an H100, so 32
-  // clusters (4 x 512 tokens) would take two waves. 7 stages below NV = 64 (48 KB of x in flight per CTA), 5 at 64
-  // (37 KB). DEEP: 10 / 8 stages, one CTA per SM (measured: two waves, ninth session).
-  static constexpr int kStages = DEEP ? (NV <= 32 ? 10 : 8) : (NV <= 32 ? 7 : 5);
+  // clusters (4 x 512 tokens) would take two waves. 4 stages of 128 columns at NV = 16 (48 KB of x in flight per
+  // CTA), 7 of 64 at 32 (48 KB), 5 of 64 at 64 (37 KB). DEEP: one CTA per SM (measured: two waves, ninth session).
+  static constexpr int kStages = DEEP ? (NV <= 16 ? 7 : NV <= 32 ? 10 : 8) : (NV <= 16 ? 4 : NV <= 32 ? 7 : 5);
   static constexpr int kOffVp = kStages * kStageBytes;
   static constexpr int kSmemBytes = kOffVp + kTM * kVP * 4;
   static constexpr int kHiLoBytes = kTM * kHP * 2;
@@ -82,7 +81,13 @@ __device__ __forceinline__ void prefill_stamp(const PrefillArgs& p, int slot) {
 
 template <typename T, int NV, int CS, bool DEEP>
 __global__ void __launch_bounds__(kPT, DEEP ? 1 : 2) lora_prefill_kernel(const PrefillArgs p) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ < 900
+  (void)p;  // clusters, stmatrix and PDL need sm_90; the host launches this kernel only there
+#else
   using L = PrefillLayout<NV, DEEP>;
+  constexpr int kKS = L::kW, kNB = L::kW, kXP = L::kP, kYP = L::kP, kCPR = L::kCPR;
+  constexpr int kNCH = kTM * kCPR / kPT;  // 16-byte chunks per thread of an x or y stage: 2 or 4
+  constexpr int kRS = kPT / kCPR;         // rows between a thread's chunks
   extern __shared__ __align__(128) unsigned char smem[];
   __shared__ PrefillSlice sl[ops::kMaxLoraSlices];
   prefill_stamp(p, 10);
@@ -139,24 +144,29 @@ __global__ void __launch_bounds__(kPT, DEEP ? 1 : 2) lora_prefill_kernel(const P
   // Every load has a fixed (row, 16-byte chunk) per thread, its addresses computed here once and stepped per stage.
   // (The first version computed them per chunk and step: its warps spent ~240 instructions per step, issue-bound
   // at 2 warps per scheduler; H100, Nsight Compute, ninth session.)
-  // x and y tiles: rows rr and rr + 32, columns kc..kc + 7 of the stage (x and y stages share the row pitch).
+  // x and y tiles: rows rr + kRS * i, columns kc..kc + 7 of the stage (x and y stages share the row pitch).
   static_assert(kXP == kYP, "x and y stages share the per-thread offsets");
-  const int rr = tid >> 3, kc = (tid & 7) * 8;
-  const bool row_ok0 = rr < rows, row_ok1 = rr + 32 < rows;
-  const uint32_t tile_off0 = (rr * kXP + kc) * 2, tile_off1 = ((rr + 32) * kXP + kc) * 2;  // bytes
+  const int rr = tid / kCPR, kc = (tid % kCPR) * 8;
   const int k_first = k_begin * kKS;
-  const T* x_src0 = x + (t0 + rr) * p.x_stride + kc + k_first;  // stepped by kKS per shrink stage
-  const T* x_src1 = x + (t0 + rr + 32) * p.x_stride + kc + k_first;
-  T* const y_row0 = y + (t0 + rr) * p.y_stride + kc;
-  T* const y_row1 = y + (t0 + rr + 32) * p.y_stride + kc;
-  // A stage rows rr (and rr + 32 at NV = 64): slice row / rp, rank row % rp, column chunk kc.
-  constexpr int kAChunks = NV * 8 > kPT ? 2 : 1;
-  const bool a_thread = NV * 8 >= kPT || tid < NV * 8;
+  bool row_ok[kNCH];
+  uint32_t tile_off[kNCH];  // bytes
+  const T* x_src[kNCH];     // stepped by kKS per shrink stage
+  T* y_row[kNCH];
+#pragma unroll
+  for (int i = 0; i < kNCH; ++i) {
+    row_ok[i] = rr + kRS * i < rows;
+    tile_off[i] = ((rr + kRS * i) * kXP + kc) * 2;
+    x_src[i] = x + (t0 + rr + kRS * i) * p.x_stride + kc + k_first;
+    y_row[i] = y + (t0 + rr + kRS * i) * p.y_stride + kc;
+  }
+  // A stage rows rr + kRS * i (slice row / rp, rank row % rp), the same column chunk kc.
+  constexpr int kAChunks = (NV * kCPR + kPT - 1) / kPT;
+  const bool a_thread = NV * kCPR >= kPT || tid < NV * kCPR;
   const T* a_src[kAChunks];
   bool a_ok[kAChunks];
 #pragma unroll
   for (int i = 0; i < kAChunks; ++i) {
-    const int row = rr + 32 * i, sa = row / rp, jr = row - sa * rp;
+    const int row = rr + kRS * i, sa = row / rp, jr = row - sa * rp;
     a_ok[i] = a_thread && row < used && jr < sl[min(sa, 2)].r;
     a_src[i] = a_ok[i] ? static_cast<const T*>(sl[sa].a) + static_cast<int64_t>(jr) * p.h_in + kc + k_first : x;
   }
@@ -199,7 +209,7 @@ __global__ void __launch_bounds__(kPT, DEEP ? 1 : 2) lora_prefill_kernel(const P
     while (s < ops::kMaxLoraSlices && gj >= sl[s].jobs) gj -= sl[s++].jobs;
     enter(first_col, s, gj * kNB);
   }
-  // B stage: 64 columns x rp / 8 chunks; chunk c = tid + 256 * i is column c >> lg, ranks (c & (rp / 8 - 1)) * 8.
+  // B stage: kNB columns x rp / 8 chunks; chunk c = tid + 256 * i is column c >> lg, ranks (c & (rp / 8 - 1)) * 8.
   const int lg = rp == 16 ? 1 : rp == 32 ? 2 : 3;
   const int b_col0 = tid >> lg, b_col1 = (tid + kPT) >> lg;
   const int b_k0 = (tid & ((rp >> 3) - 1)) * 8, b_k1 = ((tid + kPT) & ((rp >> 3) - 1)) * 8;
@@ -211,21 +221,22 @@ __global__ void __launch_bounds__(kPT, DEEP ? 1 : 2) lora_prefill_kernel(const P
 #pragma unroll
     for (int i = 0; i < kAChunks; ++i)
       if (a_thread)
-        cp_async_16_at(st + kTM * kXP * 2 + (i ? tile_off1 : tile_off0), a_ok[i] && kin ? a_src[i] : x,
-                       a_ok[i] && kin ? 16 : 0);
+        cp_async_16_at(st + kTM * kXP * 2 + tile_off[i], a_ok[i] && kin ? a_src[i] : x, a_ok[i] && kin ? 16 : 0);
 #pragma unroll
     for (int i = 0; i < kAChunks; ++i) a_src[i] += kKS;
   };
   auto issue_x = [&](uint32_t st, bool kin) {  // x rows of the next shrink stage (zeros past the rows and h_in)
-    cp_async_16_at(st + tile_off0, row_ok0 && kin ? x_src0 : x, row_ok0 && kin ? 16 : 0);
-    cp_async_16_at(st + tile_off1, row_ok1 && kin ? x_src1 : x, row_ok1 && kin ? 16 : 0);
-    x_src0 += kKS;
-    x_src1 += kKS;
+#pragma unroll
+    for (int i = 0; i < kNCH; ++i) {
+      cp_async_16_at(st + tile_off[i], row_ok[i] && kin ? x_src[i] : x, row_ok[i] && kin ? 16 : 0);
+      x_src[i] += kKS;
+    }
   };
   auto issue_expand = [&](uint32_t st, const ColIt& it) {  // the y tile and B's rows of an expand stage
     const bool cin = it.n0 + kc < it.h_out;
-    cp_async_16_at(st + tile_off0, row_ok0 && cin ? y_row0 + it.col : y, row_ok0 && cin ? 16 : 0);
-    cp_async_16_at(st + tile_off1, row_ok1 && cin ? y_row1 + it.col : y, row_ok1 && cin ? 16 : 0);
+#pragma unroll
+    for (int i = 0; i < kNCH; ++i)
+      cp_async_16_at(st + tile_off[i], row_ok[i] && cin ? y_row[i] + it.col : y, row_ok[i] && cin ? 16 : 0);
     if ((it.r & 7) == 0 && (reinterpret_cast<uintptr_t>(it.b) & 15) == 0) {
       const bool ok0 = it.n0 + b_col0 < it.h_out && b_k0 < it.r, ok1 = it.n0 + b_col1 < it.h_out && b_k1 < it.r;
       if (b_in0) cp_async_16_at(st + b_off0, ok0 ? it.b + b_col0 * it.r + b_k0 : y, ok0 ? 16 : 0);
@@ -275,7 +286,7 @@ __global__ void __launch_bounds__(kPT, DEEP ? 1 : 2) lora_prefill_kernel(const P
     iss_slot = next_slot(iss_slot);
   };
 
-  // 1. Shrink. Warps: 2 row halves (wm, 32 rows = 2 m tiles) x 4 k16 steps of each stage (wk).
+  // 1. Shrink. Warps: 2 row halves (wm, 32 rows = 2 m tiles) x 4 groups of the stage's k16 steps (wk, wk + 4..).
   const int wm = warp & 1, wk = warp >> 1;
   const uint32_t x_frag = ((wm * 32 + (lane & 15)) * kXP + wk * 16 + (lane >> 4) * 8) * 2;
   const uint32_t a_frag = (kTM * kXP + ((lane & 7) + (lane >> 4) * 8) * kXP + wk * 16 + ((lane >> 3) & 1) * 8) * 2;
@@ -290,18 +301,21 @@ __global__ void __launch_bounds__(kPT, DEEP ? 1 : 2) lora_prefill_kernel(const P
     advance(j);
     const uint32_t st = slot_addr(cmp_slot);
     cmp_slot = next_slot(cmp_slot);
-    uint32_t af[2][4];
-    ldmatrix_x4_at(af[0], st + x_frag);
-    ldmatrix_x4_at(af[1], st + x_frag + 16 * kXP * 2);
 #pragma unroll
-    for (int jj = 0; jj < NV / 16; ++jj) {
-      if (jj * 16 >= used) break;  // columns past the slices' ranks are zeros
-      uint32_t bf[4];
-      ldmatrix_x4_at(bf, st + a_frag + jj * 16 * kXP * 2);
+    for (int ks = 0; ks < kKS / 64; ++ks) {  // this warp's k16 steps of the stage: wk + 4 * ks
+      uint32_t af[2][4];
+      ldmatrix_x4_at(af[0], st + x_frag + ks * 64 * 2);
+      ldmatrix_x4_at(af[1], st + x_frag + (16 * kXP + ks * 64) * 2);
 #pragma unroll
-      for (int mi = 0; mi < 2; ++mi) {
-        MmaF16<T>::run(acc[mi][2 * jj], af[mi], bf);
-        MmaF16<T>::run(acc[mi][2 * jj + 1], af[mi], bf + 2);
+      for (int jj = 0; jj < NV / 16; ++jj) {
+        if (jj * 16 >= used) break;  // columns past the slices' ranks are zeros
+        uint32_t bf[4];
+        ldmatrix_x4_at(bf, st + a_frag + (jj * 16 * kXP + ks * 64) * 2);
+#pragma unroll
+        for (int mi = 0; mi < 2; ++mi) {
+          MmaF16<T>::run(acc[mi][2 * jj], af[mi], bf);
+          MmaF16<T>::run(acc[mi][2 * jj + 1], af[mi], bf + 2);
+        }
       }
     }
   }
@@ -388,14 +402,18 @@ __global__ void __launch_bounds__(kPT, DEEP ? 1 : 2) lora_prefill_kernel(const P
       }
     }
   }
-  cluster_arrive_release();  // done reading the other CTAs' partials; they may exit after the matching wait
-  __syncthreads();           // vh / vl complete
+  // Done reading the other CTAs' partials (their values are in registers), so they may exit after the matching
+  // wait. Relaxed: a release arrival waits for this thread's outstanding memory operations (the v stores, the
+  // prefetched y stages) first.
+  cluster_arrive_relaxed();
+  __syncthreads();  // vh / vl complete
   prefill_stamp(p, 3);
 
-  // 3. Expand. Warps: 4 row groups of 16 (wr) x 2 column halves of 32 (wc). The y tile enters the accumulators
+  // 3. Expand. Warps: 4 row groups of 16 (wr) x 2 column halves of kNB / 2 (wc). The y tile enters the accumulators
   // (ldmatrix gives 16-bit pairs in their layout), the mma adds (scale v) B^T, stmatrix writes it back rounded.
   // Each warp holds v's fragments of its 16 rows and every slice's columns in registers.
   const int wr = warp & 3, wc = warp >> 2;
+  constexpr int kNT = kNB / 16;  // n8 tiles per warp
   uint32_t fh[NV / 16][4], fl[NV / 16][4];
 #pragma unroll
   for (int kk = 0; kk < NV / 16; ++kk) {
@@ -405,18 +423,19 @@ __global__ void __launch_bounds__(kPT, DEEP ? 1 : 2) lora_prefill_kernel(const P
     ldmatrix_x4(fl[kk], vl + off);
   }
   // lanes 8i..8i+7 address the rows of 8x8 block i: n8 tile (i >> 1), rows (i & 1) * 8 + lane % 8
-  const uint32_t y_frag = ((wr * 16 + ((lane >> 3) & 1) * 8 + (lane & 7)) * kYP + wc * 32 + (lane >> 4) * 8) * 2;
+  const uint32_t y_frag =
+      ((wr * 16 + ((lane >> 3) & 1) * 8 + (lane & 7)) * kYP + wc * (kNB / 2) + (lane >> 4) * 8) * 2;
   const uint32_t b_frag =
-      (kTM * kYP + (wc * 32 + (lane & 7) + (lane >> 4) * 8) * L::kBP + ((lane >> 3) & 1) * 8) * 2;
+      (kTM * kYP + (wc * (kNB / 2) + (lane & 7) + (lane >> 4) * 8) * L::kBP + ((lane >> 3) & 1) * 8) * 2;
   ColIt at = first_col;  // the expand stage computed next
   for (; j < njobs; ++j, next_col(at)) {
     advance(j);
     const int k_lo = at.s * rp;  // the stage's slice: v columns k_lo .. k_lo + rp - 1
     const uint32_t st = slot_addr(cmp_slot);
     cmp_slot = next_slot(cmp_slot);
-    float out[4][4];
+    float out[kNT][4];
 #pragma unroll
-    for (int h = 0; h < 2; ++h) {  // n8 tiles 2h, 2h + 1
+    for (int h = 0; h < kNT / 2; ++h) {  // n8 tiles 2h, 2h + 1
       uint32_t yv[4];
       ldmatrix_x4_at(yv, st + y_frag + h * 16 * 2);
 #pragma unroll
@@ -430,7 +449,7 @@ __global__ void __launch_bounds__(kPT, DEEP ? 1 : 2) lora_prefill_kernel(const P
     for (int kk = 0; kk < NV / 16; ++kk) {
       if (kk * 16 < k_lo || kk * 16 >= k_lo + rp) continue;  // another slice's columns
 #pragma unroll
-      for (int np = 0; np < 2; ++np) {
+      for (int np = 0; np < kNT / 2; ++np) {
         uint32_t bf[4];
         ldmatrix_x4_at(bf, st + b_frag + (np * 16 * L::kBP + kk * 16 - k_lo) * 2);
         MmaF16<T>::run(out[2 * np], fh[kk], bf);
@@ -440,7 +459,7 @@ __global__ void __launch_bounds__(kPT, DEEP ? 1 : 2) lora_prefill_kernel(const P
       }
     }
 #pragma unroll
-    for (int h = 0; h < 2; ++h) {
+    for (int h = 0; h < kNT / 2; ++h) {
       uint32_t yv[4];
 #pragma unroll
       for (int i = 0; i < 4; ++i)
@@ -450,12 +469,14 @@ __global__ void __launch_bounds__(kPT, DEEP ? 1 : 2) lora_prefill_kernel(const P
     __syncthreads();
     if (at.n0 + kc < at.h_out) {
       const T* sy = reinterpret_cast<const T*>(smem + (st - ring));
-      if (row_ok0) *reinterpret_cast<uint4*>(y_row0 + at.col) = *reinterpret_cast<const uint4*>(sy + tile_off0 / 2);
-      if (row_ok1) *reinterpret_cast<uint4*>(y_row1 + at.col) = *reinterpret_cast<const uint4*>(sy + tile_off1 / 2);
+#pragma unroll
+      for (int i = 0; i < kNCH; ++i)
+        if (row_ok[i]) *reinterpret_cast<uint4*>(y_row[i] + at.col) = *reinterpret_cast<const uint4*>(sy + tile_off[i] / 2);
     }
   }
   prefill_stamp(p, 11);
   cluster_wait();  // no CTA leaves while another may still read its partial
+#endif
 }
 
 // Benchmarking: PUNICA_LORA_PREFILL_DEEP=1 takes the DEEP instances; PUNICA_LORA_PREFILL_PAD adds that many bytes of
