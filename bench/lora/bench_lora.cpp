@@ -176,7 +176,23 @@ void print_launch_floor(cudaStream_t s) {
         std::printf("%s%d", cs == 16 ? " " : "/", n);
       }
     }
-  std::printf("\nprefill kernel, 4-CTA clusters resident at once (f16):");
+  {  // read rate of 16 MB by 128 CTAs, by access pattern, copy engine and ring depth (rotating over 256 MB)
+    constexpr int kSets = 16;
+    Dev rbuf(size_t(kSets) * (16 << 20) + 4096);
+    BENCH_CUDA(bench_fill(rbuf.p, int64_t(kSets) * (8 << 20), false, 1.f, 77, s));
+    int* sink = reinterpret_cast<int*>(static_cast<char*>(rbuf.p) + size_t(kSets) * (16 << 20));
+    std::printf("read probe (128 CTAs x 128 KB, 16 KB stages), GB/s:");
+    for (int depth : {4, 8})
+      for (int tile : {1, 0})
+        for (int bulk : {0, 1}) {
+          const double t = time_graph(s, 64, 15, [&](int i) {
+            BENCH_CUDA(bench_read_probe(static_cast<char*>(rbuf.p) + size_t(i % kSets) * (16 << 20), depth, tile, bulk,
+                                        sink, s));
+          });
+          std::printf(" %s/%s/%d %.0f", tile ? "tile" : "contig", bulk ? "bulk" : "cp.async", depth, (16 << 20) / t * 1e-3);
+        }
+  }
+  std::printf("\nprefill kernel, clusters resident at once (f16, the chosen tile plan):");
   for (int r : {16, 32, 64}) {
     int n = 0;
     if (!cuda::lora_prefill_capacity_for(DType::kF16, r, &n).is_ok()) n = -1;

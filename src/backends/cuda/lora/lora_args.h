@@ -179,9 +179,7 @@ Status lora_cluster_capacity(DType dtype, const ClusterArgs& args, int rp, int m
 Status lora_launch_cluster(DType dtype, const ClusterArgs& args, int rp, int mt, bool pdl, cudaStream_t stream);
 
 // The prefill kernel (lora_prefill.cu): the whole add-on in one launch for segments of many tokens, one cluster of
-// kPrefillCluster CTAs per (segment, kPrefillRows-row token tile). Grid: x = kPrefillCluster * tiles, y = segments.
-constexpr int kPrefillRows = 64;
-constexpr int kPrefillCluster = 4;
+// 2 (or 4) CTAs per (segment, token tile of 32 (or 64) rows). Grid: x = cluster size * tiles, y = segments.
 // The v columns one CTA holds: slices x padded rank, as 16 / 32 / 64 (0: the call needs more; the other paths
 // take it).
 constexpr int prefill_v_cols(int num_slices, int padded_rank) {
@@ -204,7 +202,7 @@ struct PrefillArgs {
   int h_out[ops::kMaxLoraSlices];
   int y_col_offset[ops::kMaxLoraSlices];
   SegmentArgs seg;
-  int tiles;                // token tiles per segment in the grid: ceil(longest adapted segment / kPrefillRows)
+  int max_len;              // the longest adapted segment: the grid covers its token tiles
   int num_segments;
   // Benchmarking only: when set, thread 0 of each CTA writes globaltimer stamps at trace[block * kLoraTraceSlots]:
   // slot 10 at the start, 0 after the PDL wait, 1 after the shrink, 2 after the exchange's cluster barrier, 3 after

@@ -380,7 +380,7 @@ Status launch_prefill(const ops::LoraShrinkParams& s, const ops::LoraExpandParam
     a.y_col_offset[i] = on ? e.slices[i].y_col_offset : 0;
   }
   a.seg = {s.seg.seg_start, s.seg.seg_slot, s.seg.num_tokens};
-  a.tiles = std::max(1, ceil_div(adapted_len(s.seg), lora_detail::kPrefillRows));
+  a.max_len = adapted_len(s.seg);
   a.num_segments = s.seg.num_segments;
   a.trace = trace_buffer();
   return lora_detail::lora_launch_prefill(s.dtype, a, nv, dev.pdl, stream);

@@ -32,14 +32,23 @@ namespace {
 
 constexpr int kPW = 8;          // warps per CTA
 constexpr int kPT = kPW * 32;   // threads per CTA
-constexpr int kTM = kPrefillRows;
 
-// DEEP: one CTA per SM with a deeper ring (measured against two CTAs per SM, ninth session).
-template <int NV, bool DEEP>
+// Two tile plans (ninth session, both measured on an H100):
+//  CFG 0: 4-CTA clusters of 64-row tiles, two CTAs per SM allowed (<= ~110 KB of shared memory). 4 x 512 tokens
+//         make 32 clusters, but one CTA per SM only 30 fit at once, so ~8 SMs host two CTAs: their clusters
+//         finish last (trace: shrink and expand 1.4x the median CTA).
+//  CFG 1: 2-CTA clusters (one TPC) of 32-row tiles, one CTA per SM: 66 such clusters fit at once, so 4 x 512
+//         tokens (64 clusters) run one CTA on each of 128 SMs. Each CTA reads half of A and B (twice the L2
+//         traffic of CFG 0) and exchanges v with one partner.
+template <int NV, int CFG>
 struct PrefillLayout {
+  static constexpr int kCS = CFG ? 2 : 4;    // CTAs per cluster
+  static constexpr int kTM = CFG ? 32 : 64;  // token rows per tile
+  static constexpr int kMT = kTM / 16;       // m16 tiles per tile
+  static constexpr int kMinBlocks = CFG ? 1 : 2;
   // Stage width: h_in columns per shrink stage and y columns per expand stage. 128 where the shared memory allows
-  // it (NV = 16): half the steps, and each step's fixed cost (barrier, wait, loop) is paid per 16 KB of x or y.
-  static constexpr int kW = NV <= 16 ? 128 : 64;
+  // it: half the steps of 64, and each step's fixed cost (barrier, wait, loop) is paid per 16 KB of x or y.
+  static constexpr int kW = CFG || NV <= 16 ? 128 : 64;
   static constexpr int kP = kW + 8;   // halves: x / A / y stage row pitch (rows 16 bytes off a bank multiple)
   static constexpr int kCPR = kW / 8; // 16-byte chunks per stage row
   static constexpr int kBP = NV + 8;  // halves: B stage rows (one per output column, ranks contiguous)
@@ -48,15 +57,15 @@ struct PrefillLayout {
   static constexpr int kShrinkStage = (kTM + NV) * kP * 2;
   static constexpr int kExpandStage = kTM * kP * 2 + kW * kBP * 2;
   static constexpr int kStageBytes = kShrinkStage > kExpandStage ? kShrinkStage : kExpandStage;
-  // Two CTAs per SM fit (<= ~110 KB each): 4-CTA clusters one CTA per SM are only 30 at once on an H100, so 32
-  // clusters (4 x 512 tokens) would take two waves. 4 stages of 128 columns at NV = 16 (48 KB of x in flight per
-  // CTA), 7 of 64 at 32 (48 KB), 5 of 64 at 64 (37 KB). DEEP: one CTA per SM (measured: two waves, ninth session).
-  static constexpr int kStages = DEEP ? (NV <= 16 ? 7 : NV <= 32 ? 10 : 8) : (NV <= 16 ? 4 : NV <= 32 ? 7 : 5);
+  // CFG 0: 4 stages of 128 columns at NV = 16 (48 KB of x in flight per CTA), 7 of 64 at 32 (48 KB), 5 of 64 at 64
+  // (37 KB). CFG 1: 7 stages of 128 columns (52 KB), 104-199 KB.
+  static constexpr int kStages = CFG ? 7 : NV <= 16 ? 4 : NV <= 32 ? 7 : 5;
   static constexpr int kOffVp = kStages * kStageBytes;
   static constexpr int kSmemBytes = kOffVp + kTM * kVP * 4;
   static constexpr int kHiLoBytes = kTM * kHP * 2;
   static_assert(2 * kHiLoBytes <= kStageBytes, "v hi and lo fit in one ring slot");
   static_assert(kStageBytes % 16 == 0 && kOffVp % 16 == 0 && kHiLoBytes % 16 == 0, "16-byte aligned regions");
+  static_assert(kSmemBytes <= 226 * 1024, "fits an SM");
 };
 
 // A slice as the segment's slot adapts it; r == 0: not adapted (no A or B, or rank 0), its columns are skipped.
@@ -79,12 +88,13 @@ __device__ __forceinline__ void prefill_stamp(const PrefillArgs& p, int slot) {
   }
 }
 
-template <typename T, int NV, int CS, bool DEEP>
-__global__ void __launch_bounds__(kPT, DEEP ? 1 : 2) lora_prefill_kernel(const PrefillArgs p) {
+template <typename T, int NV, int CFG>
+__global__ void __launch_bounds__(kPT, PrefillLayout<NV, CFG>::kMinBlocks) lora_prefill_kernel(const PrefillArgs p) {
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ < 900
   (void)p;  // clusters, stmatrix and PDL need sm_90; the host launches this kernel only there
 #else
-  using L = PrefillLayout<NV, DEEP>;
+  using L = PrefillLayout<NV, CFG>;
+  constexpr int CS = L::kCS, kTM = L::kTM, kMT = L::kMT;
   constexpr int kKS = L::kW, kNB = L::kW, kXP = L::kP, kYP = L::kP, kCPR = L::kCPR;
   constexpr int kNCH = kTM * kCPR / kPT;  // 16-byte chunks per thread of an x or y stage: 2 or 4
   constexpr int kRS = kPT / kCPR;         // rows between a thread's chunks
@@ -286,13 +296,14 @@ __global__ void __launch_bounds__(kPT, DEEP ? 1 : 2) lora_prefill_kernel(const P
     iss_slot = next_slot(iss_slot);
   };
 
-  // 1. Shrink. Warps: 2 row halves (wm, 32 rows = 2 m tiles) x 4 groups of the stage's k16 steps (wk, wk + 4..).
+  // 1. Shrink. Warps: 2 row halves (wm, kMI m tiles each) x 4 groups of the stage's k16 steps (wk, wk + 4..).
+  constexpr int kMI = kMT / 2;
   const int wm = warp & 1, wk = warp >> 1;
-  const uint32_t x_frag = ((wm * 32 + (lane & 15)) * kXP + wk * 16 + (lane >> 4) * 8) * 2;
+  const uint32_t x_frag = ((wm * kMI * 16 + (lane & 15)) * kXP + wk * 16 + (lane >> 4) * 8) * 2;
   const uint32_t a_frag = (kTM * kXP + ((lane & 7) + (lane >> 4) * 8) * kXP + wk * 16 + ((lane >> 3) & 1) * 8) * 2;
-  float acc[2][NV / 8][4];
+  float acc[kMI][NV / 8][4];
 #pragma unroll
-  for (int mi = 0; mi < 2; ++mi)
+  for (int mi = 0; mi < kMI; ++mi)
 #pragma unroll
     for (int n = 0; n < NV / 8; ++n) acc[mi][n][0] = acc[mi][n][1] = acc[mi][n][2] = acc[mi][n][3] = 0.f;
   int cmp_slot = 0;
@@ -303,16 +314,16 @@ __global__ void __launch_bounds__(kPT, DEEP ? 1 : 2) lora_prefill_kernel(const P
     cmp_slot = next_slot(cmp_slot);
 #pragma unroll
     for (int ks = 0; ks < kKS / 64; ++ks) {  // this warp's k16 steps of the stage: wk + 4 * ks
-      uint32_t af[2][4];
-      ldmatrix_x4_at(af[0], st + x_frag + ks * 64 * 2);
-      ldmatrix_x4_at(af[1], st + x_frag + (16 * kXP + ks * 64) * 2);
+      uint32_t af[kMI][4];
+#pragma unroll
+      for (int mi = 0; mi < kMI; ++mi) ldmatrix_x4_at(af[mi], st + x_frag + (mi * 16 * kXP + ks * 64) * 2);
 #pragma unroll
       for (int jj = 0; jj < NV / 16; ++jj) {
         if (jj * 16 >= used) break;  // columns past the slices' ranks are zeros
         uint32_t bf[4];
         ldmatrix_x4_at(bf, st + a_frag + (jj * 16 * kXP + ks * 64) * 2);
 #pragma unroll
-        for (int mi = 0; mi < 2; ++mi) {
+        for (int mi = 0; mi < kMI; ++mi) {
           MmaF16<T>::run(acc[mi][2 * jj], af[mi], bf);
           MmaF16<T>::run(acc[mi][2 * jj + 1], af[mi], bf + 2);
         }
@@ -332,12 +343,13 @@ __global__ void __launch_bounds__(kPT, DEEP ? 1 : 2) lora_prefill_kernel(const P
   for (int w = 0; w < 4; ++w) {
     if (wk == w) {
 #pragma unroll
-      for (int mi = 0; mi < 2; ++mi)
+      for (int mi = 0; mi < kMI; ++mi)
 #pragma unroll
         for (int n = 0; n < NV / 8; ++n)
 #pragma unroll
           for (int half = 0; half < 2; ++half) {
-            float2* cell = reinterpret_cast<float2*>(vp + (wm * 32 + mi * 16 + g + half * 8) * L::kVP + n * 8 + 2 * q);
+            float2* cell =
+                reinterpret_cast<float2*>(vp + (wm * kMI * 16 + mi * 16 + g + half * 8) * L::kVP + n * 8 + 2 * q);
             const float2 add = make_float2(acc[mi][n][2 * half], acc[mi][n][2 * half + 1]);
             if (w == 0) *cell = add;
             else *cell = make_float2(cell->x + add.x, cell->y + add.y);
@@ -356,7 +368,7 @@ __global__ void __launch_bounds__(kPT, DEEP ? 1 : 2) lora_prefill_kernel(const P
     const int n4 = used >> 2;
     // every load first (one distributed-shared-memory round trip, not one per element group: the loop form took
     // 1.5 / 3.3 us at r = 16 / 64, trace of device call 7), then the sums in cluster-rank order
-    constexpr int kIt = NV / 16;  // float4 groups per thread: 64 rows x NV / 4 over kPT threads
+    constexpr int kIt = (kTM * NV / 4 + kPT - 1) / kPT;  // float4 groups per thread: kTM rows x NV / 4 over kPT
     float4 part[kIt][CS];
 #pragma unroll
     for (int it = 0; it < kIt; ++it) {
@@ -409,11 +421,13 @@ __global__ void __launch_bounds__(kPT, DEEP ? 1 : 2) lora_prefill_kernel(const P
   __syncthreads();  // vh / vl complete
   prefill_stamp(p, 3);
 
-  // 3. Expand. Warps: 4 row groups of 16 (wr) x 2 column halves of kNB / 2 (wc). The y tile enters the accumulators
-  // (ldmatrix gives 16-bit pairs in their layout), the mma adds (scale v) B^T, stmatrix writes it back rounded.
+  // 3. Expand. Warps: kMT row groups of 16 (wr) x 8 / kMT column parts of the stage (wc). The y tile enters the
+  // accumulators (ldmatrix gives 16-bit pairs in their layout), the mma adds (scale v) B^T, stmatrix writes it back
+  // rounded.
   // Each warp holds v's fragments of its 16 rows and every slice's columns in registers.
-  const int wr = warp & 3, wc = warp >> 2;
-  constexpr int kNT = kNB / 16;  // n8 tiles per warp
+  constexpr int kWC = kPW / kMT, kWCols = kNB / kWC;  // column parts, columns per warp
+  const int wr = warp % kMT, wc = warp / kMT;
+  constexpr int kNT = kWCols / 8;  // n8 tiles per warp
   uint32_t fh[NV / 16][4], fl[NV / 16][4];
 #pragma unroll
   for (int kk = 0; kk < NV / 16; ++kk) {
@@ -424,9 +438,9 @@ __global__ void __launch_bounds__(kPT, DEEP ? 1 : 2) lora_prefill_kernel(const P
   }
   // lanes 8i..8i+7 address the rows of 8x8 block i: n8 tile (i >> 1), rows (i & 1) * 8 + lane % 8
   const uint32_t y_frag =
-      ((wr * 16 + ((lane >> 3) & 1) * 8 + (lane & 7)) * kYP + wc * (kNB / 2) + (lane >> 4) * 8) * 2;
+      ((wr * 16 + ((lane >> 3) & 1) * 8 + (lane & 7)) * kYP + wc * kWCols + (lane >> 4) * 8) * 2;
   const uint32_t b_frag =
-      (kTM * kYP + (wc * (kNB / 2) + (lane & 7) + (lane >> 4) * 8) * L::kBP + ((lane >> 3) & 1) * 8) * 2;
+      (kTM * kYP + (wc * kWCols + (lane & 7) + (lane >> 4) * 8) * L::kBP + ((lane >> 3) & 1) * 8) * 2;
   ColIt at = first_col;  // the expand stage computed next
   for (; j < njobs; ++j, next_col(at)) {
     advance(j);
@@ -479,50 +493,37 @@ __global__ void __launch_bounds__(kPT, DEEP ? 1 : 2) lora_prefill_kernel(const P
 #endif
 }
 
-// Benchmarking: PUNICA_LORA_PREFILL_DEEP=1 takes the DEEP instances; PUNICA_LORA_PREFILL_PAD adds that many bytes of
-// (unused) dynamic shared memory, to measure the same instance at fewer CTAs per SM.
-bool prefill_deep() {
-  static const bool v = [] {
-    const char* e = std::getenv("PUNICA_LORA_PREFILL_DEEP");
-    return e && std::atoi(e) == 1;
-  }();
-  return v;
-}
-int prefill_pad() {
+// The tile plan (PrefillLayout): CFG 1 by default; PUNICA_LORA_PREFILL_CFG=0 takes CFG 0 (benchmarking).
+int prefill_cfg() {
   static const int v = [] {
-    const char* e = std::getenv("PUNICA_LORA_PREFILL_PAD");
-    return e ? std::max(0, std::atoi(e)) : 0;
+    const char* e = std::getenv("PUNICA_LORA_PREFILL_CFG");
+    return e && std::atoi(e) == 0 ? 0 : 1;
   }();
   return v;
 }
 
-template <typename T, int NV, bool DEEP>
-int smem_bytes(void (*kernel)(PrefillArgs)) {
-  const int bytes = std::min(PrefillLayout<NV, DEEP>::kSmemBytes + prefill_pad(), 227 * 1024 - 1024);
-  return cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, bytes) == cudaSuccess ? bytes : -1;
-}
-
-template <typename T, int NV, bool DEEP>
+template <typename T, int NV, int CFG>
 Status launch(const PrefillArgs& a, bool pdl, cudaStream_t stream) {
-  auto kernel = lora_prefill_kernel<T, NV, kPrefillCluster, DEEP>;
-  const int smem = smem_bytes<T, NV, DEEP>(kernel);
-  if (smem < 0) return cuda_status(cudaGetLastError(), "lora_prefill: cudaFuncSetAttribute");
-  const dim3 grid(static_cast<unsigned>(kPrefillCluster * a.tiles), static_cast<unsigned>(a.num_segments));
-  return launch_kernel(kernel, grid, dim3(kPT), smem, pdl, kPrefillCluster, stream, "lora_prefill_kernel launch", a);
+  using L = PrefillLayout<NV, CFG>;
+  auto kernel = lora_prefill_kernel<T, NV, CFG>;
+  PUNICA_CUDA_RETURN_IF_ERROR(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, L::kSmemBytes));
+  const int tiles = (std::max(1, a.max_len) + L::kTM - 1) / L::kTM;
+  const dim3 grid(static_cast<unsigned>(L::kCS * tiles), static_cast<unsigned>(a.num_segments));
+  return launch_kernel(kernel, grid, dim3(kPT), L::kSmemBytes, pdl, L::kCS, stream, "lora_prefill_kernel launch", a);
 }
 
-template <typename T, int NV, bool DEEP>
+template <typename T, int NV, int CFG>
 Status capacity(int* out) {
-  auto kernel = lora_prefill_kernel<T, NV, kPrefillCluster, DEEP>;
-  const int smem = smem_bytes<T, NV, DEEP>(kernel);
-  if (smem < 0) return cuda_status(cudaGetLastError(), "lora_prefill: cudaFuncSetAttribute");
+  using L = PrefillLayout<NV, CFG>;
+  auto kernel = lora_prefill_kernel<T, NV, CFG>;
+  PUNICA_CUDA_RETURN_IF_ERROR(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, L::kSmemBytes));
   cudaLaunchConfig_t cfg = {};
-  cfg.gridDim = dim3(kPrefillCluster * 64);
+  cfg.gridDim = dim3(L::kCS * 64);
   cfg.blockDim = dim3(kPT);
-  cfg.dynamicSmemBytes = smem;
+  cfg.dynamicSmemBytes = L::kSmemBytes;
   cudaLaunchAttribute attr;
   attr.id = cudaLaunchAttributeClusterDimension;
-  attr.val.clusterDim.x = kPrefillCluster;
+  attr.val.clusterDim.x = L::kCS;
   attr.val.clusterDim.y = 1;
   attr.val.clusterDim.z = 1;
   cfg.attrs = &attr;
@@ -561,7 +562,7 @@ Status lora_prefill_capacity(DType dtype, int nv, int* clusters) {
   PUNICA_RETURN_IF_ERROR(dispatch_nv(dtype, nv, [&](auto t, auto n) {
     using T = decltype(t);
     constexpr int N = decltype(n)::value;
-    return prefill_deep() ? capacity<T, N, true>(clusters) : capacity<T, N, false>(clusters);
+    return prefill_cfg() ? capacity<T, N, 1>(clusters) : capacity<T, N, 0>(clusters);
   }));
   known[key] = *clusters;
   return Status::ok();
@@ -571,7 +572,7 @@ Status lora_launch_prefill(DType dtype, const PrefillArgs& args, int nv, bool pd
   return dispatch_nv(dtype, nv, [&](auto t, auto n) {
     using T = decltype(t);
     constexpr int N = decltype(n)::value;
-    return prefill_deep() ? launch<T, N, true>(args, pdl, stream) : launch<T, N, false>(args, pdl, stream);
+    return prefill_cfg() ? launch<T, N, 1>(args, pdl, stream) : launch<T, N, 0>(args, pdl, stream);
   });
 }
 
