@@ -58,14 +58,16 @@ struct PrefillLayout {
   static constexpr int kExpandStage = kTM * kP * 2 + kW * kBP * 2;
   static constexpr int kStageBytes = kShrinkStage > kExpandStage ? kShrinkStage : kExpandStage;
   // CFG 0: 4 stages of 128 columns at NV = 16 (48 KB of x in flight per CTA), 7 of 64 at 32 (48 KB), 5 of 64 at 64
-  // (37 KB). CFG 1: 7 stages of 128 columns (52 KB), 104-199 KB.
-  static constexpr int kStages = CFG ? 7 : NV <= 16 ? 4 : NV <= 32 ? 7 : 5;
+  // (37 KB). CFG 1: 9 stages of 128 columns at NV = 16, 7 above (52-70 KB of x in flight), 136-199 KB: more than
+  // half an SM's shared memory, so that no SM takes two CTAs (at NV = 16 with 7 stages, 132 clusters fit).
+  static constexpr int kStages = CFG ? (NV <= 16 ? 9 : 7) : NV <= 16 ? 4 : NV <= 32 ? 7 : 5;
   static constexpr int kOffVp = kStages * kStageBytes;
   static constexpr int kSmemBytes = kOffVp + kTM * kVP * 4;
   static constexpr int kHiLoBytes = kTM * kHP * 2;
   static_assert(2 * kHiLoBytes <= kStageBytes, "v hi and lo fit in one ring slot");
   static_assert(kStageBytes % 16 == 0 && kOffVp % 16 == 0 && kHiLoBytes % 16 == 0, "16-byte aligned regions");
   static_assert(kSmemBytes <= 226 * 1024, "fits an SM");
+  static_assert(CFG == 0 || kSmemBytes > 114 * 1024, "CFG 1: one CTA per SM");
 };
 
 // A slice as the segment's slot adapts it; r == 0: not adapted (no A or B, or rank 0), its columns are skipped.
@@ -174,9 +176,11 @@ __global__ void __launch_bounds__(kPT, PrefillLayout<NV, CFG>::kMinBlocks) lora_
   const bool a_thread = NV * kCPR >= kPT || tid < NV * kCPR;
   const T* a_src[kAChunks];
   bool a_ok[kAChunks];
+  uint32_t a_off[kAChunks];  // bytes from the stage start
 #pragma unroll
   for (int i = 0; i < kAChunks; ++i) {
     const int row = rr + kRS * i, sa = row / rp, jr = row - sa * rp;
+    a_off[i] = ((kTM + row) * kXP + kc) * 2;
     a_ok[i] = a_thread && row < used && jr < sl[min(sa, 2)].r;
     a_src[i] = a_ok[i] ? static_cast<const T*>(sl[sa].a) + static_cast<int64_t>(jr) * p.h_in + kc + k_first : x;
   }
@@ -221,17 +225,25 @@ __global__ void __launch_bounds__(kPT, PrefillLayout<NV, CFG>::kMinBlocks) lora_
   }
   // B stage: kNB columns x rp / 8 chunks; chunk c = tid + 256 * i is column c >> lg, ranks (c & (rp / 8 - 1)) * 8.
   const int lg = rp == 16 ? 1 : rp == 32 ? 2 : 3;
-  const int b_col0 = tid >> lg, b_col1 = (tid + kPT) >> lg;
-  const int b_k0 = (tid & ((rp >> 3) - 1)) * 8, b_k1 = ((tid + kPT) & ((rp >> 3) - 1)) * 8;
-  const bool b_in0 = tid < kNB * (rp >> 3), b_in1 = tid + kPT < kNB * (rp >> 3);
-  const uint32_t b_off0 = (kTM * kYP + b_col0 * L::kBP + b_k0) * 2, b_off1 = (kTM * kYP + b_col1 * L::kBP + b_k1) * 2;
+  constexpr int kBChunks = (kNB * (NV / 8) + kPT - 1) / kPT;  // at most: rp <= NV
+  int b_col[kBChunks], b_k[kBChunks];
+  bool b_in[kBChunks];
+  uint32_t b_off[kBChunks];  // bytes from the stage start
+#pragma unroll
+  for (int i = 0; i < kBChunks; ++i) {
+    const int c = tid + kPT * i;
+    b_col[i] = c >> lg;
+    b_k[i] = (c & ((rp >> 3) - 1)) * 8;
+    b_in[i] = c < kNB * (rp >> 3);
+    b_off[i] = (kTM * kYP + b_col[i] * L::kBP + b_k[i]) * 2;
+  }
 
   int iss_slot = 0;  // ring slot of the next stage to load
   auto issue_a = [&](uint32_t st, bool kin) {  // A's columns of the next shrink stage
 #pragma unroll
     for (int i = 0; i < kAChunks; ++i)
       if (a_thread)
-        cp_async_16_at(st + kTM * kXP * 2 + tile_off[i], a_ok[i] && kin ? a_src[i] : x, a_ok[i] && kin ? 16 : 0);
+        cp_async_16_at(st + a_off[i], a_ok[i] && kin ? a_src[i] : x, a_ok[i] && kin ? 16 : 0);
 #pragma unroll
     for (int i = 0; i < kAChunks; ++i) a_src[i] += kKS;
   };
@@ -248,9 +260,11 @@ __global__ void __launch_bounds__(kPT, PrefillLayout<NV, CFG>::kMinBlocks) lora_
     for (int i = 0; i < kNCH; ++i)
       cp_async_16_at(st + tile_off[i], row_ok[i] && cin ? y_row[i] + it.col : y, row_ok[i] && cin ? 16 : 0);
     if ((it.r & 7) == 0 && (reinterpret_cast<uintptr_t>(it.b) & 15) == 0) {
-      const bool ok0 = it.n0 + b_col0 < it.h_out && b_k0 < it.r, ok1 = it.n0 + b_col1 < it.h_out && b_k1 < it.r;
-      if (b_in0) cp_async_16_at(st + b_off0, ok0 ? it.b + b_col0 * it.r + b_k0 : y, ok0 ? 16 : 0);
-      if (b_in1) cp_async_16_at(st + b_off1, ok1 ? it.b + b_col1 * it.r + b_k1 : y, ok1 ? 16 : 0);
+#pragma unroll
+      for (int i = 0; i < kBChunks; ++i) {
+        const bool ok = it.n0 + b_col[i] < it.h_out && b_k[i] < it.r;
+        if (b_in[i]) cp_async_16_at(st + b_off[i], ok ? it.b + b_col[i] * it.r + b_k[i] : y, ok ? 16 : 0);
+      }
     } else {  // odd ranks: B rows are not 16-byte aligned
       T* db = reinterpret_cast<T*>(smem + (st - ring)) + kTM * kYP;
       for (int e = tid; e < kNB * rp; e += kPT) {
