@@ -38,8 +38,7 @@
 #    cs-san = compute-sanitizer runs by tool, dtype and cluster size (CS_SAN), then with CS_SAN_BENCH=1 the full benchmark;
 #    prefill = the prefill kernel (lora_prefill.cu): oracles forced and by shape, the prefill rows of every shape by shape
 #    and with it off (PUNICA_LORA_PREFILL=0) joined by row, memcheck and racecheck (f16) with it forced; PF_FULL_BENCH=1:
-#    then the full benchmark; prefill-ab = the prefill rows (f16) with the default tile plan, with CFG 0
-#    (PUNICA_LORA_PREFILL_CFG=0: 4-CTA clusters of 64-row tiles) and off, joined; the phase trace; then Nsight
+#    then the full benchmark; prefill-ab = the prefill rows (f16) by shape and off, joined; the phase trace; then Nsight
 #    Compute on one prefill launch of each of r = 16 and r = 64 with PF_NCU=1; ncu-prefill = one prefill-kernel
 #    launch of each rank under Nsight Compute with per-SASS-instruction stall samples (CSV), as ncu-cluster)
 set -uo pipefail
@@ -347,15 +346,12 @@ if [[ $mode == prefill ]]; then  # the ninth session's prefill kernel
 fi
 if [[ $mode == prefill-ab ]]; then  # two vs one CTA per SM, deep ring, off; ncu
   b="--only prefill --no-baselines --dtype f16"
-  run_bench pf_cfg1 150 $b --csv "$OUT/pf_cfg1.csv"
-  PUNICA_LORA_PREFILL_CFG=0 run_bench pf_cfg0 150 $b --csv "$OUT/pf_cfg0.csv"
+  run_bench pf_new 150 $b --csv "$OUT/pf_new.csv"
   PUNICA_LORA_PREFILL=0 run_bench pf_off 150 $b --csv "$OUT/pf_off.csv"
-  echo "== prefill rows f16 us: cfg1 = 2-CTA clusters of 32-row tiles (default); cfg0 = 4-CTA clusters of 64-row tiles; off = the two-kernel path =="
-  python3 scripts/join_bench_csv.py "cfg1=$OUT/pf_cfg1.csv" "cfg0=$OUT/pf_cfg0.csv" "off=$OUT/pf_off.csv"
-  grep -h "prefill kernel, clusters" "$OUT"/pf_*.log
-  for c in 1 0; do
-    PUNICA_LORA_PREFILL_CFG=$c timeout 100 "$BIN/punica_bench_lora" --trace --only prefill 2>&1 | grep -A2 "^trace" | sed "s/^/cfg$c /"
-  done
+  echo "== prefill rows f16 us: new = by shape (the prefill kernel); off = the two-kernel path =="
+  python3 scripts/join_bench_csv.py "new=$OUT/pf_new.csv" "off=$OUT/pf_off.csv"
+  grep -h "prefill kernel, clusters" "$OUT/pf_new.log"
+  timeout 100 "$BIN/punica_bench_lora" --trace --only prefill 2>&1 | grep -A2 "^trace"
   if [[ ${PF_NCU:-0} == 1 ]]; then
     for r in 16 64; do
       timeout 150 ncu --kernel-name regex:lora_prefill --launch-skip 5 --launch-count 1 --section SpeedOfLight \

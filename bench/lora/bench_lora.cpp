@@ -192,7 +192,7 @@ void print_launch_floor(cudaStream_t s) {
           std::printf(" %s/%s/%d %.0f", tile ? "tile" : "contig", bulk ? "bulk" : "cp.async", depth, (16 << 20) / t * 1e-3);
         }
   }
-  std::printf("\nprefill kernel, clusters resident at once (f16, the chosen tile plan):");
+  std::printf("\nprefill kernel, clusters resident at once (f16):");
   for (int r : {16, 32, 64}) {
     int n = 0;
     if (!cuda::lora_prefill_capacity_for(DType::kF16, r, &n).is_ok()) n = -1;

@@ -6,17 +6,19 @@
 // in flight (docs/perf/lora-kernels.md). The sixth session's one-launch kernel lost because each 16-row tile read
 // all of A and B from L2 (128 MB per call at rank 64) with 12 KB of x in flight per SM.
 //
-// Design: one cluster of CS = kPrefillCluster CTAs per (segment, 64-row token tile). CTA c of the cluster
-//   1. shrink: streams x[tile rows, its 1/CS of h_in's 64-column stages] and those columns of A (every adapted
+// Design: one cluster of CS = 2 CTAs per (segment, 32-row token tile); PrefillLayout says why these sizes.
+// CTA c of the cluster
+//   1. shrink: streams x[tile rows, its 1/CS of h_in's 128-column stages] and those columns of A (every adapted
 //      slice at once, so x is read once) through a cp.async ring and multiplies them on the tensor cores into a
-//      partial v tile [64 x NV] (fp32);
-//   2. exchange: writes the partial to shared memory; after a cluster barrier each CTA sums the CS partials in
-//      cluster-rank order from distributed shared memory (the same sum in every CTA, whatever the timing),
-//      splits it into hi + lo halves for the expand's mma (as lora_expand.cu), and stores its share of v's rows;
-//   3. expand: streams y[tile rows, its 1/CS of the 64-column stages of every adapted slice] and those rows of B
-//      through the same ring: y += scale * v B^T in shared memory, then 16-byte stores.
+//      partial v tile [32 x NV] (fp32);
+//   2. exchange: pushes its partial to the other CTA's shared memory (st.async, counted on the receiver's
+//      mbarrier); each CTA sums the CS partials in cluster-rank order (the same sum in every CTA, whatever the
+//      timing), splits it into hi + lo halves for the expand's mma (as lora_expand.cu), and stores its share of v;
+//   3. expand: streams y[tile rows, its 1/CS of the 128-column stages of every adapted slice] and those rows of B
+//      through the same ring: the y tile enters the mma accumulators, y + (scale v) B^T leaves by stmatrix, then
+//      16-byte stores.
 // The ring runs on across the phase change: the first y stages are in flight during the exchange. Each A and B
-// element is read once per cluster (so 4x less L2 traffic than per-tile reads at 64 rows), x and y once.
+// element is read once per cluster, x and y once.
 // PDL: the slot tables, A and B are read before griddepcontrol.wait, x and y after it.
 #include <algorithm>
 #include <cstdlib>
@@ -33,22 +35,18 @@ namespace {
 constexpr int kPW = 8;          // warps per CTA
 constexpr int kPT = kPW * 32;   // threads per CTA
 
-// Two tile plans (ninth session, both measured on an H100):
-//  CFG 0: 4-CTA clusters of 64-row tiles, two CTAs per SM allowed (<= ~110 KB of shared memory). 4 x 512 tokens
-//         make 32 clusters, but one CTA per SM only 30 fit at once, so ~8 SMs host two CTAs: their clusters
-//         finish last (trace: shrink and expand 1.4x the median CTA).
-//  CFG 1: 2-CTA clusters (one TPC) of 32-row tiles, one CTA per SM: 66 such clusters fit at once, so 4 x 512
-//         tokens (64 clusters) run one CTA on each of 128 SMs. Each CTA reads half of A and B (twice the L2
-//         traffic of CFG 0) and exchanges v with one partner.
-template <int NV, int CFG>
+// The tile plan: 2-CTA clusters (one TPC) of 32-row tiles, one CTA per SM. 66 such clusters fit at once on an
+// H100, so 4 x 512 tokens (64 clusters) run one CTA on each of 128 SMs. Measured against 4-CTA clusters of 64-row
+// tiles with two CTAs per SM allowed (ninth session): there 32 clusters did not fit one CTA per SM (30 do), ~8 SMs
+// hosted two CTAs, and their clusters finished last (r = 16 27.5 us against 24.7; r = 64 40.9 against 33.9).
+template <int NV>
 struct PrefillLayout {
-  static constexpr int kCS = CFG ? 2 : 4;    // CTAs per cluster
-  static constexpr int kTM = CFG ? 32 : 64;  // token rows per tile
-  static constexpr int kMT = kTM / 16;       // m16 tiles per tile
-  static constexpr int kMinBlocks = CFG ? 1 : 2;
-  // Stage width: h_in columns per shrink stage and y columns per expand stage. 128 where the shared memory allows
-  // it: half the steps of 64, and each step's fixed cost (barrier, wait, loop) is paid per 16 KB of x or y.
-  static constexpr int kW = CFG || NV <= 16 ? 128 : 64;
+  static constexpr int kCS = 2;    // CTAs per cluster
+  static constexpr int kTM = 32;   // token rows per tile
+  static constexpr int kMT = kTM / 16;  // m16 tiles per tile
+  // Stage width: h_in columns per shrink stage and y columns per expand stage; each step's fixed cost (barrier,
+  // wait, loop) is paid per 8 KB of x or y.
+  static constexpr int kW = 128;
   static constexpr int kP = kW + 8;   // halves: x / A / y stage row pitch (rows 16 bytes off a bank multiple)
   static constexpr int kCPR = kW / 8; // 16-byte chunks per stage row
   static constexpr int kBP = NV + 8;  // halves: B stage rows (one per output column, ranks contiguous)
@@ -57,17 +55,15 @@ struct PrefillLayout {
   static constexpr int kShrinkStage = (kTM + NV) * kP * 2;
   static constexpr int kExpandStage = kTM * kP * 2 + kW * kBP * 2;
   static constexpr int kStageBytes = kShrinkStage > kExpandStage ? kShrinkStage : kExpandStage;
-  // CFG 0: 4 stages of 128 columns at NV = 16 (48 KB of x in flight per CTA), 7 of 64 at 32 (48 KB), 5 of 64 at 64
-  // (37 KB). CFG 1: 9 stages of 128 columns at NV = 16, 7 above (52-70 KB of x in flight), 136-199 KB: more than
-  // half an SM's shared memory, so that no SM takes two CTAs (at NV = 16 with 7 stages, 132 clusters fit).
-  static constexpr int kStages = CFG ? (NV <= 16 ? 9 : 7) : NV <= 16 ? 4 : NV <= 32 ? 7 : 5;
-  static constexpr int kOffVp = kStages * kStageBytes;
-  static constexpr int kSmemBytes = kOffVp + kTM * kVP * 4;
+  // 9 stages at NV = 16, 7 above (56-64 KB of x in flight), 136-208 KB in all: more than half an SM's shared
+  // memory, so that no SM takes two CTAs (with 7 stages at NV = 16, 132 clusters fit).
+  static constexpr int kStages = NV <= 16 ? 9 : 7;
+  static constexpr int kOffRecv = kStages * kStageBytes;  // [kCS][kTM][kVP] floats: the cluster's partial v tiles
+  static constexpr int kSmemBytes = kOffRecv + kCS * kTM * kVP * 4;
   static constexpr int kHiLoBytes = kTM * kHP * 2;
   static_assert(2 * kHiLoBytes <= kStageBytes, "v hi and lo fit in one ring slot");
-  static_assert(kStageBytes % 16 == 0 && kOffVp % 16 == 0 && kHiLoBytes % 16 == 0, "16-byte aligned regions");
-  static_assert(kSmemBytes <= 226 * 1024, "fits an SM");
-  static_assert(CFG == 0 || kSmemBytes > 114 * 1024, "CFG 1: one CTA per SM");
+  static_assert(kStageBytes % 16 == 0 && kOffRecv % 16 == 0 && kHiLoBytes % 16 == 0, "16-byte aligned regions");
+  static_assert(kSmemBytes <= 226 * 1024 && kSmemBytes > 114 * 1024, "one CTA per SM");
 };
 
 // A slice as the segment's slot adapts it; r == 0: not adapted (no A or B, or rank 0), its columns are skipped.
@@ -90,12 +86,12 @@ __device__ __forceinline__ void prefill_stamp(const PrefillArgs& p, int slot) {
   }
 }
 
-template <typename T, int NV, int CFG>
-__global__ void __launch_bounds__(kPT, PrefillLayout<NV, CFG>::kMinBlocks) lora_prefill_kernel(const PrefillArgs p) {
+template <typename T, int NV>
+__global__ void __launch_bounds__(kPT, 1) lora_prefill_kernel(const PrefillArgs p) {
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ < 900
   (void)p;  // clusters, stmatrix and PDL need sm_90; the host launches this kernel only there
 #else
-  using L = PrefillLayout<NV, CFG>;
+  using L = PrefillLayout<NV>;
   constexpr int CS = L::kCS, kTM = L::kTM, kMT = L::kMT;
   constexpr int kKS = L::kW, kNB = L::kW, kXP = L::kP, kYP = L::kP, kCPR = L::kCPR;
   constexpr int kNCH = kTM * kCPR / kPT;  // 16-byte chunks per thread of an x or y stage: 2 or 4
@@ -137,12 +133,19 @@ __global__ void __launch_bounds__(kPT, PrefillLayout<NV, CFG>::kMinBlocks) lora_
     }
     sl[tid] = s;
   }
+  __shared__ uint64_t bar_recv;  // completes when the other CTAs' partial v tiles have landed here
+  if (tid == 0) {
+    mbar_init(&bar_recv, 1);
+    fence_mbar_init();
+  }
   __syncthreads();
   const int total_jobs = sl[0].jobs + sl[1].jobs + sl[2].jobs;
   if (total_jobs == 0) return;  // no slice adapted: the same in every CTA of the cluster
+  const int used = p.num_slices * p.rp;  // v columns in use (<= NV)
+  if (tid == 0) mbar_arrive_expect_tx(&bar_recv, static_cast<unsigned>((CS - 1) * kTM * used * 4));
+  cluster_arrive_relaxed();  // this CTA's barrier exists; the matching wait comes before the first push
 
   const int rp = p.rp;
-  const int used = p.num_slices * rp;  // v columns in use (<= NV)
   const int nk = (p.h_in + kKS - 1) / kKS;
   const int k_begin = crank * nk / CS;
   const int n1 = (crank + 1) * nk / CS - k_begin;  // this CTA's shrink stages
@@ -346,9 +349,12 @@ __global__ void __launch_bounds__(kPT, PrefillLayout<NV, CFG>::kMinBlocks) lora_
   }
 
   prefill_stamp(p, 1);
-  // 2. Exchange. The four k groups' partials are summed into vp in a fixed order, then the CS CTAs' vp in
-  // cluster-rank order.
-  float* vp = reinterpret_cast<float*>(smem + L::kOffVp);
+  // 2. Exchange. The four k groups' partials are summed in a fixed order into this CTA's slot of the receive buffer;
+  // the slot goes to the other CTAs by st.async (each receiver waits for its own bytes on an mbarrier: no fence on
+  // the sender, whose release arrival would first wait for its prefetched y stages); then every CTA sums the CS
+  // slots in cluster-rank order, so all get the same v whatever the timing.
+  float* recv = reinterpret_cast<float*>(smem + L::kOffRecv);
+  float* vp = recv + crank * kTM * L::kVP;
   // v hi / lo go to the ring slot the next stage will load into (the last shrink stage's): free until the first
   // expand step's advance, by when every warp holds its fragments.
   T* vh = reinterpret_cast<T*>(smem + iss_slot * L::kStageBytes);
@@ -369,43 +375,40 @@ __global__ void __launch_bounds__(kPT, PrefillLayout<NV, CFG>::kMinBlocks) lora_
             else *cell = make_float2(cell->x + add.x, cell->y + add.y);
           }
     }
-    if (w < 3) __syncthreads();
+    __syncthreads();
   }
-  cluster_arrive_release();
-  cluster_wait();  // every CTA's partial is complete and visible
+  const int n4 = used >> 2;
+  cluster_wait();  // every CTA of the cluster runs and has initialised its barrier
   prefill_stamp(p, 2);
   {
-    uint32_t base[CS];
+    uint32_t rslot[CS], rbar[CS];
 #pragma unroll
-    for (int c = 0; c < CS; ++c) base[c] = map_remote(vp, c);
-    const int64_t v_row = static_cast<int64_t>(p.num_slices) * p.v_rank_stride;
-    const int n4 = used >> 2;
-    // every load first (one distributed-shared-memory round trip, not one per element group: the loop form took
-    // 1.5 / 3.3 us at r = 16 / 64, trace of device call 7), then the sums in cluster-rank order
-    constexpr int kIt = (kTM * NV / 4 + kPT - 1) / kPT;  // float4 groups per thread: kTM rows x NV / 4 over kPT
-    float4 part[kIt][CS];
-#pragma unroll
-    for (int it = 0; it < kIt; ++it) {
-      const int e = tid + it * kPT;
-      if (e < kTM * n4) {
-        const int row = e / n4, col = (e - row * n4) * 4;
-        const uint32_t off = static_cast<uint32_t>((row * L::kVP + col) * 4);
-#pragma unroll
-        for (int c = 0; c < CS; ++c) part[it][c] = ld_cluster_f32x4(base[c] + off);
-      }
+    for (int c = 0; c < CS; ++c) {
+      rslot[c] = map_remote(vp, c);  // this CTA's slot in CTA c
+      rbar[c] = map_remote(&bar_recv, c);
     }
-#pragma unroll
-    for (int it = 0; it < kIt; ++it) {
-      const int e = tid + it * kPT;
-      if (e >= kTM * n4) break;
+    for (int e = tid; e < kTM * n4; e += kPT) {
       const int row = e / n4, col = (e - row * n4) * 4;
-      float4 sum = part[it][0];
+      const uint32_t off = static_cast<uint32_t>((row * L::kVP + col) * 4);
+      const float4 v4 = *reinterpret_cast<const float4*>(vp + row * L::kVP + col);
+#pragma unroll
+      for (int c = 0; c < CS; ++c)
+        if (c != crank) st_async_v4_mapped(rslot[c] + off, v4, rbar[c]);
+    }
+  }
+  mbar_wait(&bar_recv, 0);
+  {
+    const int64_t v_row = static_cast<int64_t>(p.num_slices) * p.v_rank_stride;
+    for (int e = tid; e < kTM * n4; e += kPT) {
+      const int row = e / n4, col = (e - row * n4) * 4;
+      float4 sum = *reinterpret_cast<const float4*>(recv + row * L::kVP + col);
 #pragma unroll
       for (int c = 1; c < CS; ++c) {
-        sum.x += part[it][c].x;
-        sum.y += part[it][c].y;
-        sum.z += part[it][c].z;
-        sum.w += part[it][c].w;
+        const float4 part = *reinterpret_cast<const float4*>(recv + (c * kTM + row) * L::kVP + col);
+        sum.x += part.x;
+        sum.y += part.y;
+        sum.z += part.z;
+        sum.w += part.w;
       }
       const float vals[4] = {sum.x, sum.y, sum.z, sum.w};
       const int s = col / rp, jr = col - s * rp;  // four columns never straddle a slice (rp % 16 == 0)
@@ -428,9 +431,8 @@ __global__ void __launch_bounds__(kPT, PrefillLayout<NV, CFG>::kMinBlocks) lora_
       }
     }
   }
-  // Done reading the other CTAs' partials (their values are in registers), so they may exit after the matching
-  // wait. Relaxed: a release arrival waits for this thread's outstanding memory operations (the v stores, the
-  // prefetched y stages) first.
+  // Pairs with the wait at the end: no CTA leaves before the others' pushes into it have landed (they have, as it
+  // waited for them) and before its own pushes were issued.
   cluster_arrive_relaxed();
   __syncthreads();  // vh / vl complete
   prefill_stamp(p, 3);
@@ -503,33 +505,24 @@ __global__ void __launch_bounds__(kPT, PrefillLayout<NV, CFG>::kMinBlocks) lora_
     }
   }
   prefill_stamp(p, 11);
-  cluster_wait();  // no CTA leaves while another may still read its partial
+  cluster_wait();  // see the arrival after the exchange
 #endif
 }
 
-// The tile plan (PrefillLayout): CFG 1 by default; PUNICA_LORA_PREFILL_CFG=0 takes CFG 0 (benchmarking).
-int prefill_cfg() {
-  static const int v = [] {
-    const char* e = std::getenv("PUNICA_LORA_PREFILL_CFG");
-    return e && std::atoi(e) == 0 ? 0 : 1;
-  }();
-  return v;
-}
-
-template <typename T, int NV, int CFG>
+template <typename T, int NV>
 Status launch(const PrefillArgs& a, bool pdl, cudaStream_t stream) {
-  using L = PrefillLayout<NV, CFG>;
-  auto kernel = lora_prefill_kernel<T, NV, CFG>;
+  using L = PrefillLayout<NV>;
+  auto kernel = lora_prefill_kernel<T, NV>;
   PUNICA_CUDA_RETURN_IF_ERROR(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, L::kSmemBytes));
   const int tiles = (std::max(1, a.max_len) + L::kTM - 1) / L::kTM;
   const dim3 grid(static_cast<unsigned>(L::kCS * tiles), static_cast<unsigned>(a.num_segments));
   return launch_kernel(kernel, grid, dim3(kPT), L::kSmemBytes, pdl, L::kCS, stream, "lora_prefill_kernel launch", a);
 }
 
-template <typename T, int NV, int CFG>
+template <typename T, int NV>
 Status capacity(int* out) {
-  using L = PrefillLayout<NV, CFG>;
-  auto kernel = lora_prefill_kernel<T, NV, CFG>;
+  using L = PrefillLayout<NV>;
+  auto kernel = lora_prefill_kernel<T, NV>;
   PUNICA_CUDA_RETURN_IF_ERROR(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, L::kSmemBytes));
   cudaLaunchConfig_t cfg = {};
   cfg.gridDim = dim3(L::kCS * 64);
@@ -574,9 +567,7 @@ Status lora_prefill_capacity(DType dtype, int nv, int* clusters) {
     return Status::ok();
   }
   PUNICA_RETURN_IF_ERROR(dispatch_nv(dtype, nv, [&](auto t, auto n) {
-    using T = decltype(t);
-    constexpr int N = decltype(n)::value;
-    return prefill_cfg() ? capacity<T, N, 1>(clusters) : capacity<T, N, 0>(clusters);
+    return capacity<decltype(t), decltype(n)::value>(clusters);
   }));
   known[key] = *clusters;
   return Status::ok();
@@ -584,9 +575,7 @@ Status lora_prefill_capacity(DType dtype, int nv, int* clusters) {
 
 Status lora_launch_prefill(DType dtype, const PrefillArgs& args, int nv, bool pdl, cudaStream_t stream) {
   return dispatch_nv(dtype, nv, [&](auto t, auto n) {
-    using T = decltype(t);
-    constexpr int N = decltype(n)::value;
-    return prefill_cfg() ? launch<T, N, 1>(args, pdl, stream) : launch<T, N, 0>(args, pdl, stream);
+    return launch<decltype(t), decltype(n)::value>(args, pdl, stream);
   });
 }
 
