@@ -12,7 +12,7 @@
 // rank <= 32, <= 6 above; segments <= 128 tokens) run the whole add-on as ONE launch of the cluster kernel
 // (lora_cluster.cu: a 16-CTA cluster per segment tile, partial v pushed through distributed shared memory)
 // when its shared-memory plan fits; prefill batches (64-row token tiles) with at most 64 v columns run the
-// prefill kernel (lora_prefill.cu: one launch, a 4-CTA cluster per 64-row tile of a segment); batches of many
+// prefill kernel (lora_prefill.cu: one launch, a 2-CTA cluster per 32-row tile of a segment); batches of many
 // short segments run the streaming shrink + expand (lora_stream.cu: weights loaded straight into mma
 // fragments); everything else (and everything before sm_90) runs a persistent single-launch kernel or the tiled shrink [+ split-K reduce] + expand kernels. All
 // are launched with Programmatic Dependent Launch.
