@@ -129,7 +129,9 @@ constexpr int lora_cluster_gemv_cap(int rp) { return rp >= 128 ? 2 : kLoraCluste
 // sm_90's largest shared memory per block is 227 KB, static included: 1 KB is left for the kernel's own.
 constexpr int kLoraClusterMaxSmem = 226 * 1024;
 
-struct ClusterArgs {
+// The whole add-on's operands, as the one-launch kernels (cluster, prefill) take them: the first members of their
+// argument structs, in this order (the cluster kernel's parameter layout is the one measured before it was shared).
+struct AddonArgs {
   const void* x;
   int64_t x_stride;
   int h_in;
@@ -145,6 +147,9 @@ struct ClusterArgs {
   int h_out[ops::kMaxLoraSlices];
   int y_col_offset[ops::kMaxLoraSlices];
   SegmentArgs seg;
+};
+
+struct ClusterArgs : AddonArgs {
   int tiles;                // token tiles per segment (ceil(max_seg_len / (16 * mt)))
   int num_items;            // clusters: segments * tiles
   int k_per;                // h_in elements per CTA, a multiple of 16
@@ -185,23 +190,8 @@ Status lora_launch_cluster(DType dtype, const ClusterArgs& args, int rp, int mt,
 constexpr int prefill_v_cols(int num_slices, int padded_rank) {
   return num_slices * padded_rank <= 16 ? 16 : num_slices * padded_rank <= 32 ? 32 : num_slices * padded_rank <= 64 ? 64 : 0;
 }
-struct PrefillArgs {
-  const void* x;
-  int64_t x_stride;
-  int h_in;
-  void* y;
-  int64_t y_stride;
-  float* v;                 // [T, num_slices, v_rank_stride]
-  int v_rank_stride;
+struct PrefillArgs : AddonArgs {
   int rp;                   // v_rank_stride padded to a multiple of 16: slice i's v columns in shared memory start at i * rp
-  int num_slices;
-  const void* const* a[ops::kMaxLoraSlices];
-  const void* const* b[ops::kMaxLoraSlices];
-  const int32_t* rank[ops::kMaxLoraSlices];
-  const float* scale[ops::kMaxLoraSlices];
-  int h_out[ops::kMaxLoraSlices];
-  int y_col_offset[ops::kMaxLoraSlices];
-  SegmentArgs seg;
   int max_len;              // the longest adapted segment: the grid covers its token tiles
   int num_segments;
   // Benchmarking only: when set, thread 0 of each CTA writes globaltimer stamps at trace[block * kLoraTraceSlots]:

@@ -208,6 +208,28 @@ int cluster_size_override() {
   return v;
 }
 
+// The operands both one-launch kernels take (slices past num_slices null).
+void fill_addon(const ops::LoraShrinkParams& s, const ops::LoraExpandParams& e, lora_detail::AddonArgs* a) {
+  a->x = s.x;
+  a->x_stride = s.x_stride;
+  a->h_in = s.h_in;
+  a->y = e.y;
+  a->y_stride = e.y_stride;
+  a->v = s.v;
+  a->v_rank_stride = s.v_rank_stride;
+  a->num_slices = s.num_slices;
+  for (int i = 0; i < ops::kMaxLoraSlices; ++i) {
+    const bool on = i < s.num_slices;
+    a->a[i] = on ? s.slices[i].a : nullptr;
+    a->b[i] = on ? e.slices[i].b : nullptr;
+    a->rank[i] = on ? s.slices[i].rank : nullptr;
+    a->scale[i] = on ? e.slices[i].scale : nullptr;
+    a->h_out[i] = on ? e.slices[i].h_out : 0;
+    a->y_col_offset[i] = on ? e.slices[i].y_col_offset : 0;
+  }
+  a->seg = {s.seg.seg_start, s.seg.seg_slot, s.seg.num_tokens};
+}
+
 // Fills the cluster kernel's arguments for token tiles of 16 * mt rows and clusters of cs CTAs; false when the
 // shape does not fit it.
 bool plan_cluster(const ops::LoraShrinkParams& s, const ops::LoraExpandParams& e, int mt, int cs,
@@ -217,24 +239,11 @@ bool plan_cluster(const ops::LoraShrinkParams& s, const ops::LoraExpandParams& e
   const int64_t items = int64_t{s.seg.num_segments} * tiles;
   if (items * cs > int64_t{1} << 30) return false;
   *a = {};
+  fill_addon(s, e, a);
   a->k_per = round_up(ceil_div(s.h_in, cs), 16);
   a->a_pitch = a->k_per + 8;
-  a->x = s.x;
-  a->x_stride = s.x_stride;
-  a->h_in = s.h_in;
-  a->y = e.y;
-  a->y_stride = e.y_stride;
-  a->v = s.v;
-  a->v_rank_stride = s.v_rank_stride;
-  a->num_slices = s.num_slices;
   int brows = 0, ycols = 0;
   for (int i = 0; i < s.num_slices; ++i) {
-    a->a[i] = s.slices[i].a;
-    a->b[i] = e.slices[i].b;
-    a->rank[i] = s.slices[i].rank;
-    a->scale[i] = e.slices[i].scale;
-    a->h_out[i] = e.slices[i].h_out;
-    a->y_col_offset[i] = e.slices[i].y_col_offset;
     a->cspan[i] = round_up(ceil_div(e.slices[i].h_out, cs), 8);
     a->bcol[i] = brows;
     a->ycol[i] = ycols;
@@ -242,13 +251,11 @@ bool plan_cluster(const ops::LoraShrinkParams& s, const ops::LoraExpandParams& e
     ycols += a->cspan[i];
   }
   for (int i = s.num_slices; i < ops::kMaxLoraSlices; ++i) {
-    a->a[i] = a->b[i] = nullptr;
     a->bcol[i] = brows;
     a->ycol[i] = ycols;
   }
   a->b_rows = brows;
   a->y_pitch = ycols + 8;
-  a->seg = {s.seg.seg_start, s.seg.seg_slot, s.seg.num_tokens};
   a->tiles = tiles;
   a->few_rows = mt == 1 && adapted_len(s.seg) <= cluster_gemv_rows(padded_rank(s.v_rank_stride)) ? 1 : 0;
   a->num_items = static_cast<int>(items);
@@ -363,25 +370,8 @@ Status pick_prefill(const ops::LoraShrinkParams& s, const DeviceFacts& dev, int*
 Status launch_prefill(const ops::LoraShrinkParams& s, const ops::LoraExpandParams& e, const DeviceFacts& dev, int nv,
                       cudaStream_t stream) {
   lora_detail::PrefillArgs a{};
-  a.x = s.x;
-  a.x_stride = s.x_stride;
-  a.h_in = s.h_in;
-  a.y = e.y;
-  a.y_stride = e.y_stride;
-  a.v = s.v;
-  a.v_rank_stride = s.v_rank_stride;
+  fill_addon(s, e, &a);
   a.rp = padded_rank(s.v_rank_stride);
-  a.num_slices = s.num_slices;
-  for (int i = 0; i < ops::kMaxLoraSlices; ++i) {
-    const bool on = i < s.num_slices;
-    a.a[i] = on ? s.slices[i].a : nullptr;
-    a.b[i] = on ? e.slices[i].b : nullptr;
-    a.rank[i] = on ? s.slices[i].rank : nullptr;
-    a.scale[i] = on ? e.slices[i].scale : nullptr;
-    a.h_out[i] = on ? e.slices[i].h_out : 0;
-    a.y_col_offset[i] = on ? e.slices[i].y_col_offset : 0;
-  }
-  a.seg = {s.seg.seg_start, s.seg.seg_slot, s.seg.num_tokens};
   a.max_len = adapted_len(s.seg);
   a.num_segments = s.seg.num_segments;
   a.trace = trace_buffer();

@@ -190,6 +190,27 @@ __device__ __forceinline__ void split_hi_lo(float v, T& hi, T& lo) {
 
 namespace punica::cuda::lora_detail {
 
+// Slice i's entry of a per-slice kernel-parameter array (i < kMaxLoraSlices = 3), by ternaries: a parameter array
+// indexed by a register is copied to local memory.
+template <typename E>
+__device__ __forceinline__ E pick_slice(const E (&arr)[ops::kMaxLoraSlices], int i) {
+  static_assert(ops::kMaxLoraSlices == 3, "one ternary per slice");
+  return i == 0 ? arr[0] : i == 1 ? arr[1] : arr[2];
+}
+
+// What a one-launch kernel reads of slice i for the segment's slot, all four loads issued together. The slot adapts
+// the slice only when a and b are set and rank > 0. (The cluster kernel spells the same loads out: written with these
+// helpers its sm_90a SASS changed by ~1%, unmeasured, so it keeps the code that was measured.)
+struct SlotSlice {
+  const void* a;
+  const void* b;
+  int rank;
+  float scale;
+};
+__device__ __forceinline__ SlotSlice slot_slice(const AddonArgs& p, int i, int slot) {
+  return {pick_slice(p.a, i)[slot], pick_slice(p.b, i)[slot], pick_slice(p.rank, i)[slot], pick_slice(p.scale, i)[slot]};
+}
+
 // Fills the v tile of an expand block: v_hi/v_lo [TM][pitch] (halves) for rows < rows, j < r (zeros
 // elsewhere), where v[row][j] = sum over ksplit partials (ksplit > 1) or v itself. Small tiles (decode) have
 // few elements but many partials: the block then splits the partials over groups of threads and adds the

@@ -111,23 +111,16 @@ __global__ void __launch_bounds__(kPT, 1) lora_prefill_kernel(const PrefillArgs 
   const int rows = min(kTM, seg_end - t0);
 
   if (tid < ops::kMaxLoraSlices) {
-    // Ternaries, not p.a[tid]: a parameter array indexed by a register is copied to local memory.
     PrefillSlice s{};
     if (tid < p.num_slices) {
-      const void* const* at = tid == 0 ? p.a[0] : tid == 1 ? p.a[1] : p.a[2];
-      const void* const* bt = tid == 0 ? p.b[0] : tid == 1 ? p.b[1] : p.b[2];
-      const int32_t* rt = tid == 0 ? p.rank[0] : tid == 1 ? p.rank[1] : p.rank[2];
-      const float* st = tid == 0 ? p.scale[0] : tid == 1 ? p.scale[1] : p.scale[2];
-      const void* a = at[slot];
-      const void* b = bt[slot];
-      const int r = rt[slot];
-      if (a && b && r > 0) {
-        s.a = a;
-        s.b = b;
-        s.r = min(r, p.v_rank_stride);
-        s.scale = st[slot];
-        s.h_out = tid == 0 ? p.h_out[0] : tid == 1 ? p.h_out[1] : p.h_out[2];
-        s.y_off = tid == 0 ? p.y_col_offset[0] : tid == 1 ? p.y_col_offset[1] : p.y_col_offset[2];
+      const SlotSlice ss = slot_slice(p, tid, slot);
+      if (ss.a && ss.b && ss.rank > 0) {
+        s.a = ss.a;
+        s.b = ss.b;
+        s.r = min(ss.rank, p.v_rank_stride);
+        s.scale = ss.scale;
+        s.h_out = pick_slice(p.h_out, tid);
+        s.y_off = pick_slice(p.y_col_offset, tid);
         s.jobs = (s.h_out + kNB - 1) / kNB;
       }
     }
