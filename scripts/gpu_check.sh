@@ -95,7 +95,7 @@ run_sanitizer_at() {  # tool, timeout (s), dtype (f16 / bf16 / all), size ("shap
 }
 if [[ $mode == all || $mode == oracle || $mode == quick || $mode == profile ]]; then
   run_oracle oracle 300 --dtype all
-  run_oracle oracle_old_paths 300 --dtype all --cluster 0 --stream 0
+  run_oracle oracle_old_paths 300 --dtype all --cluster 0 --stream 0 --prefill 0
 fi
 if [[ $mode == all || $mode == sanitize || $mode == quick || $mode == profile ]]; then
   for tool in memcheck racecheck; do run_sanitizer $tool 240; done
@@ -122,7 +122,7 @@ if [[ $mode == compare ]]; then
   run_oracle oracle_m32 60 --dtype all --cluster 2
   run_oracle oracle_m64 60 --dtype all --cluster 4
   run_oracle oracle_auto 60 --dtype all
-  run_oracle oracle_old_paths 60 --dtype all --cluster 0 --stream 0
+  run_oracle oracle_old_paths 60 --dtype all --cluster 0 --stream 0 --prefill 0
   run_sanitizer memcheck 90
   run_sanitizer racecheck 120
   run_sanitizer memcheck 60 --cluster 4
@@ -149,7 +149,7 @@ if [[ $mode == iterate ]]; then  # after a kernel change: every path's oracle, t
   run_oracle oracle_m16 60 --dtype all --cluster 1
   run_oracle oracle_m64 60 --dtype all --cluster 4
   run_oracle oracle_auto 60 --dtype all
-  run_oracle oracle_old_paths 60 --dtype all --cluster 0 --stream 0
+  run_oracle oracle_old_paths 60 --dtype all --cluster 0 --stream 0 --prefill 0
   run_bench trace 60 --trace
   run_bench compare 300 --compare --csv "$OUT/compare.csv"
   run_bench prefill 60 --only prefill --no-baselines
@@ -160,7 +160,7 @@ fi
 if [[ $mode == ab ]]; then  # A/B of two builds ($BIN and $BIN2, e.g. a build flag): oracles, rank-64 and prefill rows
   run_oracle oracle_auto 60 --dtype all
   run_oracle oracle_m16 60 --dtype all --cluster 1
-  run_oracle oracle_old_paths 60 --dtype all --cluster 0 --stream 0
+  run_oracle oracle_old_paths 60 --dtype all --cluster 0 --stream 0 --prefill 0
   BIN_A=$BIN
   BIN=$BIN2 run_oracle oracle_b_auto 60 --dtype all
   for v in a b; do
@@ -174,10 +174,10 @@ if [[ $mode == ab ]]; then  # A/B of two builds ($BIN and $BIN2, e.g. a build fl
   grep -h prefill "$OUT/bench_a_prefill16.log" "$OUT/bench_b_prefill16.log" | cut -c1-100
 fi
 if [[ $mode == stream ]]; then  # the streaming decode kernels: oracle forced / by shape / off, memcheck, compare
-  run_oracle oracle_stream 90 --dtype all --stream 1 --cluster 0
+  run_oracle oracle_stream 90 --dtype all --stream 1 --cluster 0 --prefill 0
   run_oracle oracle_auto 60 --dtype all
   run_oracle oracle_no_stream 60 --dtype all --stream 0 --cluster 0
-  run_sanitizer memcheck 120 --stream 1 --cluster 0
+  run_sanitizer memcheck 120 --stream 1 --cluster 0 --prefill 0
   run_bench compare 360 --compare --dtype f16 --csv "$OUT/compare.csv"
   run_bench stream_bw 120 --only distinct --dtype f16
   grep -E "^(launch floor|dtype|f16 |bf16 )" "$OUT/compare.log" | cut -c1-140
@@ -190,7 +190,7 @@ if [[ $mode == final ]]; then
     summary+=("cluster kernel FAILED the oracle: the rest runs with PUNICA_LORA_CLUSTER=0")
   fi
   run_oracle oracle_auto 60 --dtype all
-  run_oracle oracle_old_paths 60 --dtype all --cluster 0 --stream 0
+  run_oracle oracle_old_paths 60 --dtype all --cluster 0 --stream 0 --prefill 0
   run_oracle oracle_stream 60 --dtype all --cluster 0 --stream 1
   run_bench bench 330 --csv "$OUT/bench.csv"
   run_bench trace 40 --trace
@@ -328,9 +328,9 @@ if [[ $mode == cs-final ]]; then  # the eighth session's last checks: oracles, r
 fi
 if [[ $mode == final-san ]]; then  # the sanitizers of the end-of-session check, by shape and streaming forced
   run_sanitizer memcheck 100
-  run_sanitizer memcheck 100 --stream 1 --cluster 0
+  run_sanitizer memcheck 100 --stream 1 --cluster 0 --prefill 0
   run_sanitizer racecheck 170 --dtype f16
-  run_sanitizer racecheck 120 --dtype f16 --stream 1 --cluster 0
+  run_sanitizer racecheck 120 --dtype f16 --stream 1 --cluster 0 --prefill 0
 fi
 if [[ $mode == prefill ]]; then  # the ninth session's prefill kernel
   run_oracle oracle_prefill_forced 150 --dtype all --prefill 1

@@ -184,7 +184,7 @@ Status lora_cluster_capacity(DType dtype, const ClusterArgs& args, int rp, int m
 Status lora_launch_cluster(DType dtype, const ClusterArgs& args, int rp, int mt, bool pdl, cudaStream_t stream);
 
 // The prefill kernel (lora_prefill.cu): the whole add-on in one launch for segments of many tokens, one cluster of
-// 2 (or 4) CTAs per (segment, token tile of 32 (or 64) rows). Grid: x = cluster size * tiles, y = segments.
+// 2 CTAs per (segment, 32-row token tile). Grid: x = 2 * tiles, y = segments.
 // The v columns one CTA holds: slices x padded rank, as 16 / 32 / 64 (0: the call needs more; the other paths
 // take it).
 constexpr int prefill_v_cols(int num_slices, int padded_rank) {

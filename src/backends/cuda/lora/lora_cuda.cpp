@@ -360,7 +360,8 @@ Status pick_prefill(const ops::LoraShrinkParams& s, const DeviceFacts& dev, int*
   const int ov = prefill_override();
   if (!dev.pdl || ov == 0) return Status::ok();
   const int cols = lora_detail::prefill_v_cols(s.num_slices, padded_rank(s.v_rank_stride));
-  if (cols == 0 || (ov != 1 && pick_tile_rows(s.seg) != 64)) return Status::ok();
+  // by shape only for prefill batches, and not while the streaming kernels are forced for every shape
+  if (cols == 0 || (ov != 1 && (pick_tile_rows(s.seg) != 64 || stream_override() == 1))) return Status::ok();
   int clusters = 0;
   PUNICA_RETURN_IF_ERROR(lora_detail::lora_prefill_capacity(s.dtype, cols, &clusters));
   if (clusters > 0) *nv = cols;

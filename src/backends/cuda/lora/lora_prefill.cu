@@ -23,6 +23,7 @@
 #include <algorithm>
 #include <cstdlib>
 #include <map>
+#include <mutex>
 
 #include "backends/cuda/cuda_check.h"
 #include "backends/cuda/lora/lora_args.h"
@@ -74,7 +75,7 @@ struct PrefillSlice {
   float scale;
   int h_out;
   int y_off;  // y_col_offset
-  int jobs;   // 64-column expand stages (0 when r == 0)
+  int jobs;   // 128-column expand stages (0 when r == 0)
   int pad;
 };
 
@@ -94,7 +95,7 @@ __global__ void __launch_bounds__(kPT, 1) lora_prefill_kernel(const PrefillArgs 
   using L = PrefillLayout<NV>;
   constexpr int CS = L::kCS, kTM = L::kTM, kMT = L::kMT;
   constexpr int kKS = L::kW, kNB = L::kW, kXP = L::kP, kYP = L::kP, kCPR = L::kCPR;
-  constexpr int kNCH = kTM * kCPR / kPT;  // 16-byte chunks per thread of an x or y stage: 2 or 4
+  constexpr int kNCH = kTM * kCPR / kPT;  // 16-byte chunks per thread of an x or y stage
   constexpr int kRS = kPT / kCPR;         // rows between a thread's chunks
   extern __shared__ __align__(128) unsigned char smem[];
   __shared__ PrefillSlice sl[ops::kMaxLoraSlices];
@@ -410,7 +411,12 @@ __global__ void __launch_bounds__(kPT, 1) lora_prefill_kernel(const PrefillArgs 
       const float scale = sl[s].scale;
       T hi[4], lo[4];
 #pragma unroll
-      for (int i = 0; i < 4; ++i) split_hi_lo(vals[i] * scale, hi[i], lo[i]);
+      for (int i = 0; i < 4; ++i) {
+        split_hi_lo(vals[i] * scale, hi[i], lo[i]);
+        // Ranks past the slot's: A's rows there are zeros, but an Inf in x makes them Inf * 0 = NaN, which would meet
+        // B's zero padding in the expand and turn the whole y row into NaN.
+        if (jr + i >= sl[s].r) hi[i] = lo[i] = T(0.f);
+      }
 #pragma unroll
       for (int i = 0; i < 4; ++i) {
         vh[row * L::kHP + col + i] = hi[i];
@@ -502,11 +508,19 @@ __global__ void __launch_bounds__(kPT, 1) lora_prefill_kernel(const PrefillArgs 
 #endif
 }
 
+// The instance's shared-memory limit, set once per process (a call per launch is host time in eager use).
+template <typename T, int NV>
+cudaError_t allow_smem() {
+  static const cudaError_t e = cudaFuncSetAttribute(lora_prefill_kernel<T, NV>, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                                    PrefillLayout<NV>::kSmemBytes);
+  return e;
+}
+
 template <typename T, int NV>
 Status launch(const PrefillArgs& a, bool pdl, cudaStream_t stream) {
   using L = PrefillLayout<NV>;
   auto kernel = lora_prefill_kernel<T, NV>;
-  PUNICA_CUDA_RETURN_IF_ERROR(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, L::kSmemBytes));
+  PUNICA_CUDA_RETURN_IF_ERROR(allow_smem<T, NV>());
   const int tiles = (std::max(1, a.max_len) + L::kTM - 1) / L::kTM;
   const dim3 grid(static_cast<unsigned>(L::kCS * tiles), static_cast<unsigned>(a.num_segments));
   return launch_kernel(kernel, grid, dim3(kPT), L::kSmemBytes, pdl, L::kCS, stream, "lora_prefill_kernel launch", a);
@@ -516,7 +530,7 @@ template <typename T, int NV>
 Status capacity(int* out) {
   using L = PrefillLayout<NV>;
   auto kernel = lora_prefill_kernel<T, NV>;
-  PUNICA_CUDA_RETURN_IF_ERROR(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, L::kSmemBytes));
+  PUNICA_CUDA_RETURN_IF_ERROR(allow_smem<T, NV>());
   cudaLaunchConfig_t cfg = {};
   cfg.gridDim = dim3(L::kCS * 64);
   cfg.blockDim = dim3(kPT);
@@ -553,7 +567,9 @@ Status dispatch_nv(DType dtype, int nv, Fn&& fn) {
 }  // namespace
 
 Status lora_prefill_capacity(DType dtype, int nv, int* clusters) {
+  static std::mutex mu;
   static std::map<std::pair<int, int>, int> known;  // (dtype, nv) -> clusters; the device does not change
+  const std::lock_guard<std::mutex> lock(mu);
   const auto key = std::make_pair(static_cast<int>(dtype), nv);
   if (auto it = known.find(key); it != known.end()) {
     *clusters = it->second;
