@@ -520,7 +520,7 @@ template <typename T, int NV>
 Status launch(const PrefillArgs& a, bool pdl, cudaStream_t stream) {
   using L = PrefillLayout<NV>;
   auto kernel = lora_prefill_kernel<T, NV>;
-  PUNICA_CUDA_RETURN_IF_ERROR(allow_smem<T, NV>());
+  PUNICA_CUDA_RETURN_IF_ERROR((allow_smem<T, NV>()));
   const int tiles = (std::max(1, a.max_len) + L::kTM - 1) / L::kTM;
   const dim3 grid(static_cast<unsigned>(L::kCS * tiles), static_cast<unsigned>(a.num_segments));
   return launch_kernel(kernel, grid, dim3(kPT), L::kSmemBytes, pdl, L::kCS, stream, "lora_prefill_kernel launch", a);
@@ -530,7 +530,7 @@ template <typename T, int NV>
 Status capacity(int* out) {
   using L = PrefillLayout<NV>;
   auto kernel = lora_prefill_kernel<T, NV>;
-  PUNICA_CUDA_RETURN_IF_ERROR(allow_smem<T, NV>());
+  PUNICA_CUDA_RETURN_IF_ERROR((allow_smem<T, NV>()));
   cudaLaunchConfig_t cfg = {};
   cfg.gridDim = dim3(L::kCS * 64);
   cfg.blockDim = dim3(kPT);
