@@ -225,27 +225,22 @@ std::vector<LoraOracleCase> lora_oracle_cases(DType dtype, bool reduced, uint64_
     }
   }
 
-  // 6. NaN/Inf parity: non-finite x in adapted and unadapted rows
-  for (int T : {7, 133}) {
-    LoraOracleCase c = base_case(dtype, next_seed(), "nan-inf T=" + std::to_string(T));
-    c.nonfinite = true;
-    c.h_in = 2048;
-    c.h_out = {2048};
-    c.num_slots = make_segments(Pop::kNoAdapterRows, T, rng, c.seg_len, c.seg_slot);
-    set_uniform_rank(c, 16);
-    out.push_back(c);
-  }
-  // ... and with ranks below the padded rank (odd ones too): a kernel that lets x's Inf reach the zero-padded ranks
-  // (Inf * 0) turns the whole y row into NaN where the reference gives +-Inf
-  for (int T : {7, 133}) {
-    LoraOracleCase c = base_case(dtype, next_seed(), "nan-inf r<16 T=" + std::to_string(T));
-    c.nonfinite = true;
-    c.h_in = 2048;
-    c.h_out = {2048};
-    c.num_slots = make_segments(Pop::kNoAdapterRows, T, rng, c.seg_len, c.seg_slot);
-    set_uniform_rank(c, 16);
-    for (int s = 0; s < c.num_slots; ++s) c.rank[0][s] = s % 2 ? 5 : 12;
-    out.push_back(c);
+  // 6. NaN/Inf parity: non-finite x in adapted and unadapted rows; then the same with ranks below the padded rank (odd
+  // ones too): a kernel that lets x's Inf reach the zero-padded ranks (Inf * 0) turns the whole y row into NaN where
+  // the reference gives +-Inf
+  for (bool low_ranks : {false, true}) {
+    for (int T : {7, 133}) {
+      LoraOracleCase c =
+          base_case(dtype, next_seed(), std::string(low_ranks ? "nan-inf r<16" : "nan-inf") + " T=" + std::to_string(T));
+      c.nonfinite = true;
+      c.h_in = 2048;
+      c.h_out = {2048};
+      c.num_slots = make_segments(Pop::kNoAdapterRows, T, rng, c.seg_len, c.seg_slot);
+      set_uniform_rank(c, 16);
+      if (low_ranks)
+        for (int s = 0; s < c.num_slots; ++s) c.rank[0][s] = s % 2 ? 5 : 12;
+      out.push_back(c);
+    }
   }
 
   // 7. hidden sizes that are multiples of 8 but not of the kernels' k-step (64..256) or column tile
