@@ -188,7 +188,8 @@ Status lora_launch_cluster(DType dtype, const ClusterArgs& args, int rp, int mt,
 // The v columns one CTA holds: slices x padded rank, as 16 / 32 / 64 (0: the call needs more; the other paths
 // take it).
 constexpr int prefill_v_cols(int num_slices, int padded_rank) {
-  return num_slices * padded_rank <= 16 ? 16 : num_slices * padded_rank <= 32 ? 32 : num_slices * padded_rank <= 64 ? 64 : 0;
+  const int n = num_slices * padded_rank;
+  return n <= 16 ? 16 : n <= 32 ? 32 : n <= 64 ? 64 : 0;
 }
 struct PrefillArgs : AddonArgs {
   int rp;                   // v_rank_stride padded to a multiple of 16: slice i's v columns in shared memory start at i * rp

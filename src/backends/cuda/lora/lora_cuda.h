@@ -14,8 +14,8 @@
 // when its shared-memory plan fits; prefill batches (64-row token tiles) with at most 64 v columns run the
 // prefill kernel (lora_prefill.cu: one launch, a 2-CTA cluster per 32-row tile of a segment); batches of many
 // short segments run the streaming shrink + expand (lora_stream.cu: weights loaded straight into mma
-// fragments); everything else (and everything before sm_90) runs a persistent single-launch kernel or the tiled shrink [+ split-K reduce] + expand kernels. All
-// are launched with Programmatic Dependent Launch.
+// fragments); everything else (and everything before sm_90) runs a persistent single-launch kernel or the tiled
+// shrink [+ split-K reduce] + expand kernels. All are launched with Programmatic Dependent Launch.
 // PDL contract: the kernels read the segment arrays, slot tables and adapter weights BEFORE waiting for the
 // previous kernel in the stream (that overlap is most of the speed of small batches), x and y after. So
 // those arrays and weights must not be written by the kernel launched just before; the once-per-step

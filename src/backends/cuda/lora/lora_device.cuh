@@ -30,14 +30,13 @@ __device__ __forceinline__ uint32_t smem_addr(const void* p) {
   return static_cast<uint32_t>(__cvta_generic_to_shared(p));
 }
 
-// 16-byte async copy global -> shared; src_bytes = 0 writes zeros and reads nothing.
-__device__ __forceinline__ void cp_async_16(void* smem, const void* gmem, int src_bytes) {
-  asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(smem_addr(smem)), "l"(gmem),
-               "r"(src_bytes));
-}
-// The same at a shared-state-space address (smem_addr): no generic-to-shared conversion per copy.
+// 16-byte async copy global -> shared at a shared-state-space address (smem_addr); src_bytes = 0 writes zeros and
+// reads nothing.
 __device__ __forceinline__ void cp_async_16_at(uint32_t saddr, const void* gmem, int src_bytes) {
   asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(saddr), "l"(gmem), "r"(src_bytes));
+}
+__device__ __forceinline__ void cp_async_16(void* smem, const void* gmem, int src_bytes) {
+  cp_async_16_at(smem_addr(smem), gmem, src_bytes);
 }
 __device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commit_group;\n" ::); }
 template <int N>
@@ -66,29 +65,16 @@ __device__ __forceinline__ void stmatrix_x4_at(uint32_t saddr, const uint32_t r[
 // lane of the warp must call it.
 __device__ __forceinline__ uint32_t pinned_u32(uint32_t x) { return __shfl_sync(0xffffffffu, x, threadIdx.x & 31); }
 
-// Thread-block clusters (sm_90): the cluster barrier in two halves, and distributed shared memory.
+// Thread-block clusters (sm_90): the cluster barrier in two halves, and addresses in other CTAs' shared memory.
 __device__ __forceinline__ void cluster_wait() { asm volatile("barrier.cluster.wait.acquire.aligned;\n" ::: "memory"); }
 __device__ __forceinline__ void cluster_arrive_relaxed() {
   asm volatile("barrier.cluster.arrive.relaxed.aligned;\n" ::: "memory");
-}
-// Arrival that orders this thread's earlier memory accesses (shared::cluster reads included) before it.
-__device__ __forceinline__ void cluster_arrive_release() {
-  asm volatile("barrier.cluster.arrive.release.aligned;\n" ::: "memory");
 }
 // The address `local` has in CTA `rank` of the cluster (shared::cluster window).
 __device__ __forceinline__ uint32_t map_remote(const void* local, int rank) {
   uint32_t remote;
   asm volatile("mapa.shared::cluster.u32 %0, %1, %2;\n" : "=r"(remote) : "r"(smem_addr(local)), "r"(rank));
   return remote;
-}
-// 16 bytes from a shared::cluster address (map_remote), 16-byte aligned.
-__device__ __forceinline__ float4 ld_cluster_f32x4(uint32_t addr) {
-  float4 v;
-  asm volatile("ld.shared::cluster.v4.f32 {%0,%1,%2,%3}, [%4];\n"
-               : "=f"(v.x), "=f"(v.y), "=f"(v.z), "=f"(v.w)
-               : "r"(addr)
-               : "memory");
-  return v;
 }
 
 // mbarrier wrappers (sm_90), one instruction each but the wait loop.

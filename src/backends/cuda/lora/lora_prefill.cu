@@ -56,7 +56,7 @@ struct PrefillLayout {
   static constexpr int kShrinkStage = (kTM + NV) * kP * 2;
   static constexpr int kExpandStage = kTM * kP * 2 + kW * kBP * 2;
   static constexpr int kStageBytes = kShrinkStage > kExpandStage ? kShrinkStage : kExpandStage;
-  // 9 stages at NV = 16, 7 above (56-64 KB of x in flight), 136-208 KB in all: more than half an SM's shared
+  // 9 stages at NV = 16, 7 above (64 / 48 KB of x in flight), 136-208 KB in all: more than half an SM's shared
   // memory, so that no SM takes two CTAs (with 7 stages at NV = 16, 132 clusters fit).
   static constexpr int kStages = NV <= 16 ? 9 : 7;
   static constexpr int kOffRecv = kStages * kStageBytes;  // [kCS][kTM][kVP] floats: the cluster's partial v tiles
