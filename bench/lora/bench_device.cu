@@ -73,14 +73,22 @@ __global__ void probe_kernel(uint4* buf, int64_t stride, int mode) {
 // tile); tile = 0: a contiguous 128 KB. bulk = 0: 16-byte cp.async per thread, cp.async.wait_group and a block
 // barrier per stage (the prefill kernel's pipeline); bulk = 1: thread 0 issues one bulk copy per row (tile) or per
 // stage, completion on an mbarrier per slot. What access pattern and copy engine the memory system rewards.
+// steps != 8 (tile = 0 only): each CTA reads steps x 16 KB, with as many CTAs as launched: the rate one SM reaches
+// alone (1 CTA), or with a few others (16), against all of them (132).
 template <int S>
-__global__ void __launch_bounds__(256, 1) read_probe_kernel(const char* buf, int tile, int bulk, int* out) {
+__global__ void __launch_bounds__(256, 1) read_probe_kernel(const char* buf, int tile, int bulk, int steps, int* out) {
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
   extern __shared__ __align__(128) unsigned char smem[];
   __shared__ uint64_t full[S];
-  constexpr int kStage = 16 << 10, kSteps = 8;  // 128 KB per CTA
+  constexpr int kStage = 16 << 10;
+  const int kSteps = steps;  // 8: 128 KB per CTA
   const int b = blockIdx.x, tid = threadIdx.x;
-  const char* base = tile ? buf + int64_t(b / 4) * 64 * 8192 + (b % 4) * 2048 : buf + int64_t(b) * kSteps * kStage;
+  // tile = 2 / 3: CTA b reads its own 64 rows of pitch 8 KB (A's rows at h_in = 4096) / 8 KB + 256 bytes, 256 bytes of
+  // each per stage, at most 32 stages: the same pattern with and without a power-of-two row pitch.
+  const int64_t pitch = tile == 3 ? 8192 + 256 : 8192;
+  const char* base = tile == 1   ? buf + int64_t(b / 4) * 64 * 8192 + (b % 4) * 2048
+                     : tile >= 2 ? buf + int64_t(b) * 64 * pitch
+                                 : buf + int64_t(b) * kSteps * kStage;
   const uint32_t ring = static_cast<uint32_t>(__cvta_generic_to_shared(smem));
   if (tid == 0)
     for (int i = 0; i < S; ++i)
@@ -88,7 +96,7 @@ __global__ void __launch_bounds__(256, 1) read_probe_kernel(const char* buf, int
   asm volatile("fence.mbarrier_init.release.cluster;\n" ::: "memory");
   __syncthreads();
   auto src = [&](int step, int c) {  // byte offset of 16-byte chunk c (0..1023) of a stage
-    return tile ? base + int64_t(c >> 4) * 8192 + step * 256 + (c & 15) * 16 : base + int64_t(step) * kStage + c * 16;
+    return tile ? base + int64_t(c >> 4) * pitch + step * 256 + (c & 15) * 16 : base + int64_t(step) * kStage + c * 16;
   };
   auto issue = [&](int step) {
     const uint32_t st = ring + (step % S) * kStage;
@@ -129,22 +137,25 @@ __global__ void __launch_bounds__(256, 1) read_probe_kernel(const char* buf, int
   }
   if (acc == 0x12345678) *out = acc;  // keeps the reads; never true for the random fill
 #else
-  (void)buf, (void)tile, (void)bulk, (void)out;
+  (void)buf, (void)tile, (void)bulk, (void)steps, (void)out;
 #endif
 }
 
 }  // namespace
 
-cudaError_t bench_read_probe(const void* buf, int depth, int tile, int bulk, int* out, cudaStream_t s) {
+cudaError_t bench_read_probe(const void* buf, int depth, int tile, int bulk, int* out, cudaStream_t s, int ctas,
+                             int steps) {
+  if (tile == 1 && (ctas != 128 || steps != 8)) return cudaErrorInvalidValue;  // the tile pattern covers 128 x 8 stages
+  if (tile >= 2 && steps > 32) return cudaErrorInvalidValue;                  // 32 x 256 bytes per row
   const int smem = depth * (16 << 10);
   if (depth == 4) {
     static const cudaError_t e = cudaFuncSetAttribute(read_probe_kernel<4>, cudaFuncAttributeMaxDynamicSharedMemorySize, 4 * (16 << 10));
     if (e != cudaSuccess) return e;
-    read_probe_kernel<4><<<128, 256, smem, s>>>(static_cast<const char*>(buf), tile, bulk, out);
+    read_probe_kernel<4><<<ctas, 256, smem, s>>>(static_cast<const char*>(buf), tile, bulk, steps, out);
   } else {
     static const cudaError_t e = cudaFuncSetAttribute(read_probe_kernel<8>, cudaFuncAttributeMaxDynamicSharedMemorySize, 8 * (16 << 10));
     if (e != cudaSuccess) return e;
-    read_probe_kernel<8><<<128, 256, 8 * (16 << 10), s>>>(static_cast<const char*>(buf), tile, bulk, out);
+    read_probe_kernel<8><<<ctas, 256, 8 * (16 << 10), s>>>(static_cast<const char*>(buf), tile, bulk, steps, out);
   }
   return cudaGetLastError();
 }

@@ -191,12 +191,38 @@ void print_launch_floor(cudaStream_t s) {
           });
           std::printf(" %s/%s/%d %.0f", tile ? "tile" : "contig", bulk ? "bulk" : "cp.async", depth, (16 << 20) / t * 1e-3);
         }
+    // Per SM: contiguous reads by 1, 16 and 132 CTAs (one per SM), ring depth 8. The decode rows' weight loads run on
+    // a few SMs each; this says what one SM can pull by itself and with the copy engine.
+    std::printf("\nread probe per CTA (contiguous, 16 KB stages, depth 8), GB/s per CTA (all CTAs):");
+    for (auto [ctas, steps] : {std::pair{1, 64}, std::pair{16, 64}, std::pair{132, 7}})
+      for (int bulk : {0, 1}) {
+        const double bytes = double(ctas) * steps * (16 << 10);
+        const double t = time_graph(s, 64, 15, [&](int i) {
+          BENCH_CUDA(bench_read_probe(static_cast<char*>(rbuf.p) + size_t(i % kSets) * (16 << 20), 8, 0, bulk, sink, s,
+                                      ctas, steps));
+        });
+        std::printf(" %d CTAs x %d KB %s %.1f (%.0f)", ctas, steps * 16, bulk ? "bulk" : "cp.async",
+                    bytes / ctas / t * 1e-3, bytes / t * 1e-3);
+      }
+    // The prefill kernel's A stages: 64 rows x 256 bytes per stage, rows 8 KB apart (A at h_in = 4096), against the
+    // same with rows 8 KB + 256 bytes apart (does a power-of-two pitch send one CTA's rows to few DRAM channels?).
+    std::printf("\nread probe per CTA, 64 rows x 256 bytes per stage (cp.async, depth 8, 512 KB per CTA), GB/s per CTA:");
+    for (int ctas : {1, 8, 28})  // 28 x 64 rows x 8448 bytes stay inside one 16 MB set
+      for (int tile : {2, 3}) {
+        const double bytes = double(ctas) * 32 * (16 << 10);
+        const double t = time_graph(s, 64, 15, [&](int i) {
+          BENCH_CUDA(bench_read_probe(static_cast<char*>(rbuf.p) + size_t(i % kSets) * (16 << 20), 8, tile, 0, sink, s,
+                                      ctas, 32));
+        });
+        std::printf(" %d CTAs pitch %d: %.1f", ctas, tile == 3 ? 8448 : 8192, bytes / ctas / t * 1e-3);
+      }
   }
-  std::printf("\nprefill kernel, clusters resident at once (f16):");
+  std::printf("\nprefill kernel, clusters resident at once (f16; 2-CTA clusters / single CTAs):");
   for (int r : {16, 32, 64}) {
-    int n = 0;
-    if (!cuda::lora_prefill_capacity_for(DType::kF16, r, &n).is_ok()) n = -1;
-    std::printf(" r=%d %d", r, n);
+    int n2 = 0, n1 = 0;
+    if (!cuda::lora_prefill_capacity_for(DType::kF16, r, 2, &n2).is_ok()) n2 = -1;
+    if (!cuda::lora_prefill_capacity_for(DType::kF16, r, 1, &n1).is_ok()) n1 = -1;
+    std::printf(" r=%d %d/%d", r, n2, n1);
   }
   std::printf("\n");
 }

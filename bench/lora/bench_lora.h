@@ -38,7 +38,8 @@ cudaError_t bench_probe(void* buf, int64_t offset_vec16, int mode, cudaStream_t 
 // One launch of the read-rate probe (bench_device.cu): 128 CTAs read 16 MB at buf through a ring of `depth` (4 or 8)
 // 16 KB stages; tile: the prefill kernel's x-tile pattern (256 bytes of each of 64 rows 8 KB apart per stage) or
 // contiguous; bulk: one bulk copy per row / stage on an mbarrier, or 16-byte cp.async per thread (sm_90 only).
-cudaError_t bench_read_probe(const void* buf, int depth, int tile, int bulk, int* out, cudaStream_t s);
+cudaError_t bench_read_probe(const void* buf, int depth, int tile, int bulk, int* out, cudaStream_t s, int ctas = 128,
+                             int steps = 8);
 
 enum class Workload { kDistinct, kUniform, kZipf, kIdentical, kSplit1, kNoAdapterRows, kPrefill };
 const char* workload_name(Workload w);
