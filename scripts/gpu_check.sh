@@ -9,7 +9,7 @@
 #   cmake -S src/backends/cuda/standalone -B build-cuda-90 -G Ninja -DCMAKE_BUILD_TYPE=Release \
 #     -DCMAKE_CUDA_ARCHITECTURES=90a && ninja -C build-cuda-90 punica_lora_oracle punica_bench_lora
 # (sm_90a only: 30 MB, small enough to carry); if they do not start there, builds them the same way there.
-#   scripts/gpu_check.sh [all|oracle|sanitize|bench|quick|profile|compare|rule|probe|iterate|ab|stream|final|final-san|gemv|ncu-cluster|ncu-old-new|few-rows|cluster-size|cs-san|cs-final|prefill|prefill-ab|ncu-prefill|many-adapters|warps]
+#   scripts/gpu_check.sh [all|oracle|sanitize|bench|quick|profile|compare|rule|probe|iterate|ab|stream|final|final-san|gemv|ncu-cluster|ncu-old-new|few-rows|cluster-size|cs-san|cs-final|prefill|prefill-ab|ncu-prefill]
 #   (all = oracle by shape + oracle with the cluster kernel off (the older paths) + sanitizers + bench;
 #    quick = oracle + sanitizer + --quick bench; profile = all + Nsight Compute on the prefill kernels;
 #    COMPARE_PATHS=1 also benches every row with the single-launch decode kernel off, PUNICA_LORA_FUSED=0;
@@ -40,12 +40,7 @@
 #    and with it off (PUNICA_LORA_PREFILL=0) joined by row, memcheck and racecheck (f16) with it forced; PF_FULL_BENCH=1:
 #    then the full benchmark; prefill-ab = the prefill rows (f16) by shape and off, joined; the phase trace; then Nsight
 #    Compute on one prefill launch of each of r = 16 and r = 64 with PF_NCU=1; ncu-prefill = one prefill-kernel
-#    launch of each rank under Nsight Compute with per-SASS-instruction stall samples (CSV), as ncu-cluster;
-#    many-adapters = the prefill kernel on decode batches (tenth session): oracles forced with single CTAs, forced by tile
-#    count, by shape; the f16 rows of MA_SHAPE (default 4096x4096) by shape, with it off, forced with 1- and 2-CTA
-#    clusters, joined; the read probes; MA_SAN=1: memcheck / racecheck forced; MA_FULL_BENCH=1: the full benchmark;
-#    warps = the prefill kernel with 8 warps per CTA ($BIN) against 16 ($BIN16): oracles of the 16-warp build forced,
-#    the f16 rows of both by shape, the 8-warp build with it off, the 16-warp build forced with 1- and 2-CTA clusters)
+#    launch of each rank under Nsight Compute with per-SASS-instruction stall samples (CSV), as ncu-cluster)
 set -uo pipefail
 mode=${1:-all}
 OUT=${OUT:-$PWD/gpu-out}
@@ -367,42 +362,6 @@ if [[ $mode == prefill-ab ]]; then  # two vs one CTA per SM, deep ring, off; ncu
       grep -E "Duration|DRAM Throughput|Memory Throughput|Achieved Occupancy|Registers Per|sm__ctas_launched|sm__cycles_active|dram__bytes|No Eligible|Warp Cycles Per Issued|Waves Per SM" "$OUT/ncu_pf_r$r.log" | sed "s/^/r$r /"
     done
   fi
-fi
-if [[ $mode == many-adapters ]]; then  # the tenth session: the prefill kernel on decode batches of many adapters
-  PUNICA_LORA_PREFILL_CS=1 run_oracle oracle_prefill_cs1 150 --dtype all --prefill 1
-  run_oracle oracle_prefill_forced 150 --dtype all --prefill 1
-  run_oracle oracle_auto 150 --dtype all
-  b="--no-baselines --dtype f16 --shape ${MA_SHAPE:-4096x4096}"
-  run_bench ma_new 150 $b --csv "$OUT/ma_new.csv"
-  PUNICA_LORA_PREFILL=0 run_bench ma_off 150 $b --csv "$OUT/ma_off.csv"
-  PUNICA_LORA_PREFILL=1 PUNICA_LORA_PREFILL_CS=1 run_bench ma_cs1 150 $b --csv "$OUT/ma_cs1.csv"
-  PUNICA_LORA_PREFILL=1 PUNICA_LORA_PREFILL_CS=2 run_bench ma_cs2 150 $b --csv "$OUT/ma_cs2.csv"
-  echo "== f16 rows us: new = by shape; off = PUNICA_LORA_PREFILL=0 (the ninth session's choice for decode rows); cs1 / cs2 = the prefill kernel forced with single CTAs / 2-CTA clusters =="
-  python3 scripts/join_bench_csv.py "new=$OUT/ma_new.csv" "off=$OUT/ma_off.csv" "cs1=$OUT/ma_cs1.csv" "cs2=$OUT/ma_cs2.csv"
-  "$BIN/punica_bench_lora" --floor 2>&1 | grep -A1 "read probe\|prefill kernel, clusters"
-  if [[ ${MA_SAN:-0} == 1 ]]; then
-    PUNICA_LORA_PREFILL_CS=1 run_sanitizer memcheck 200 --prefill 1
-    PUNICA_LORA_PREFILL_CS=1 run_sanitizer racecheck 240 --dtype f16 --prefill 1
-    run_sanitizer memcheck 200 --prefill 1
-  fi
-  if [[ ${MA_FULL_BENCH:-0} == 1 ]]; then run_bench bench 330 --csv "$OUT/bench.csv"; fi
-fi
-if [[ $mode == warps ]]; then  # the prefill kernel with 8 warps ($BIN) against 16 ($BIN16, built with PUNICA_PREFILL_WARPS=16)
-  BIN16=${BIN16:-build-cuda-90/w16}
-  BIN_SAVE=$BIN; BIN=$BIN16
-  run_oracle oracle16_prefill_forced 150 --dtype all --prefill 1
-  PUNICA_LORA_PREFILL_CS=1 run_oracle oracle16_prefill_cs1 150 --dtype all --prefill 1
-  BIN=$BIN_SAVE
-  b="--no-baselines --dtype f16 --shape ${MA_SHAPE:-4096x4096}"
-  run_bench w8_auto 150 $b --csv "$OUT/w8_auto.csv"
-  PUNICA_LORA_PREFILL=0 run_bench w8_off 150 $b --csv "$OUT/w8_off.csv"
-  BIN=$BIN16
-  run_bench w16_auto 150 $b --csv "$OUT/w16_auto.csv"
-  PUNICA_LORA_PREFILL=1 PUNICA_LORA_PREFILL_CS=1 run_bench w16_cs1 150 $b --csv "$OUT/w16_cs1.csv"
-  PUNICA_LORA_PREFILL=1 PUNICA_LORA_PREFILL_CS=2 run_bench w16_cs2 150 $b --csv "$OUT/w16_cs2.csv"
-  BIN=$BIN_SAVE
-  echo "== f16 rows us: w8 / w16 = 8 / 16 warps per CTA; auto = by shape; off = prefill kernel off (the ninth session's decode choice); cs1 / cs2 = forced with single CTAs / 2-CTA clusters =="
-  python3 scripts/join_bench_csv.py "w8=$OUT/w8_auto.csv" "off=$OUT/w8_off.csv" "w16=$OUT/w16_auto.csv" "cs1_16=$OUT/w16_cs1.csv" "cs2_16=$OUT/w16_cs2.csv"
 fi
 echo "== summary =="
 printf '%s\n' "${summary[@]}"

@@ -35,9 +35,11 @@ cudaError_t bench_fill(void* p, int64_t n, bool bf16, float amp, uint64_t seed, 
 // barrier, 2 + one cold 16-byte load and store per thread at buf + offset_vec16 * 16 bytes, 3 / 4 + 2048
 // FMAs per thread as straight-line code / as a loop (sm_90 only).
 cudaError_t bench_probe(void* buf, int64_t offset_vec16, int mode, cudaStream_t s);
-// One launch of the read-rate probe (bench_device.cu): 128 CTAs read 16 MB at buf through a ring of `depth` (4 or 8)
-// 16 KB stages; tile: the prefill kernel's x-tile pattern (256 bytes of each of 64 rows 8 KB apart per stage) or
-// contiguous; bulk: one bulk copy per row / stage on an mbarrier, or 16-byte cp.async per thread (sm_90 only).
+// One launch of the read-rate probe (bench_device.cu): `ctas` CTAs read `steps` 16 KB stages each at buf through a
+// ring of `depth` (4 or 8) stages; tile 1 (128 CTAs x 8 stages only): the prefill kernel's x-tile pattern (256 bytes
+// of each of 64 rows 8 KB apart per stage), 0: contiguous, 2 / 3: each CTA its own 64 rows at a pitch of 8 KB /
+// 8 KB + 256 bytes (steps <= 32); bulk: one bulk copy per row / stage on an mbarrier, or 16-byte cp.async per thread
+// (sm_90 only).
 cudaError_t bench_read_probe(const void* buf, int depth, int tile, int bulk, int* out, cudaStream_t s, int ctas = 128,
                              int steps = 8);
 

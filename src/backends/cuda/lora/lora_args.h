@@ -14,7 +14,7 @@
 
 namespace punica::cuda::lora_detail {
 
-constexpr int kThreads = 128;  // 4 warps per block in every LoRA kernel but the prefill kernel (8 warps)
+constexpr int kThreads = 128;  // 4 warps per block in every LoRA kernel but the prefill kernel (16 warps)
 // Token rows per block iteration of the split-K reduce kernel: one (row, rank) element per thread, so that
 // decode batches (a few rows per segment) still spread over many blocks.
 constexpr int reduce_rows(int v_rank_stride) { return v_rank_stride >= kThreads ? 1 : kThreads / v_rank_stride; }
@@ -183,9 +183,8 @@ bool lora_cluster_layout(int rp, int mt, ClusterArgs* a);
 Status lora_cluster_capacity(DType dtype, const ClusterArgs& args, int rp, int mt, int* clusters);
 Status lora_launch_cluster(DType dtype, const ClusterArgs& args, int rp, int mt, bool pdl, cudaStream_t stream);
 
-// The prefill kernel (lora_prefill.cu): the whole add-on in one launch, one cluster of cs = 2 CTAs (or one CTA, cs = 1)
-// per (segment, 32-row token tile). Grid: x = cs * tiles, y = segments. It takes prefill batches, and decode batches of
-// many adapters (one tile per segment) where it streams their weights through every SM.
+// The prefill kernel (lora_prefill.cu): the whole add-on in one launch for segments of many tokens, one cluster of
+// 2 CTAs per (segment, 32-row token tile). Grid: x = 2 * tiles, y = segments.
 // The v columns one CTA holds: slices x padded rank, as 16 / 32 / 64 (0: the call needs more; the other paths
 // take it).
 constexpr int prefill_v_cols(int num_slices, int padded_rank) {
@@ -201,10 +200,9 @@ struct PrefillArgs : AddonArgs {
   // the exchange, 11 at the end.
   unsigned long long* trace;
 };
-// How many clusters of cs CTAs (2, or 1: no cluster) of the prefill kernel for nv v columns can be resident at once
-// (0: none; cached).
-Status lora_prefill_capacity(DType dtype, int nv, int cs, int* clusters);
-Status lora_launch_prefill(DType dtype, const PrefillArgs& args, int nv, int cs, bool pdl, cudaStream_t stream);
+// How many clusters of the prefill kernel for nv v columns can be resident at once (0: none; cached).
+Status lora_prefill_capacity(DType dtype, int nv, int* clusters);
+Status lora_launch_prefill(DType dtype, const PrefillArgs& args, int nv, bool pdl, cudaStream_t stream);
 
 // Resident shrink blocks per SM for a tile shape and stage width (from the occupancy calculator).
 int lora_shrink_blocks_per_sm(int tm, int rp, int ks);

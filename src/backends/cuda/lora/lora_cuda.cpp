@@ -350,67 +350,33 @@ int& prefill_override() {
   return v;
 }
 
-// PUNICA_LORA_PREFILL_CS=1 / 2: the prefill kernel's CTAs per cluster for every launch (benchmarking and the
-// oracle, with PUNICA_LORA_PREFILL=1); unset: by the number of tiles (pick_prefill).
-int prefill_cs_override() {
-  static const int v = env_override("PUNICA_LORA_PREFILL_CS");
-  return v;
-}
-
-// The prefill kernel's instance for a lora_add: v columns (16 / 32 / 64; 0: it does not take the call) and CTAs
-// per cluster.
-struct PrefillPick {
-  int nv = 0;
-  int cs = 2;
-};
-
-// Decode batches (16-row tiles) the prefill kernel takes by shape: at least this many adapted 32-row tiles (in a
-// decode batch, one per adapted segment), all resident at once. Set from H100 measurements (tenth session,
-// docs/perf/lora-kernels.md).
-constexpr int kPrefillDecodeMinTiles = 48;
-
-// Which prefill-kernel instance takes this lora_add. It needs sm_90 and at most 64 v columns (slices x padded rank).
-// By shape it takes, after the cluster kernel (lora_add asks that first):
-// - prefill batches (those the two-kernel path would give 64-row tiles, pick_tile_rows). Measured on H100 (ninth
-//   session): faster than the two-kernel path on every prefill row of the benchmark (4 x 512 tokens, 4096 x 4096
-//   r = 16 23.6 vs 30.6 us, r = 64 33.4 vs 44.8; 4096 x 11008 r = 64 62.4 vs 89.2);
-// - decode batches of many adapters (kPrefillDecodeMinTiles): each CTA streams its share of one adapter's A and B
-//   through its ring, so all SMs read weights at once in one launch.
-// Clusters of 2 CTAs while one wave of them holds every tile (4 x 512 tokens: 64 of 66), else single CTAs while one
-// wave of those does (decode with 67..132 adapters), else 2.
-Status pick_prefill(const ops::LoraShrinkParams& s, const DeviceFacts& dev, PrefillPick* pk) {
-  *pk = {};
+// The prefill kernel's v columns (16 / 32 / 64) when it takes this lora_add, else 0. It needs sm_90 and at most
+// 64 v columns (slices x padded rank); by shape it takes the batches the two-kernel path would give 64-row tiles
+// (pick_tile_rows) and the cluster kernel does not take (lora_add asks that first). Measured on H100 (ninth session,
+// docs/perf/lora-kernels.md): faster than the two-kernel path on every prefill row of the benchmark (4 x 512 tokens,
+// 4096 x 4096 r = 16 23.6 vs 30.6 us, r = 64 33.4 vs 44.8; 4096 x 11008 r = 64 62.4 vs 89.2).
+Status pick_prefill(const ops::LoraShrinkParams& s, const DeviceFacts& dev, int* nv) {
+  *nv = 0;
   const int ov = prefill_override();
   if (!dev.pdl || ov == 0) return Status::ok();
   const int cols = lora_detail::prefill_v_cols(s.num_slices, padded_rank(s.v_rank_stride));
-  if (cols == 0) return Status::ok();
-  const int64_t tiles = adapted_tiles(s.seg, 32);
-  int cap2 = 0, cap1 = 0;
-  PUNICA_RETURN_IF_ERROR(lora_detail::lora_prefill_capacity(s.dtype, cols, 2, &cap2));
-  PUNICA_RETURN_IF_ERROR(lora_detail::lora_prefill_capacity(s.dtype, cols, 1, &cap1));
-  const int cs_ov = prefill_cs_override();
-  const int cs = cs_ov == 1 || cs_ov == 2 ? cs_ov : tiles <= cap2 ? 2 : tiles <= cap1 ? 1 : 2;
-  if ((cs == 2 ? cap2 : cap1) == 0) return Status::ok();
-  if (ov != 1) {  // by shape; never while the streaming kernels are forced for every shape
-    if (stream_override() == 1) return Status::ok();
-    const bool prefill = pick_tile_rows(s.seg) == 64;
-    const bool many_adapters = !prefill && tiles >= kPrefillDecodeMinTiles && tiles <= cap1;
-    if (!prefill && !many_adapters) return Status::ok();
-  }
-  pk->nv = cols;
-  pk->cs = cs;
+  // by shape only for prefill batches, and not while the streaming kernels are forced for every shape
+  if (cols == 0 || (ov != 1 && (pick_tile_rows(s.seg) != 64 || stream_override() == 1))) return Status::ok();
+  int clusters = 0;
+  PUNICA_RETURN_IF_ERROR(lora_detail::lora_prefill_capacity(s.dtype, cols, &clusters));
+  if (clusters > 0) *nv = cols;
   return Status::ok();
 }
 
-Status launch_prefill(const ops::LoraShrinkParams& s, const ops::LoraExpandParams& e, const DeviceFacts& dev,
-                      const PrefillPick& pk, cudaStream_t stream) {
+Status launch_prefill(const ops::LoraShrinkParams& s, const ops::LoraExpandParams& e, const DeviceFacts& dev, int nv,
+                      cudaStream_t stream) {
   lora_detail::PrefillArgs a{};
   fill_addon(s, e, &a);
   a.rp = padded_rank(s.v_rank_stride);
   a.max_len = adapted_len(s.seg);
   a.num_segments = s.seg.num_segments;
   a.trace = trace_buffer();
-  return lora_detail::lora_launch_prefill(s.dtype, a, pk.nv, pk.cs, dev.pdl, stream);
+  return lora_detail::lora_launch_prefill(s.dtype, a, nv, dev.pdl, stream);
 }
 
 // The shrink arguments both shrink kernels share; `per` counts the kernel's k steps per split.
@@ -591,14 +557,13 @@ Status lora_cluster_capacity_for(DType dtype, int h_in, int h_out, int rank, int
   return lora_detail::lora_cluster_capacity(dtype, ca, padded_rank(rank), mt, clusters);
 }
 
-Status lora_prefill_capacity_for(DType dtype, int rank, int cs, int* clusters) {
+Status lora_prefill_capacity_for(DType dtype, int rank, int* clusters) {
   *clusters = 0;
   DeviceFacts dev;
   PUNICA_RETURN_IF_ERROR(device_facts(&dev));
   const int nv = lora_detail::prefill_v_cols(1, padded_rank(rank));
   if (!dev.pdl || rank < 1 || rank > ops::kMaxLoraRank || nv == 0) return Status::ok();
-  if (cs != 1 && cs != 2) return invalid_argument("lora_prefill_capacity_for: clusters of 1 or 2 CTAs");
-  return lora_detail::lora_prefill_capacity(dtype, nv, cs, clusters);
+  return lora_detail::lora_prefill_capacity(dtype, nv, clusters);
 }
 
 size_t lora_workspace_size() { return kSyncBytes + kAccBytes + kPartialBytes; }
@@ -651,16 +616,16 @@ Status lora_add(const ops::LoraShrinkParams& s, const ops::LoraExpandParams& e, 
   if (nothing_to_do(s.seg)) return Status::ok();
   DeviceFacts dev;
   PUNICA_RETURN_IF_ERROR(device_facts(&dev));
-  PrefillPick prefill;
-  PUNICA_RETURN_IF_ERROR(pick_prefill(s, dev, &prefill));
-  if (prefill.nv > 0 && prefill_override() == 1) return launch_prefill(s, e, dev, prefill, stream);
+  int prefill_nv = 0;
+  PUNICA_RETURN_IF_ERROR(pick_prefill(s, dev, &prefill_nv));
+  if (prefill_nv > 0 && prefill_override() == 1) return launch_prefill(s, e, dev, prefill_nv, stream);
   {
     lora_detail::ClusterArgs ca;
     int mt = 0;
     PUNICA_RETURN_IF_ERROR(choose_cluster(s, e, dev, &ca, &mt));
     if (mt > 0) return lora_detail::lora_launch_cluster(s.dtype, ca, padded_rank(s.v_rank_stride), mt, dev.pdl, stream);
   }
-  if (prefill.nv > 0) return launch_prefill(s, e, dev, prefill, stream);
+  if (prefill_nv > 0) return launch_prefill(s, e, dev, prefill_nv, stream);
   LaunchShape ss, es;
   ShrinkArgs sa;
   ExpandArgs ea;

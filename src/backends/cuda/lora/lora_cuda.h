@@ -12,9 +12,9 @@
 // rank <= 32, <= 6 above; segments <= 128 tokens) run the whole add-on as ONE launch of the cluster kernel
 // (lora_cluster.cu: a 16-CTA cluster per segment tile, partial v pushed through distributed shared memory)
 // when its shared-memory plan fits; prefill batches (64-row token tiles) with at most 64 v columns run the
-// prefill kernel (lora_prefill.cu: one launch, a 2-CTA cluster or one CTA per 32-row tile of a segment), and so do
-// decode batches of 48 or more adapters that one wave of it holds; other batches of many short segments run the
-// streaming shrink + expand (lora_stream.cu: weights loaded straight into mma fragments); everything else (and everything before sm_90) runs a persistent single-launch kernel or the tiled
+// prefill kernel (lora_prefill.cu: one launch, a 2-CTA cluster per 32-row tile of a segment); batches of many
+// short segments run the streaming shrink + expand (lora_stream.cu: weights loaded straight into mma
+// fragments); everything else (and everything before sm_90) runs a persistent single-launch kernel or the tiled
 // shrink [+ split-K reduce] + expand kernels. All are launched with Programmatic Dependent Launch.
 // PDL contract: the kernels read the segment arrays, slot tables and adapter weights BEFORE waiting for the
 // previous kernel in the stream (that overlap is most of the speed of small batches), x and y after. So
@@ -92,8 +92,8 @@ constexpr int kLoraTraceSlots = 16;  // u64 stamps per CTA in a trace buffer
 Status lora_cluster_capacity_for(DType dtype, int h_in, int h_out, int rank, int tile_rows, int cluster_size,
                                  int* clusters);
 
-// Benchmarking only: how many clusters of cluster_size (1 or 2) CTAs of the prefill kernel can be resident at once
-// for one slice of this rank (0: none, or the kernel cannot take the rank).
-Status lora_prefill_capacity_for(DType dtype, int rank, int cluster_size, int* clusters);
+// Benchmarking only: how many clusters of the prefill kernel can be resident at once for one slice of this rank (0:
+// none, or the kernel cannot take the rank).
+Status lora_prefill_capacity_for(DType dtype, int rank, int* clusters);
 
 }  // namespace punica::cuda

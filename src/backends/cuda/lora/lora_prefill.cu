@@ -24,7 +24,6 @@
 #include <cstdlib>
 #include <map>
 #include <mutex>
-#include <tuple>
 
 #include "backends/cuda/cuda_check.h"
 #include "backends/cuda/lora/lora_args.h"
@@ -34,20 +33,19 @@
 namespace punica::cuda::lora_detail {
 namespace {
 
-#ifndef PUNICA_PREFILL_WARPS
-#define PUNICA_PREFILL_WARPS 8
-#endif
-constexpr int kPW = PUNICA_PREFILL_WARPS;  // warps per CTA (8 or 16)
-static_assert(kPW == 8 || kPW == 16, "the warp layouts below take 8 or 16 warps");
+// Warps per CTA. 16 (4 per scheduler) against 8 (H100, tenth session, both builds on one machine): 4 x 512 tokens
+// r = 16 23.71 -> 23.00 us, r = 64 33.55 -> 30.84; each warp's stage is a chain of dependent instructions, and 2 warps
+// per scheduler left the issue slots idle 67% of the time (Nsight Compute).
+constexpr int kPW = 16;
 constexpr int kPT = kPW * 32;   // threads per CTA
 
 // The tile plan: 2-CTA clusters (one TPC) of 32-row tiles, one CTA per SM. 66 such clusters fit at once on an
 // H100, so 4 x 512 tokens (64 clusters) run one CTA on each of 128 SMs. Measured against 4-CTA clusters of 64-row
 // tiles with two CTAs per SM allowed (ninth session): there 32 clusters did not fit one CTA per SM (30 do), ~8 SMs
 // hosted two CTAs, and their clusters finished last (r = 16 27.5 us against 24.7; r = 64 40.9 against 33.9).
-template <int NV, int CS>
+template <int NV>
 struct PrefillLayout {
-  static constexpr int kCS = CS;   // CTAs per cluster: 2, or 1 (no cluster) when 2-CTA clusters would not fit one wave
+  static constexpr int kCS = 2;    // CTAs per cluster
   static constexpr int kTM = 32;   // token rows per tile
   static constexpr int kMT = kTM / 16;  // m16 tiles per tile
   // Stage width: h_in columns per shrink stage and y columns per expand stage; each step's fixed cost (barrier,
@@ -92,13 +90,13 @@ __device__ __forceinline__ void prefill_stamp(const PrefillArgs& p, int slot) {
   }
 }
 
-template <typename T, int NV, int CS>
+template <typename T, int NV>
 __global__ void __launch_bounds__(kPT, 1) lora_prefill_kernel(const PrefillArgs p) {
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ < 900
   (void)p;  // clusters, stmatrix and PDL need sm_90; the host launches this kernel only there
 #else
-  using L = PrefillLayout<NV, CS>;
-  constexpr int kTM = L::kTM, kMT = L::kMT;
+  using L = PrefillLayout<NV>;
+  constexpr int CS = L::kCS, kTM = L::kTM, kMT = L::kMT;
   constexpr int kKS = L::kW, kNB = L::kW, kXP = L::kP, kYP = L::kP, kCPR = L::kCPR;
   constexpr int kNCH = kTM * kCPR / kPT;  // 16-byte chunks per thread of an x or y stage
   constexpr int kRS = kPT / kCPR;         // rows between a thread's chunks
@@ -133,7 +131,7 @@ __global__ void __launch_bounds__(kPT, 1) lora_prefill_kernel(const PrefillArgs 
     sl[tid] = s;
   }
   __shared__ uint64_t bar_recv;  // completes when the other CTAs' partial v tiles have landed here
-  if (CS > 1 && tid == 0) {
+  if (tid == 0) {
     mbar_init(&bar_recv, 1);
     fence_mbar_init();
   }
@@ -141,10 +139,8 @@ __global__ void __launch_bounds__(kPT, 1) lora_prefill_kernel(const PrefillArgs 
   const int total_jobs = sl[0].jobs + sl[1].jobs + sl[2].jobs;
   if (total_jobs == 0) return;  // no slice adapted: the same in every CTA of the cluster
   const int used = p.num_slices * p.rp;  // v columns in use (<= NV)
-  if constexpr (CS > 1) {
-    if (tid == 0) mbar_arrive_expect_tx(&bar_recv, static_cast<unsigned>((CS - 1) * kTM * used * 4));
-    cluster_arrive_relaxed();  // this CTA's barrier exists; the matching wait comes before the first push
-  }
+  if (tid == 0) mbar_arrive_expect_tx(&bar_recv, static_cast<unsigned>((CS - 1) * kTM * used * 4));
+  cluster_arrive_relaxed();  // this CTA's barrier exists; the matching wait comes before the first push
 
   const int rp = p.rp;
   const int nk = (p.h_in + kKS - 1) / kKS;
@@ -252,7 +248,7 @@ __global__ void __launch_bounds__(kPT, 1) lora_prefill_kernel(const PrefillArgs 
     for (int i = 0; i < kAChunks; ++i) a_src[i] += kKS;
   };
   // x rows of the next shrink stage, zeros past h_in. Rows past the tile's are not loaded: an mma row depends on its
-  // own x (or v) row only, and those rows are never stored; a decode tile of one token issues 1/32 of the copies.
+  // own x (or v) row only, and those rows are never stored.
   auto issue_x = [&](uint32_t st, bool kin) {
 #pragma unroll
     for (int i = 0; i < kNCH; ++i) {
@@ -382,9 +378,9 @@ __global__ void __launch_bounds__(kPT, 1) lora_prefill_kernel(const PrefillArgs 
     __syncthreads();
   }
   const int n4 = used >> 2;
-  if constexpr (CS > 1) {
-    cluster_wait();  // every CTA of the cluster runs and has initialised its barrier
-    prefill_stamp(p, 2);
+  cluster_wait();  // every CTA of the cluster runs and has initialised its barrier
+  prefill_stamp(p, 2);
+  {
     uint32_t rslot[CS], rbar[CS];
 #pragma unroll
     for (int c = 0; c < CS; ++c) {
@@ -399,8 +395,8 @@ __global__ void __launch_bounds__(kPT, 1) lora_prefill_kernel(const PrefillArgs 
       for (int c = 0; c < CS; ++c)
         if (c != crank) st_async_v4_mapped(rslot[c] + off, v4, rbar[c]);
     }
-    mbar_wait(&bar_recv, 0);
   }
+  mbar_wait(&bar_recv, 0);
   {
     const int64_t v_row = static_cast<int64_t>(p.num_slices) * p.v_rank_stride;
     for (int e = tid; e < kTM * n4; e += kPT) {
@@ -442,7 +438,7 @@ __global__ void __launch_bounds__(kPT, 1) lora_prefill_kernel(const PrefillArgs 
   }
   // Pairs with the wait at the end: no CTA leaves before the others' pushes into it have landed (they have, as it
   // waited for them) and before its own pushes were issued.
-  if constexpr (CS > 1) cluster_arrive_relaxed();
+  cluster_arrive_relaxed();
   __syncthreads();  // vh / vl complete
   prefill_stamp(p, 3);
 
@@ -514,41 +510,40 @@ __global__ void __launch_bounds__(kPT, 1) lora_prefill_kernel(const PrefillArgs 
     }
   }
   prefill_stamp(p, 11);
-  if constexpr (CS > 1) cluster_wait();  // see the arrival after the exchange
+  cluster_wait();  // see the arrival after the exchange
 #endif
 }
 
 // The instance's shared-memory limit, set once per process (a call per launch is host time in eager use).
-template <typename T, int NV, int CS>
+template <typename T, int NV>
 cudaError_t allow_smem() {
-  static const cudaError_t e = cudaFuncSetAttribute(
-      lora_prefill_kernel<T, NV, CS>, cudaFuncAttributeMaxDynamicSharedMemorySize, PrefillLayout<NV, CS>::kSmemBytes);
+  static const cudaError_t e = cudaFuncSetAttribute(lora_prefill_kernel<T, NV>, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                                    PrefillLayout<NV>::kSmemBytes);
   return e;
 }
 
-template <typename T, int NV, int CS>
+template <typename T, int NV>
 Status launch(const PrefillArgs& a, bool pdl, cudaStream_t stream) {
-  using L = PrefillLayout<NV, CS>;
-  auto kernel = lora_prefill_kernel<T, NV, CS>;
-  PUNICA_CUDA_RETURN_IF_ERROR((allow_smem<T, NV, CS>()));
+  using L = PrefillLayout<NV>;
+  auto kernel = lora_prefill_kernel<T, NV>;
+  PUNICA_CUDA_RETURN_IF_ERROR((allow_smem<T, NV>()));
   const int tiles = (std::max(1, a.max_len) + L::kTM - 1) / L::kTM;
-  const dim3 grid(static_cast<unsigned>(CS * tiles), static_cast<unsigned>(a.num_segments));
-  return launch_kernel(kernel, grid, dim3(kPT), L::kSmemBytes, pdl, CS > 1 ? CS : 0, stream,
-                       "lora_prefill_kernel launch", a);
+  const dim3 grid(static_cast<unsigned>(L::kCS * tiles), static_cast<unsigned>(a.num_segments));
+  return launch_kernel(kernel, grid, dim3(kPT), L::kSmemBytes, pdl, L::kCS, stream, "lora_prefill_kernel launch", a);
 }
 
-template <typename T, int NV, int CS>
+template <typename T, int NV>
 Status capacity(int* out) {
-  using L = PrefillLayout<NV, CS>;
-  auto kernel = lora_prefill_kernel<T, NV, CS>;
-  PUNICA_CUDA_RETURN_IF_ERROR((allow_smem<T, NV, CS>()));
+  using L = PrefillLayout<NV>;
+  auto kernel = lora_prefill_kernel<T, NV>;
+  PUNICA_CUDA_RETURN_IF_ERROR((allow_smem<T, NV>()));
   cudaLaunchConfig_t cfg = {};
-  cfg.gridDim = dim3(CS * 64);
+  cfg.gridDim = dim3(L::kCS * 64);
   cfg.blockDim = dim3(kPT);
   cfg.dynamicSmemBytes = L::kSmemBytes;
   cudaLaunchAttribute attr;
   attr.id = cudaLaunchAttributeClusterDimension;
-  attr.val.clusterDim.x = CS;
+  attr.val.clusterDim.x = L::kCS;
   attr.val.clusterDim.y = 1;
   attr.val.clusterDim.z = 1;
   cfg.attrs = &attr;
@@ -562,20 +557,14 @@ Status capacity(int* out) {
   return Status::ok();
 }
 
-// fn(T{}, NV, CS) for the activation dtype, v columns and CTAs per cluster.
 template <typename Fn>
-Status dispatch_instance(DType dtype, int nv, int cs, Fn&& fn) {
-  if (cs != 1 && cs != 2) return internal_error("lora_prefill: no kernel for clusters of " + std::to_string(cs));
+Status dispatch_nv(DType dtype, int nv, Fn&& fn) {
   return dispatch_dtype(dtype, [&](auto t) -> Status {
     using T = decltype(t);
-    auto by_cs = [&](auto n) -> Status {
-      if (cs == 1) return fn(T{}, n, std::integral_constant<int, 1>{});
-      return fn(T{}, n, std::integral_constant<int, 2>{});
-    };
     switch (nv) {
-      case 16: return by_cs(std::integral_constant<int, 16>{});
-      case 32: return by_cs(std::integral_constant<int, 32>{});
-      case 64: return by_cs(std::integral_constant<int, 64>{});
+      case 16: return fn(T{}, std::integral_constant<int, 16>{});
+      case 32: return fn(T{}, std::integral_constant<int, 32>{});
+      case 64: return fn(T{}, std::integral_constant<int, 64>{});
       default: return internal_error("lora_prefill: no kernel for " + std::to_string(nv) + " v columns");
     }
   });
@@ -583,25 +572,25 @@ Status dispatch_instance(DType dtype, int nv, int cs, Fn&& fn) {
 
 }  // namespace
 
-Status lora_prefill_capacity(DType dtype, int nv, int cs, int* clusters) {
+Status lora_prefill_capacity(DType dtype, int nv, int* clusters) {
   static std::mutex mu;
-  static std::map<std::tuple<int, int, int>, int> known;  // (dtype, nv, cs) -> clusters; the device does not change
+  static std::map<std::pair<int, int>, int> known;  // (dtype, nv) -> clusters; the device does not change
   const std::lock_guard<std::mutex> lock(mu);
-  const auto key = std::make_tuple(static_cast<int>(dtype), nv, cs);
+  const auto key = std::make_pair(static_cast<int>(dtype), nv);
   if (auto it = known.find(key); it != known.end()) {
     *clusters = it->second;
     return Status::ok();
   }
-  PUNICA_RETURN_IF_ERROR(dispatch_instance(dtype, nv, cs, [&](auto t, auto n, auto c) {
-    return capacity<decltype(t), decltype(n)::value, decltype(c)::value>(clusters);
+  PUNICA_RETURN_IF_ERROR(dispatch_nv(dtype, nv, [&](auto t, auto n) {
+    return capacity<decltype(t), decltype(n)::value>(clusters);
   }));
   known[key] = *clusters;
   return Status::ok();
 }
 
-Status lora_launch_prefill(DType dtype, const PrefillArgs& args, int nv, int cs, bool pdl, cudaStream_t stream) {
-  return dispatch_instance(dtype, nv, cs, [&](auto t, auto n, auto c) {
-    return launch<decltype(t), decltype(n)::value, decltype(c)::value>(args, pdl, stream);
+Status lora_launch_prefill(DType dtype, const PrefillArgs& args, int nv, bool pdl, cudaStream_t stream) {
+  return dispatch_nv(dtype, nv, [&](auto t, auto n) {
+    return launch<decltype(t), decltype(n)::value>(args, pdl, stream);
   });
 }
 
