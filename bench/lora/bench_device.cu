@@ -73,8 +73,8 @@ __global__ void probe_kernel(uint4* buf, int64_t stride, int mode) {
 // tile); tile = 0: a contiguous 128 KB. bulk = 0: 16-byte cp.async per thread, cp.async.wait_group and a block
 // barrier per stage (the prefill kernel's pipeline); bulk = 1: thread 0 issues one bulk copy per row (tile) or per
 // stage, completion on an mbarrier per slot. What access pattern and copy engine the memory system rewards.
-// steps != 8 (tile = 0 only): each CTA reads steps x 16 KB, with as many CTAs as launched: the rate one SM reaches
-// alone (1 CTA), or with a few others (16), against all of them (132).
+// Other grid sizes and steps (tile 0, 2, 3): each CTA reads steps x 16 KB, with as many CTAs as launched: the rate one
+// SM reaches alone (1 CTA), or with a few others (16), against all of them (132).
 template <int S>
 __global__ void __launch_bounds__(256, 1) read_probe_kernel(const char* buf, int tile, int bulk, int steps, int* out) {
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
@@ -119,7 +119,10 @@ __global__ void __launch_bounds__(256, 1) read_probe_kernel(const char* buf, int
     }
   };
   int acc = 0;
-  for (int step = 0; step < S - 1; ++step) issue(step);
+  for (int step = 0; step < S - 1; ++step) {  // empty groups past kSteps keep wait_group's count right
+    if (step < kSteps) issue(step);
+    else if (!bulk) asm volatile("cp.async.commit_group;\n" ::);
+  }
   for (int step = 0; step < kSteps; ++step) {
     if (bulk) {
       const uint32_t bar = static_cast<uint32_t>(__cvta_generic_to_shared(&full[step % S]));
@@ -143,10 +146,17 @@ __global__ void __launch_bounds__(256, 1) read_probe_kernel(const char* buf, int
 
 }  // namespace
 
+int64_t bench_read_probe_span(int tile, int ctas, int steps) {
+  if (tile == 1) return int64_t{128} * 8 * (16 << 10);
+  if (tile >= 2) return int64_t{ctas} * 64 * (tile == 3 ? 8192 + 256 : 8192);
+  return int64_t{ctas} * steps * (16 << 10);
+}
+
 cudaError_t bench_read_probe(const void* buf, int depth, int tile, int bulk, int* out, cudaStream_t s, int ctas,
                              int steps) {
   if (tile == 1 && (ctas != 128 || steps != 8)) return cudaErrorInvalidValue;  // the tile pattern covers 128 x 8 stages
   if (tile >= 2 && steps > 32) return cudaErrorInvalidValue;                  // 32 x 256 bytes per row
+  if (steps < 1 || ctas < 1) return cudaErrorInvalidValue;
   const int smem = depth * (16 << 10);
   if (depth == 4) {
     static const cudaError_t e = cudaFuncSetAttribute(read_probe_kernel<4>, cudaFuncAttributeMaxDynamicSharedMemorySize, 4 * (16 << 10));

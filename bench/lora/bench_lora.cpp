@@ -11,6 +11,7 @@
 // the default choice.
 #include <algorithm>
 #include <cmath>
+#include <cstdlib>
 #include <cstring>
 #include <map>
 #include <memory>
@@ -191,31 +192,39 @@ void print_launch_floor(cudaStream_t s) {
           });
           std::printf(" %s/%s/%d %.0f", tile ? "tile" : "contig", bulk ? "bulk" : "cp.async", depth, (16 << 20) / t * 1e-3);
         }
-    // Per SM: contiguous reads by 1, 16 and 132 CTAs (one per SM), ring depth 8. The decode rows' weight loads run on
-    // a few SMs each; this says what one SM can pull by itself and with the copy engine.
-    std::printf("\nread probe per CTA (contiguous, 16 KB stages, depth 8), GB/s per CTA (all CTAs):");
-    for (auto [ctas, steps] : {std::pair{1, 64}, std::pair{16, 64}, std::pair{132, 7}})
+    // Per SM: contiguous reads by 1, 16 and all SMs' CTAs (one per SM), ring depth 8, and the prefill kernel's A
+    // stages (64 rows x 256 bytes per stage, rows 8 KB apart as A at h_in = 4096) against the same rows 8 KB + 256
+    // bytes apart (does a power-of-two pitch send one CTA's rows to few DRAM channels?). The decode rows' weight loads
+    // run on a few SMs each; this says what one SM can pull by itself and with the copy engine. Consecutive launches
+    // read consecutive spans of the whole 256 MB buffer, >= 150 MB per graph, so every read comes from DRAM.
+    auto per_cta_rate = [&](int tile, int bulk, int ctas, int steps) {
+      const int64_t total = int64_t(kSets) * (16 << 20);
+      const int64_t span = (bench_read_probe_span(tile, ctas, steps) + (16 << 10) - 1) / (16 << 10) * (16 << 10);
+      if (3 * span > total) {
+        std::fprintf(stderr, "read probe: %d CTAs x %d steps span %lld bytes, more than a third of the buffer\n", ctas,
+                     steps, static_cast<long long>(span));
+        std::exit(1);
+      }
+      const int calls = std::max(64, static_cast<int>((150LL << 20) / span) + 1);
+      const double t = time_graph(s, calls, 15, [&](int i) {
+        BENCH_CUDA(bench_read_probe(static_cast<char*>(rbuf.p) + (int64_t(i) * span) % (total - span), 8, tile, bulk,
+                                    sink, s, ctas, steps));
+      });
+      return double(ctas) * steps * (16 << 10) / ctas / t * 1e-3;  // GB/s per CTA
+    };
+    int sms = 0;
+    BENCH_CUDA(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, 0));
+    std::printf("\nread probe per CTA (contiguous, 16 KB stages, depth 8, from DRAM), GB/s per CTA:");
+    for (auto [ctas, steps] : {std::pair{1, 64}, std::pair{16, 64}, std::pair{sms, 7}})
       for (int bulk : {0, 1}) {
-        const double bytes = double(ctas) * steps * (16 << 10);
-        const double t = time_graph(s, 64, 15, [&](int i) {
-          BENCH_CUDA(bench_read_probe(static_cast<char*>(rbuf.p) + size_t(i % kSets) * (16 << 20), 8, 0, bulk, sink, s,
-                                      ctas, steps));
-        });
-        std::printf(" %d CTAs x %d KB %s %.1f (%.0f)", ctas, steps * 16, bulk ? "bulk" : "cp.async",
-                    bytes / ctas / t * 1e-3, bytes / t * 1e-3);
+        const double r = per_cta_rate(0, bulk, ctas, steps);
+        std::printf(" %d CTAs x %d KB %s %.1f (%.0f in all)", ctas, steps * 16, bulk ? "bulk" : "cp.async", r, r * ctas);
       }
-    // The prefill kernel's A stages: 64 rows x 256 bytes per stage, rows 8 KB apart (A at h_in = 4096), against the
-    // same with rows 8 KB + 256 bytes apart (does a power-of-two pitch send one CTA's rows to few DRAM channels?).
-    std::printf("\nread probe per CTA, 64 rows x 256 bytes per stage (cp.async, depth 8, 512 KB per CTA), GB/s per CTA:");
-    for (int ctas : {1, 8, 28})  // 28 x 64 rows x 8448 bytes stay inside one 16 MB set
-      for (int tile : {2, 3}) {
-        const double bytes = double(ctas) * 32 * (16 << 10);
-        const double t = time_graph(s, 64, 15, [&](int i) {
-          BENCH_CUDA(bench_read_probe(static_cast<char*>(rbuf.p) + size_t(i % kSets) * (16 << 20), 8, tile, 0, sink, s,
-                                      ctas, 32));
-        });
-        std::printf(" %d CTAs pitch %d: %.1f", ctas, tile == 3 ? 8448 : 8192, bytes / ctas / t * 1e-3);
-      }
+    std::printf("\nread probe per CTA, 64 rows x 256 bytes per stage (cp.async, depth 8, 512 KB per CTA, from DRAM), "
+                "GB/s per CTA:");
+    for (int ctas : {1, 8, 28})
+      for (int tile : {2, 3})
+        std::printf(" %d CTAs pitch %d: %.1f", ctas, tile == 3 ? 8448 : 8192, per_cta_rate(tile, 0, ctas, 32));
   }
   std::printf("\nprefill kernel, clusters resident at once (f16):");
   for (int r : {16, 32, 64}) {

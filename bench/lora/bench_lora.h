@@ -42,6 +42,8 @@ cudaError_t bench_probe(void* buf, int64_t offset_vec16, int mode, cudaStream_t 
 // (sm_90 only).
 cudaError_t bench_read_probe(const void* buf, int depth, int tile, int bulk, int* out, cudaStream_t s, int ctas = 128,
                              int steps = 8);
+// The bytes one such launch spans from buf (what the caller's buffer must hold past it).
+int64_t bench_read_probe_span(int tile, int ctas, int steps);
 
 enum class Workload { kDistinct, kUniform, kZipf, kIdentical, kSplit1, kNoAdapterRows, kPrefill };
 const char* workload_name(Workload w);

@@ -100,6 +100,7 @@ __global__ void __launch_bounds__(kPT, 1) lora_prefill_kernel(const PrefillArgs 
   constexpr int kKS = L::kW, kNB = L::kW, kXP = L::kP, kYP = L::kP, kCPR = L::kCPR;
   constexpr int kNCH = kTM * kCPR / kPT;  // 16-byte chunks per thread of an x or y stage
   constexpr int kRS = kPT / kCPR;         // rows between a thread's chunks
+  static_assert(kNCH >= 1 && kTM * kCPR % kPT == 0 && kPT % kCPR == 0, "the threads cover an x / y stage exactly");
   extern __shared__ __align__(128) unsigned char smem[];
   __shared__ PrefillSlice sl[ops::kMaxLoraSlices];
   prefill_stamp(p, 10);
@@ -223,7 +224,7 @@ __global__ void __launch_bounds__(kPT, 1) lora_prefill_kernel(const PrefillArgs 
     while (s < ops::kMaxLoraSlices && gj >= sl[s].jobs) gj -= sl[s++].jobs;
     enter(first_col, s, gj * kNB);
   }
-  // B stage: kNB columns x rp / 8 chunks; chunk c = tid + 256 * i is column c >> lg, ranks (c & (rp / 8 - 1)) * 8.
+  // B stage: kNB columns x rp / 8 chunks; chunk c = tid + kPT * i is column c >> lg, ranks (c & (rp / 8 - 1)) * 8.
   const int lg = rp == 16 ? 1 : rp == 32 ? 2 : 3;
   constexpr int kBChunks = (kNB * (NV / 8) + kPT - 1) / kPT;  // at most: rp <= NV
   int b_col[kBChunks], b_k[kBChunks];
@@ -442,11 +443,12 @@ __global__ void __launch_bounds__(kPT, 1) lora_prefill_kernel(const PrefillArgs 
   __syncthreads();  // vh / vl complete
   prefill_stamp(p, 3);
 
-  // 3. Expand. Warps: kMT row groups of 16 (wr) x 8 / kMT column parts of the stage (wc). The y tile enters the
+  // 3. Expand. Warps: kMT row groups of 16 (wr) x kPW / kMT column parts of the stage (wc). The y tile enters the
   // accumulators (ldmatrix gives 16-bit pairs in their layout), the mma adds (scale v) B^T, stmatrix writes it back
   // rounded.
   // Each warp holds v's fragments of its 16 rows and every slice's columns in registers.
   constexpr int kWC = kPW / kMT, kWCols = kNB / kWC;  // column parts, columns per warp
+  static_assert(kPW % kMT == 0 && kMT % 2 == 0 && kWCols % 16 == 0, "whole n8 tile pairs per warp");
   const int wr = warp % kMT, wc = warp / kMT;
   constexpr int kNT = kWCols / 8;  // n8 tiles per warp
   uint32_t fh[NV / 16][4], fl[NV / 16][4];
