@@ -210,7 +210,7 @@ void print_launch_floor(cudaStream_t s) {
         BENCH_CUDA(bench_read_probe(static_cast<char*>(rbuf.p) + (int64_t(i) * span) % (total - span), 8, tile, bulk,
                                     sink, s, ctas, steps));
       });
-      return double(ctas) * steps * (16 << 10) / ctas / t * 1e-3;  // GB/s per CTA
+      return double(steps) * (16 << 10) / t * 1e-3;  // GB/s per CTA (t: us per launch)
     };
     int sms = 0;
     BENCH_CUDA(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, 0));
@@ -623,9 +623,8 @@ int main(int argc, char** argv) {
               "r", "workload", "B", "D", "us", "shrink", "expand", "GB/s", "%cp", "floorB", "floorF", "rule", "segloop",
               "batched", "dense", "aftergemm");
   // Every (dtype, shape, rank) group's adapter pool is allocated before the first row, as a server allocates its
-  // adapter cache once. Allocated per group between rows (after the previous rows' buffers and cuBLAS baselines
-  // were freed), the first row of some groups measured 0.3-0.5 us more in one full run than in another (H100, ninth
-  // and tenth sessions, docs/perf/lora-kernels.md), and a 25 ms warm-up per graph did not change that.
+  // adapter cache once, not between rows after the previous rows' buffers and cuBLAS baselines were freed. (Tried
+  // against the first-row effect of the warm-up row below, it did not remove it: H100, tenth session.)
   auto skip_group = [&](bool bf16, Shape sh, int r) {
     return (!only_dtype.empty() && only_dtype != (bf16 ? "bf16" : "f16")) ||
            (!only_shape.empty() && only_shape != std::to_string(sh.h_in) + "x" + std::to_string(sh.h_out)) ||

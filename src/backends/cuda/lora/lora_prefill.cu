@@ -194,7 +194,6 @@ __global__ void __launch_bounds__(kPT, 1) lora_prefill_kernel(const PrefillArgs 
     int s, n0, h_out, r;
     int64_t col;   // y column of the stage: y_col_offset + n0
     const T* b;    // B row of the stage's first column: b + n0 * r
-    float scale;
   };
   auto enter = [&](ColIt& it, int s, int n0) {
     it.s = s;
@@ -205,7 +204,6 @@ __global__ void __launch_bounds__(kPT, 1) lora_prefill_kernel(const PrefillArgs 
     it.r = ps.r;
     it.col = ps.y_off + n0;
     it.b = static_cast<const T*>(ps.b) + static_cast<int64_t>(n0) * ps.r;
-    it.scale = ps.scale;
   };
   auto next_col = [&](ColIt& it) {
     if (it.n0 + kNB < it.h_out) {
