@@ -9,7 +9,7 @@
 #   cmake -S src/backends/cuda/standalone -B build-cuda-90 -G Ninja -DCMAKE_BUILD_TYPE=Release \
 #     -DCMAKE_CUDA_ARCHITECTURES=90a && ninja -C build-cuda-90 punica_lora_oracle punica_bench_lora
 # (sm_90a only: 30 MB, small enough to carry); if they do not start there, builds them the same way there.
-#   scripts/gpu_check.sh [all|oracle|sanitize|bench|quick|profile|compare|rule|probe|iterate|ab|stream|final|final-san|gemv|ncu-cluster|ncu-old-new|few-rows|cluster-size|cs-san|cs-final|prefill|prefill-ab|ncu-prefill]
+#   scripts/gpu_check.sh [all|oracle|sanitize|bench|quick|profile|compare|rule|probe|iterate|ab|stream|final|final-san|env-ab|ncu-cluster|ncu-old-new|few-rows|cluster-size|cs-san|cs-final|prefill|prefill-ab|ncu-prefill]
 #   (all = oracle by shape + oracle with the cluster kernel off (the older paths) + sanitizers + bench;
 #    quick = oracle + sanitizer + --quick bench; profile = all + Nsight Compute on the prefill kernels;
 #    COMPARE_PATHS=1 also benches every row with the single-launch decode kernel off, PUNICA_LORA_FUSED=0;
@@ -29,9 +29,9 @@
 #    few-rows = the cluster kernel's leaner few-row path: oracles (by shape, cluster forced, forced with 4-row
 #    CUDA-core tiles), memcheck / racecheck with the cluster kernel forced, the 4096x4096 f16 rows of this build
 #    and of the previous one (OLD_XZ, default build-cuda-90/old/punica_bench_lora.xz) side by side, the trace;
-#    gemv = the cluster kernel's CUDA-core phases for tiles of <= 4 rows: oracles (by shape, cluster forced,
-#    cluster forced with them off), memcheck / racecheck with the cluster kernel forced, the 4096x4096 f16 rows
-#    with them off and by shape side by side, the phase trace;
+#    env-ab = one environment setting (AB_ENV=VAR=value) against the default in one binary: oracles (by shape, cluster
+#    forced, cluster forced with it), with AB_SAN=1 memcheck / racecheck with the cluster kernel forced, the 4096x4096
+#    f16 rows with it and by default joined by row, the phase trace of both;
 #    cluster-size = the cluster kernel's 8-, 4- and 2-CTA clusters: oracles forced with each, memcheck forced with 4,
 #    the 4096x4096 f16 rows by shape, of the previous build (OLD_XZ) and forced with each size, joined by row
 #    (CS_BENCH, CS_MEMCHECK, CS_RACECHECK and CS_FULL_BENCH choose the parts: see the mode);
@@ -204,18 +204,25 @@ if [[ $mode == final ]]; then
       <(grep -E "^f16 +4096x4096" "$OUT/bench.log" | cut -c42-49,97-106)
   fi
 fi
-if [[ $mode == gemv ]]; then
-  run_oracle oracle_auto 60 --dtype all
-  run_oracle oracle_m16 60 --dtype all --cluster 1
-  PUNICA_LORA_GEMV=0 run_oracle oracle_m16_mma 60 --dtype all --cluster 1
-  run_sanitizer memcheck 150 --cluster 1
-  run_sanitizer racecheck 200 --dtype f16 --cluster 1
-  PUNICA_LORA_GEMV=0 run_bench bench_mma 150 --shape 4096x4096 --dtype f16 --no-baselines --csv "$OUT/bench_mma.csv"
-  run_bench bench_gemv 150 --shape 4096x4096 --dtype f16 --no-baselines --csv "$OUT/bench_gemv.csv"
-  run_bench trace 40 --trace
-  grep -E "^trace|phase|shrink mma" "$OUT/trace.log" | cut -c1-250
-  echo "== 4096x4096 f16: r workload B D, mma phases: us | CUDA-core phases (<= 4 rows): us GB/s %copy rule =="
-  paste -d'|' <(grep -E "^f16 " "$OUT/bench_mma.log" | cut -c19-49) <(grep -E "^f16 " "$OUT/bench_gemv.log" | cut -c42-49,67-79,97-106)
+if [[ $mode == env-ab ]]; then  # one setting against the default, same binary: AB_ENV=VAR=value (default PUNICA_LORA_GEMV=0)
+  ab=${AB_ENV:-PUNICA_LORA_GEMV=0}
+  run_oracle oracle_auto 90 --dtype all
+  run_oracle oracle_m16 90 --dtype all --cluster 1
+  eval "$ab run_oracle oracle_m16_ab 90 --dtype all --cluster 1"  # VAR=value for the function call only
+  if [[ ${AB_SAN:-0} == 1 ]]; then
+    run_sanitizer memcheck 200 --cluster 1
+    run_sanitizer racecheck 240 --dtype f16 --cluster 1
+  fi
+  b="--shape 4096x4096 --dtype f16 --no-baselines"
+  env "$ab" timeout 200 "$BIN/punica_bench_lora" $b --csv "$OUT/bench_ab.csv" >"$OUT/bench_ab.log" 2>&1
+  summary+=("bench with $ab rc=$?")
+  run_bench bench_default 200 $b --csv "$OUT/bench_default.csv"
+  env "$ab" timeout 60 "$BIN/punica_bench_lora" --trace >"$OUT/trace_ab.log" 2>&1
+  run_bench trace 60 --trace
+  echo "== trace with $ab =="; grep -E "^trace|phase|shrink mma" "$OUT/trace_ab.log" | cut -c1-250
+  echo "== trace by default =="; grep -E "^trace|phase|shrink mma" "$OUT/trace.log" | cut -c1-250
+  echo "== 4096x4096 f16 us: ab = with $ab; default =="
+  python3 scripts/join_bench_csv.py "ab=$OUT/bench_ab.csv" "default=$OUT/bench_default.csv"
 fi
 # The previous build's benchmark, carried xz-compressed (OLD_XZ), unpacked to $old: old / new in one call.
 unpack_old() {

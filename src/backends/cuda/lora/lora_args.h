@@ -172,6 +172,12 @@ struct ClusterArgs : AddonArgs {
   // (clock64 at phases 0-9 and at the end of the shrink mma in slot 13, globaltimer at start and end in slots
   // 10 and 11; slot 9 is written right after 8).
   unsigned long long* trace;
+  // 1: the mma instances exchange a direct tile's partials by one bulk copy per destination CTA (shared::cta ->
+  // shared::cluster, counted on the receiver's mbarrier) instead of one st.async per element and destination, and
+  // take the direct exchange for every tile whose receive buffers fit (lora_cluster_layout). PUNICA_LORA_PUSH=0
+  // turns it off (benchmarking).
+  int bulk_push;
+  int off_vs;               // bulk_push: this CTA's summed partials, [round_up(nv, 4)] fp32, the copies' source
 };
 using punica::cuda::kLoraTraceSlots;
 

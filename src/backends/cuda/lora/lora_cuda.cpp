@@ -208,6 +208,13 @@ int cluster_size_override() {
   return v;
 }
 
+// PUNICA_LORA_PUSH=0: the cluster kernel's mma instances exchange partials by one st.async per element and
+// destination, as before the eleventh session (benchmarking); unset: by bulk copies (ClusterArgs::bulk_push).
+bool cluster_bulk_push() {
+  static const int v = env_override("PUNICA_LORA_PUSH");
+  return v != 0;
+}
+
 // The operands both one-launch kernels take (slices past num_slices null).
 void fill_addon(const ops::LoraShrinkParams& s, const ops::LoraExpandParams& e, lora_detail::AddonArgs* a) {
   a->x = s.x;
@@ -261,6 +268,7 @@ bool plan_cluster(const ops::LoraShrinkParams& s, const ops::LoraExpandParams& e
   a->num_items = static_cast<int>(items);
   a->cluster_size = cs;
   a->trace = trace_buffer();
+  a->bulk_push = cluster_bulk_push() ? 1 : 0;
   return lora_detail::lora_cluster_layout(padded_rank(s.v_rank_stride), mt, a);
 }
 
