@@ -29,9 +29,9 @@
 #    few-rows = the cluster kernel's leaner few-row path: oracles (by shape, cluster forced, forced with 4-row
 #    CUDA-core tiles), memcheck / racecheck with the cluster kernel forced, the 4096x4096 f16 rows of this build
 #    and of the previous one (OLD_XZ, default build-cuda-90/old/punica_bench_lora.xz) side by side, the trace;
-#    env-ab = one environment setting (AB_ENV=VAR=value) against the default in one binary: oracles (by shape, cluster
-#    forced, cluster forced with it), with AB_SAN=1 memcheck / racecheck with the cluster kernel forced, the 4096x4096
-#    f16 rows with it and by default joined by row, the phase trace of both;
+#    env-ab = environment settings (AB_ENV="VAR=value ...") against the default in one binary: oracles (by shape, cluster
+#    forced, by shape under each setting), with AB_SAN=1 memcheck / racecheck under the first setting, the 4096x4096
+#    f16 rows under each setting and by default joined by row, the phase trace by default;
 #    cluster-size = the cluster kernel's 8-, 4- and 2-CTA clusters: oracles forced with each, memcheck forced with 4,
 #    the 4096x4096 f16 rows by shape, of the previous build (OLD_XZ) and forced with each size, joined by row
 #    (CS_BENCH, CS_MEMCHECK, CS_RACECHECK and CS_FULL_BENCH choose the parts: see the mode);
@@ -204,25 +204,29 @@ if [[ $mode == final ]]; then
       <(grep -E "^f16 +4096x4096" "$OUT/bench.log" | cut -c42-49,97-106)
   fi
 fi
-if [[ $mode == env-ab ]]; then  # one setting against the default, same binary: AB_ENV=VAR=value (default PUNICA_LORA_GEMV=0)
-  ab=${AB_ENV:-PUNICA_LORA_GEMV=0}
+if [[ $mode == env-ab ]]; then  # settings against the default, same binary: AB_ENV="VAR=value ..." (default PUNICA_LORA_GEMV=0)
+  read -r -a settings <<<"${AB_ENV:-PUNICA_LORA_GEMV=0}"
   run_oracle oracle_auto 90 --dtype all
   run_oracle oracle_m16 90 --dtype all --cluster 1
-  eval "$ab run_oracle oracle_m16_ab 90 --dtype all --cluster 1"  # VAR=value for the function call only
-  if [[ ${AB_SAN:-0} == 1 ]]; then
-    run_sanitizer memcheck 200 --cluster 1
-    run_sanitizer racecheck 240 --dtype f16 --cluster 1
-  fi
   b="--shape 4096x4096 --dtype f16 --no-baselines"
-  env "$ab" timeout 200 "$BIN/punica_bench_lora" $b --csv "$OUT/bench_ab.csv" >"$OUT/bench_ab.log" 2>&1
-  summary+=("bench with $ab rc=$?")
+  joined=()
+  n=0
+  for ab in "${settings[@]}"; do
+    n=$((n + 1))
+    eval "$ab run_oracle oracle_ab$n 90 --dtype all"  # VAR=value for the function call only
+    if [[ ${AB_SAN:-0} == 1 && $n == 1 ]]; then  # the sanitizers under the first setting
+      eval "$ab run_sanitizer memcheck 200"
+      eval "$ab run_sanitizer racecheck 240 --dtype f16"
+    fi
+    env "$ab" timeout 200 "$BIN/punica_bench_lora" $b --csv "$OUT/bench_ab$n.csv" >"$OUT/bench_ab$n.log" 2>&1
+    summary+=("bench with $ab rc=$?")
+    joined+=("ab$n=$OUT/bench_ab$n.csv")
+  done
   run_bench bench_default 200 $b --csv "$OUT/bench_default.csv"
-  env "$ab" timeout 60 "$BIN/punica_bench_lora" --trace >"$OUT/trace_ab.log" 2>&1
   run_bench trace 60 --trace
-  echo "== trace with $ab =="; grep -E "^trace|phase|shrink mma" "$OUT/trace_ab.log" | cut -c1-250
   echo "== trace by default =="; grep -E "^trace|phase|shrink mma" "$OUT/trace.log" | cut -c1-250
-  echo "== 4096x4096 f16 us: ab = with $ab; default =="
-  python3 scripts/join_bench_csv.py "ab=$OUT/bench_ab.csv" "default=$OUT/bench_default.csv"
+  echo "== 4096x4096 f16 us: abN = with the N-th of: ${settings[*]}; default =="
+  python3 scripts/join_bench_csv.py "${joined[@]}" "default=$OUT/bench_default.csv"
 fi
 # The previous build's benchmark, carried xz-compressed (OLD_XZ), unpacked to $old: old / new in one call.
 unpack_old() {

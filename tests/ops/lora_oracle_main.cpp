@@ -4,6 +4,8 @@
 //                                                of 16 / 32 / 64 rows; default: chosen by shape)
 //                          [--stream 0|1]  (the streaming decode kernels: off, or forced for every shape)
 //                          [--prefill 0|1]  (lora_add's prefill kernel: off, or forced wherever it can run)
+//                          [--astream 0|1]  (lora_add's adapter-streaming decode kernel: off, or forced wherever it
+//                                            can run)
 // The environment's PUNICA_LORA_CS (16 / 8 / 4 / 2) forces the cluster kernel's cluster size where it fits (the
 // line printed first names it). Exit code 0 only if every case passes.
 #include <cstdio>
@@ -19,7 +21,7 @@ int main(int argc, char** argv) {
   std::string dtype = "all", filter;
   bool reduced = false;
   uint64_t seed = 20261127;
-  int cluster = -1, stream = -1, prefill = -1;
+  int cluster = -1, stream = -1, prefill = -1, astream = -1;
   for (int i = 1; i < argc; ++i) {
     const std::string a = argv[i];
     if (a == "--dtype" && i + 1 < argc) dtype = argv[++i];
@@ -29,19 +31,23 @@ int main(int argc, char** argv) {
     else if (a == "--cluster" && i + 1 < argc) cluster = std::atoi(argv[++i]);
     else if (a == "--stream" && i + 1 < argc) stream = std::atoi(argv[++i]);
     else if (a == "--prefill" && i + 1 < argc) prefill = std::atoi(argv[++i]);
+    else if (a == "--astream" && i + 1 < argc) astream = std::atoi(argv[++i]);
     else {
-      std::fprintf(stderr, "usage: %s [--dtype f16|bf16|all] [--reduced] [--seed N] [--filter S] [--cluster 0|1|2|4] [--stream 0|1] [--prefill 0|1]\n", argv[0]);
+      std::fprintf(stderr, "usage: %s [--dtype f16|bf16|all] [--reduced] [--seed N] [--filter S] [--cluster 0|1|2|4] [--stream 0|1] [--prefill 0|1] [--astream 0|1]\n", argv[0]);
       return 2;
     }
   }
   if (cluster >= 0) cuda::lora_set_cluster_override(cluster);
   if (stream >= 0) cuda::lora_set_stream_override(stream);
   if (prefill >= 0) cuda::lora_set_prefill_override(prefill);
+  if (astream >= 0) cuda::lora_set_adapter_stream_override(astream);
   const char* cs = std::getenv("PUNICA_LORA_CS");
-  std::printf("lora oracle: seed %llu%s, streaming kernels %s, prefill kernel %s, cluster kernel %s%s%s\n",
+  std::printf("lora oracle: seed %llu%s, streaming kernels %s, prefill kernel %s, adapter-streaming kernel %s, "
+              "cluster kernel %s%s%s\n",
               static_cast<unsigned long long>(seed), reduced ? " (reduced)" : "",
               stream < 0 ? "by shape" : stream == 0 ? "off" : "forced",
               prefill < 0 ? "by shape" : prefill == 0 ? "off" : "forced",
+              astream < 0 ? "by shape" : astream == 0 ? "off" : "forced",
               cluster < 0 ? "by shape (default)"
               : cluster == 0 ? "off"
                              : ("forced, token tiles of " + std::to_string(16 * cluster) + " rows").c_str(),

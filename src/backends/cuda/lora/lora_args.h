@@ -172,12 +172,6 @@ struct ClusterArgs : AddonArgs {
   // (clock64 at phases 0-9 and at the end of the shrink mma in slot 13, globaltimer at start and end in slots
   // 10 and 11; slot 9 is written right after 8).
   unsigned long long* trace;
-  // 1: the mma instances exchange a direct tile's partials by one bulk copy per destination CTA (shared::cta ->
-  // shared::cluster, counted on the receiver's mbarrier) instead of one st.async per element and destination, and
-  // take the direct exchange for every tile whose receive buffers fit (lora_cluster_layout). PUNICA_LORA_PUSH=0
-  // turns it off (benchmarking).
-  int bulk_push;
-  int off_vs;               // bulk_push: this CTA's summed partials, [round_up(nv, 4)] fp32, the copies' source
 };
 using punica::cuda::kLoraTraceSlots;
 
@@ -208,6 +202,28 @@ struct PrefillArgs : AddonArgs {
 };
 // How many clusters of the prefill kernel for nv v columns can be resident at once (0: none; cached).
 Status lora_prefill_capacity(DType dtype, int nv, int* clusters);
+
+// The adapter-streaming decode kernel (lora_adapter_stream.cu): the whole add-on in one launch for segments of at
+// most kAdapterStreamTok tokens, one CTA (or a cluster of cluster_size CTAs, each with 1 / cluster_size of h_in and
+// of every slice's columns) per segment, the segment's A and then B streamed through a ring of 16 KB stages.
+constexpr int kAdapterStreamTok = 4;            // tokens per segment of the multi-token instance (the other: 1)
+constexpr int kAdapterStreamStageBytes = 16384;  // one ring slot
+struct AdapterStreamArgs : AddonArgs {
+  int num_segments;  // grid: num_segments * cluster_size CTAs
+  int cluster_size;  // 1, 2, 4 or 8
+  int tok;           // 1 or kAdapterStreamTok: the instance; no adapted segment is longer
+  int k_per;         // h_in elements per CTA, a multiple of 8
+  int cspan[ops::kMaxLoraSlices];  // columns per CTA of each slice, a multiple of 8
+  int ycol[ops::kMaxLoraSlices];   // first column of each slice in the shared-memory y tile
+  int x_pitch;       // halves per shared-memory x row: k_per rounded up to 512, + 8
+  int y_pitch;       // halves per shared-memory y row: sum of cspan, + 8
+  int v_pitch;       // floats per (slice, token) row of v in shared memory: v_rank_stride rounded up to 4
+  int stages;        // ring slots
+  int off_x, off_y, off_v, off_recv, smem_bytes;  // shared-memory plan (the ring is at 0)
+};
+// Fills the shared-memory plan of `a` (everything else set); false when it does not fit (fewer than 3 ring slots).
+bool lora_adapter_stream_layout(AdapterStreamArgs* a);
+Status lora_launch_adapter_stream(DType dtype, const AdapterStreamArgs& args, bool pdl, cudaStream_t stream);
 Status lora_launch_prefill(DType dtype, const PrefillArgs& args, int nv, bool pdl, cudaStream_t stream);
 
 // Resident shrink blocks per SM for a tile shape and stage width (from the occupancy calculator).

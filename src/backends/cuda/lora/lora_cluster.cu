@@ -66,12 +66,6 @@ struct ClusterWarps {
   static_assert(WN * WM * WK == kNW, "every warp has a place");
 };
 
-// st.async of 4 bytes to an address mapped by map_remote, counted on the mapped mbarrier `rbar`.
-__device__ __forceinline__ void st_async_mapped(uint32_t remote, float v, uint32_t rbar) {
-  asm volatile("st.async.shared::cluster.mbarrier::complete_tx::bytes.f32 [%0], %1, [%2];\n" ::"r"(remote), "f"(v),
-               "r"(rbar)
-               : "memory");
-}
 // A store into the shared memory of CTA `rank` of the cluster (at the address `local` has in this CTA) that
 // counts its 4 bytes on that CTA's mbarrier `bar`: the receiver waits for its own bytes, no cluster barrier.
 __device__ __forceinline__ void st_async_remote(float* local, int rank, float v, uint64_t* bar) {
@@ -87,16 +81,7 @@ __device__ __forceinline__ void bulk_g2s(void* dst, const void* src, int bytes, 
                "l"(src), "r"(bytes), "r"(smem_addr(bar))
                : "memory");
 }
-// shared (this CTA) -> shared (CTA of the cluster; both addresses from map_remote), bytes a multiple of 16, both
-// addresses 16-byte aligned; completes on the receiver's mbarrier. The source must have been written before a
-// fence.proxy.async (the copy engine is another proxy) and must stay until the receiver has its bytes.
-__device__ __forceinline__ void bulk_s2c(uint32_t remote_dst, const void* src, int bytes, uint32_t remote_bar) {
-  asm volatile("cp.async.bulk.shared::cluster.shared::cta.mbarrier::complete_tx::bytes [%0], [%1], %2, [%3];\n" ::"r"(
-                   remote_dst),
-               "r"(smem_addr(src)), "r"(bytes), "r"(remote_bar)
-               : "memory");
-}
-__device__ __forceinline__ void fence_proxy_async_smem() { asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory"); }
+// shared -> global, same rules; tracked by the bulk async-group
 struct CtaSlice {
   const void* a;
   const void* b;
@@ -208,12 +193,9 @@ __global__ void __launch_bounds__(kCT) lora_cluster_kernel(const ClusterArgs p) 
   if (si[0].r == 0 && si[1].r == 0 && si[2].r == 0) return;  // the same in every CTA of the cluster
   const int nv = rows * (si[0].r + si[1].r + si[2].r);  // elements of the v tile
   const bool direct = nv <= p.direct_max;
-  // The mma instances' bulk exchange: one copy of the whole tile's partials (padded to 16 bytes) per destination.
-  const bool bulk = !FEW && direct && p.bulk_push;
-  const int nv4 = (nv + 3) & ~3;
   if (tid == 0) {  // the bytes the other CTAs will push here (before "I run": no push can come earlier)
     if (direct) {
-      mbar_arrive_expect_tx(&bar_v1, static_cast<unsigned>(CS * (bulk ? nv4 : nv) * 4));
+      mbar_arrive_expect_tx(&bar_v1, static_cast<unsigned>(CS * nv * 4));
     } else {
       const int owned = nv > crank ? (nv - 1 - crank) / CS + 1 : 0;
       mbar_arrive_expect_tx(&bar_v1, static_cast<unsigned>(CS * owned * 4));
@@ -483,25 +465,7 @@ __global__ void __launch_bounds__(kCT) lora_cluster_kernel(const ClusterArgs p) 
       base += rows * r;
     }
   }
-  if (bulk) {
-    // This CTA's partial of every element (its warps' k shares summed in order) into one contiguous buffer, then
-    // threads 0 .. CS-1 copy it to slot crank of each CTA's receive buffer: CS copy instructions per CTA instead of
-    // CS per element (16-row tiles at rank 16 pushed 4096 four-byte stores per CTA).
-    float* mine = reinterpret_cast<float*>(smem + p.off_vs);
-    for_each_v([&](int s, int row, int j, int e) {
-      const float* part = svp + (s * PR + row) * VP + j;
-      float val = part[0];
-#pragma unroll
-      for (int w = 1; w < W::WK; ++w) val += part[w * S * PR * VP];
-      mine[e] = val;
-    });
-    if (tid < nv4 - nv) mine[nv + tid] = 0.f;  // the copies' padding (never read by the receivers)
-    fence_proxy_async_smem();
-    __syncthreads();
-    if (tid < CS)
-      bulk_s2c(map_remote(recv + crank * p.direct_max, tid), mine, nv4 * 4, map_remote(&bar_v1, tid));
-  }
-  if (!few_direct && !bulk) for_each_v([&](int s, int row, int j, int e) {
+  if (!few_direct) for_each_v([&](int s, int row, int j, int e) {
     const float* part = svp + (s * PR + row) * VP + j;
     float val = part[0];
     if (!FEW)
@@ -515,9 +479,6 @@ __global__ void __launch_bounds__(kCT) lora_cluster_kernel(const ClusterArgs p) 
     }
   });
   mbar_wait(&bar_v1, 0);  // every partial pushed here has landed
-  // Bulk pushes read this CTA's `mine` after it could exit: it arrives here (its own copies' bytes from every CTA
-  // have landed) and waits at its end until every CTA has, i.e. until every copy out of its shared memory is done.
-  if (bulk) cluster_arrive_relaxed();
   stamp(5);
   auto put_v = [&](int s, int row, int j, float val) {
     T hi, lo;
@@ -726,7 +687,6 @@ __global__ void __launch_bounds__(kCT) lora_cluster_kernel(const ClusterArgs p) 
     }
   }
   stamp(8);
-  if (bulk) cluster_wait();  // see the arrive after the exchange
   stamp(9);
   if (trace) {
     unsigned long long t;
@@ -863,30 +823,6 @@ bool lora_cluster_layout(int rp, int mt, ClusterArgs* a) {
   a->direct_max = 4096 / CS;
   a->rs_stride = (nv_max + CS - 1) / CS;
   a->smem_bytes = a->off_vr + align16(4 * std::max(CS * a->direct_max, CS * a->rs_stride + nv_max));
-  a->off_vs = a->smem_bytes;
-  a->bulk_push = a->bulk_push && !few;  // the few-row instance pushes per warp (lora_cluster_kernel, step 4)
-  if (a->bulk_push) {
-    // Bulk pushes: every tile direct when CS receive slots of the largest tile fit (slots of a multiple of 4
-    // elements: each copy is a multiple of 16 bytes at a 16-byte aligned address), plus the copies' source buffer;
-    // else the old direct limit plus that buffer; else no bulk pushes. Neither may cost a CTA per SM (228 KB of
-    // shared memory per SM, 1 KB of it reserved per CTA): residency sets the host's choice of cluster size.
-    const int nv4 = (nv_max + 3) & ~3;
-    auto per_sm = [](int bytes) { return 228 * 1024 / (bytes + 1024); };
-    const int base = a->smem_bytes;
-    bool placed = false;
-    for (const int dmax : {std::max(a->direct_max, nv4), a->direct_max}) {
-      const int off_vs = a->off_vr + align16(4 * std::max(CS * dmax, CS * a->rs_stride + nv_max));
-      const int total = off_vs + align16(4 * nv4);
-      if (total <= kLoraClusterMaxSmem && per_sm(total) >= per_sm(base)) {
-        a->direct_max = dmax;
-        a->off_vs = off_vs;
-        a->smem_bytes = total;
-        placed = true;
-        break;
-      }
-    }
-    a->bulk_push = placed;
-  }
   return a->smem_bytes <= kLoraClusterMaxSmem;
 }
 

@@ -208,13 +208,6 @@ int cluster_size_override() {
   return v;
 }
 
-// PUNICA_LORA_PUSH=0: the cluster kernel's mma instances exchange partials by one st.async per element and
-// destination, as before the eleventh session (benchmarking); unset: by bulk copies (ClusterArgs::bulk_push).
-bool cluster_bulk_push() {
-  static const int v = env_override("PUNICA_LORA_PUSH");
-  return v != 0;
-}
-
 // The operands both one-launch kernels take (slices past num_slices null).
 void fill_addon(const ops::LoraShrinkParams& s, const ops::LoraExpandParams& e, lora_detail::AddonArgs* a) {
   a->x = s.x;
@@ -268,7 +261,6 @@ bool plan_cluster(const ops::LoraShrinkParams& s, const ops::LoraExpandParams& e
   a->num_items = static_cast<int>(items);
   a->cluster_size = cs;
   a->trace = trace_buffer();
-  a->bulk_push = cluster_bulk_push() ? 1 : 0;
   return lora_detail::lora_cluster_layout(padded_rank(s.v_rank_stride), mt, a);
 }
 
@@ -374,6 +366,47 @@ Status pick_prefill(const ops::LoraShrinkParams& s, const DeviceFacts& dev, int*
   PUNICA_RETURN_IF_ERROR(lora_detail::lora_prefill_capacity(s.dtype, cols, &clusters));
   if (clusters > 0) *nv = cols;
   return Status::ok();
+}
+
+// lora_set_adapter_stream_override / PUNICA_LORA_ASTREAM: -1 by shape, 0 off, 1 for every lora_add the
+// adapter-streaming kernel can take (benchmarking and the oracle).
+int& adapter_stream_override() {
+  static int v = env_override("PUNICA_LORA_ASTREAM");
+  return v;
+}
+
+// The adapter-streaming decode kernel's plan (lora_adapter_stream.cu) in *a; false when it cannot take the batch:
+// before sm_90, a segment of more than kAdapterStreamTok tokens, or no cluster size whose shared-memory plan fits.
+// Cluster size: the largest of 8, 4, 2, 1 whose clusters for all adapted segments fit on the SMs at once (one CTA
+// per SM), larger where the plan of that one does not fit.
+bool plan_adapter_stream(const ops::LoraShrinkParams& s, const ops::LoraExpandParams& e, const DeviceFacts& dev,
+                         lora_detail::AdapterStreamArgs* a) {
+  const int len = adapted_len(s.seg);
+  if (!dev.pdl || len > lora_detail::kAdapterStreamTok || e.v_rank_stride > ops::kMaxLoraRank) return false;
+  const int adapted = std::max(1, s.seg.num_adapted_segments);
+  int cs = 8;
+  while (cs > 1 && adapted * cs > dev.sms) cs /= 2;
+  for (; cs <= 8; cs *= 2) {
+    if (int64_t{s.seg.num_segments} * cs > int64_t{1} << 30) return false;
+    *a = {};
+    fill_addon(s, e, a);
+    a->num_segments = s.seg.num_segments;
+    a->cluster_size = cs;
+    a->tok = len <= 1 ? 1 : lora_detail::kAdapterStreamTok;
+    a->k_per = round_up(ceil_div(s.h_in, cs), 8);
+    for (int i = 0; i < s.num_slices; ++i) a->cspan[i] = round_up(ceil_div(e.slices[i].h_out, cs), 8);
+    if (lora_detail::lora_adapter_stream_layout(a)) return true;
+  }
+  return false;
+}
+
+// Whether the adapter-streaming kernel takes this lora_add (its plan in *a).
+bool pick_adapter_stream(const ops::LoraShrinkParams& s, const ops::LoraExpandParams& e, const DeviceFacts& dev,
+                         lora_detail::AdapterStreamArgs* a) {
+  const int ov = adapter_stream_override();
+  if (ov == 0) return false;
+  if (ov != 1 && s.seg.num_adapted_segments < (padded_rank(s.v_rank_stride) <= 32 ? 64 : 16)) return false;
+  return plan_adapter_stream(s, e, dev, a);
 }
 
 Status launch_prefill(const ops::LoraShrinkParams& s, const ops::LoraExpandParams& e, const DeviceFacts& dev, int nv,
@@ -539,6 +572,7 @@ void plan_expand(const ops::LoraExpandParams& p, const DeviceFacts& dev, int ksp
 void lora_set_cluster_override(int cluster_size) { cluster_override() = cluster_size; }
 void lora_set_cluster_trace(unsigned long long* buf) { trace_buffer() = buf; }
 void lora_set_stream_override(int mode) { stream_override() = mode; }
+void lora_set_adapter_stream_override(int mode) { adapter_stream_override() = mode; }
 void lora_set_prefill_override(int mode) { prefill_override() = mode; }
 
 Status lora_cluster_capacity_for(DType dtype, int h_in, int h_out, int rank, int tile_rows, int cluster_size,
@@ -627,6 +661,10 @@ Status lora_add(const ops::LoraShrinkParams& s, const ops::LoraExpandParams& e, 
   int prefill_nv = 0;
   PUNICA_RETURN_IF_ERROR(pick_prefill(s, dev, &prefill_nv));
   if (prefill_nv > 0 && prefill_override() == 1) return launch_prefill(s, e, dev, prefill_nv, stream);
+  {
+    lora_detail::AdapterStreamArgs as;
+    if (pick_adapter_stream(s, e, dev, &as)) return lora_detail::lora_launch_adapter_stream(s.dtype, as, dev.pdl, stream);
+  }
   {
     lora_detail::ClusterArgs ca;
     int mt = 0;

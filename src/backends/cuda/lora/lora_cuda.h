@@ -74,6 +74,11 @@ void lora_set_cluster_override(int cluster_size);
 // lora_add's persistent decode kernel off.
 void lora_set_stream_override(int mode);
 
+// Benchmarking and testing only (not thread-safe): overrides lora_add's choice of the adapter-streaming decode kernel
+// (lora_adapter_stream.cu). -1: by shape (the PUNICA_LORA_ASTREAM environment variable sets the initial value), 0:
+// never, 1: for every call it can take (sm_90, segments of at most 4 tokens), before the cluster kernel.
+void lora_set_adapter_stream_override(int mode);
+
 // Benchmarking and testing only (not thread-safe): overrides lora_add's choice of the prefill kernel
 // (lora_prefill.cu). -1: by shape (the PUNICA_LORA_PREFILL environment variable sets the initial value), 0: never,
 // 1: for every call it can take (sm_90, at most 64 v columns), before any other path.

@@ -94,6 +94,12 @@ __device__ __forceinline__ void mbar_wait(uint64_t* bar, unsigned parity) {
         : "r"(smem_addr(bar)), "r"(parity)
         : "memory");
 }
+// st.async of 4 bytes to an address mapped by map_remote, counted on the mapped mbarrier `rbar`.
+__device__ __forceinline__ void st_async_mapped(uint32_t remote, float v, uint32_t rbar) {
+  asm volatile("st.async.shared::cluster.mbarrier::complete_tx::bytes.f32 [%0], %1, [%2];\n" ::"r"(remote), "f"(v),
+               "r"(rbar)
+               : "memory");
+}
 // st.async of 16 bytes to a shared::cluster address (map_remote), counted on the mapped mbarrier `rbar` of the
 // receiving CTA: it waits for its own bytes; the sender needs no fence.
 __device__ __forceinline__ void st_async_v4_mapped(uint32_t remote, float4 v, uint32_t rbar) {
