@@ -37,21 +37,9 @@ namespace cg = cooperative_groups;
 
 constexpr int kAT = 512;                              // threads per CTA
 constexpr int kSlot = kAdapterStreamStageBytes / 2;   // halves per ring slot (8192)
+constexpr int kNS = kAdapterStreamStages;             // ring slots
 
 __device__ __forceinline__ int pad_rank(int r) { return r <= 16 ? 16 : r <= 32 ? 32 : r <= 64 ? 64 : 128; }
-
-// cp.async.wait_group with the count in a register (the ring depth is the host's): at most n groups pending
-__device__ __forceinline__ void cp_async_wait_upto(int n) {
-  switch (n) {
-    case 0: cp_async_wait<0>(); break;
-    case 1: cp_async_wait<1>(); break;
-    case 2: cp_async_wait<2>(); break;
-    case 3: cp_async_wait<3>(); break;
-    case 4: cp_async_wait<4>(); break;
-    case 5: cp_async_wait<5>(); break;
-    default: cp_async_wait<6>(); break;
-  }
-}
 
 // sum of the products of 8 halves (one 16-byte piece) of a and b, added to acc
 template <typename T>
@@ -81,6 +69,27 @@ __device__ __forceinline__ float dot8f(uint4 b, const float* v, float acc) {
   acc = fmaf(b3.y, v1.w, acc);
   return acc;
 }
+
+// One phase of a CTA's stream as one thread sees it (lora_adapter_stream_kernel: setup).
+template <typename T>
+struct Phase {
+  int q;            // nst index; 2 * kMaxLoraSlices: past the end
+  int n;            // stages
+  bool is_a, vec, lead;
+  int s, r, per;    // slice, its rank, A columns / B columns per stage
+  // copies: this thread's two 16-byte pieces of a stage
+  const T* src[2];  // at stage 0
+  int dst[2];       // halves into the slot
+  int cnt[2];       // stages in which the piece is copied (A: later ones are zero-filled); -1: no such piece
+  int step;         // halves the source advances per stage
+  // compute
+  int lane_group;   // threads per A row / B column, summed by shuffles
+  int row;          // A: rank row; B: column within the stage
+  int off[2];       // A: offsets of the two pieces in a slot; B: first B element in a slot, end of the rank range
+  int xoff[2];      // A: column offsets of the two pieces in the stage; B: first rank
+  float scale;      // B
+  int yoff, ycol, ncols;  // B: column offset in a y row, in the y tile; the CTA's columns of the slice
+};
 
 struct StreamSlice {
   const void* a;
@@ -140,12 +149,9 @@ __global__ void __launch_bounds__(kAT, 1) lora_adapter_stream_kernel(const Adapt
   }
   __syncthreads();
   const int S = p.num_slices;
-  int total = 0, pushed = 0;
+  int pushed = 0;
 #pragma unroll
-  for (int q = 0; q < kS; ++q) {
-    total += nst[q] + nst[kS + q];
-    pushed += rows * si[q].r;
-  }
+  for (int q = 0; q < kS; ++q) pushed += rows * si[q].r;
   if (pushed == 0) return;  // no slice adapted: the same in every CTA of the cluster
   const int v_pitch = p.v_pitch;
   float* sv = reinterpret_cast<float*>(smem + p.off_v);        // [S][TOK][v_pitch]: v
@@ -156,53 +162,119 @@ __global__ void __launch_bounds__(kAT, 1) lora_adapter_stream_kernel(const Adapt
     cluster_arrive_relaxed();  // "I run": waited for before the first push into another CTA
   }
 
-  // Stage j of this CTA's stream: slice s's A stages in slice order, then B's. Issued by all threads into ring slot
-  // j % stages; stages past the end issue nothing (their commit groups are empty).
+  // The stream: phase q < kS the A stages of slice q, q >= kS the B stages of slice q - kS (nst), in that order,
+  // through ring slots 0, 1, .., kNS - 1, 0, ... Everything a thread needs of a phase is worked out once when a cursor
+  // enters it (Phase), so a stage costs its copies and FMAs and a few adds: the first version worked the indices out
+  // per stage with integer divisions and spent ~195 instructions per warp per stage (Nsight, call 3).
   T* const ring = reinterpret_cast<T*>(smem);
-  auto issue = [&](int j) {
-    if (j >= total) return;
-    T* dst = ring + (j % p.stages) * kSlot;
-    int q = 0;
-    while (j >= nst[q]) j -= nst[q++];  // j < total: q ends below 2 * kS
-    const bool is_a = q < kS;
-    const StreamSlice& c = si[is_a ? q : q - kS];
-    const int per = kSlot / pad_rank(c.r);
-    if (is_a) {
-      const int k0 = j * per, ppr = per / 8;  // pieces per row in this stage
-      const T* a = static_cast<const T*>(c.a) + kb + k0;
-      const bool vec = (reinterpret_cast<uintptr_t>(c.a) & 15) == 0;
-      for (int pc = tid; pc < c.r * ppr; pc += kAT) {
-        const int row = pc / ppr, k = (pc - row * ppr) * 8;
-        const bool ok = k0 + k < kvalid;  // k ranges are multiples of 8: a piece is all in or all out
-        if (vec) {
-          cp_async_16(dst + row * per + k, ok ? a + static_cast<int64_t>(row) * p.h_in + k : c.a, ok ? 16 : 0);
-        } else {  // A not 16-byte aligned: plain loads (visible after the barrier that opens stage j)
+  T* const sx = reinterpret_cast<T*>(smem + p.off_x);
+  T* const sy = reinterpret_cast<T*>(smem + p.off_y);
+  auto setup = [&](int q) {  // the first phase from q on that has stages (q = 2 kS: the end)
+    while (q < 2 * kS && nst[q] == 0) ++q;
+    Phase<T> f{};
+    f.q = q;
+    if (q == 2 * kS) return f;
+    f.is_a = q < kS;
+    f.s = f.is_a ? q : q - kS;
+    const StreamSlice& c = si[f.s];
+    const int rp = pad_rank(c.r), lg = rp == 16 ? 4 : rp == 32 ? 5 : rp == 64 ? 6 : 7;
+    f.n = nst[q];
+    f.per = kSlot >> lg;  // A columns / B columns per stage
+    f.r = c.r;
+    if (f.is_a) {
+      // copies: piece pc (0 .. r * ppr) of a stage is row pc / ppr, 8 columns at (pc % ppr) * 8; ppr = 1024 / rp
+      const int lp = 10 - lg;
+      f.vec = (reinterpret_cast<uintptr_t>(c.a) & 15) == 0;
+      const T* a = static_cast<const T*>(c.a) + kb;
 #pragma unroll
-          for (int e = 0; e < 8; ++e) dst[row * per + k + e] = ok ? a[static_cast<int64_t>(row) * p.h_in + k + e] : T(0.f);
+      for (int h = 0; h < 2; ++h) {
+        const int pc = tid + h * kAT, row = pc >> lp, k = (pc & ((1 << lp) - 1)) * 8;
+        f.src[h] = a + static_cast<int64_t>(row) * p.h_in + k;
+        f.dst[h] = row * f.per + k;
+        // stages in which the piece holds data (k0 + k < kvalid); the rest are zero-filled; rows past r: none
+        f.cnt[h] = row < c.r ? (kvalid > k ? (kvalid - k + f.per - 1) / f.per : 0) : -1;
+      }
+      f.step = f.per;
+      // compute: TPR = 512 / rp threads per rank row, each 2 pieces of the row (part and part + TPR)
+      const int tpr = kAT >> lg;
+      f.lane_group = tpr;
+      f.row = tid / tpr;
+      const int part = tid % tpr;
+      f.off[0] = f.row * f.per + part * 8;
+      f.off[1] = f.off[0] + tpr * 8;
+      f.xoff[0] = part * 8;
+      f.xoff[1] = part * 8 + tpr * 8;
+      f.lead = part == 0;
+    } else {
+      // copies: the stage's columns of B are one contiguous run of per * r halves (the last stage's may be shorter)
+      f.vec = (reinterpret_cast<uintptr_t>(c.b) & 15) == 0;
+      const T* b = static_cast<const T*>(c.b) + static_cast<int64_t>(c.col_b) * c.r;
+      const int run = f.per * c.r / 8, total8 = c.ncols * c.r / 8;  // 16-byte pieces per full stage, in all
+#pragma unroll
+      for (int h = 0; h < 2; ++h) {
+        const int pc = tid + h * kAT;
+        f.src[h] = b + pc * 8;
+        f.dst[h] = pc * 8;
+        f.cnt[h] = pc < run ? (total8 - pc + run - 1) / run : -1;
+      }
+      f.step = f.per * c.r;
+      // compute: TPC = rp / 16 threads per column, each 16 of its ranks
+      const int tpc = rp >> 4;
+      f.lane_group = tpc;
+      f.row = tid / tpc;  // the column within the stage
+      const int sub = tid % tpc;
+      f.off[0] = f.row * c.r + sub * 16;        // this thread's first B element in a slot
+      f.off[1] = min(c.r, sub * 16 + 16);       // end of its rank range
+      f.xoff[0] = sub * 16;                     // its first rank
+      f.lead = sub == 0;
+      f.scale = c.scale;
+      f.yoff = pick_slice(p.y_col_offset, f.s) + c.col_b;
+      f.ycol = pick_slice(p.ycol, f.s);
+      f.ncols = c.ncols;
+    }
+    return f;
+  };
+  // ---- the copy cursor: stage ci of phase `cp` into slot cslot
+  Phase<T> cpf = setup(0);
+  int ci = 0, cslot = 0;
+  auto issue_next = [&] {
+    if (cpf.q < 2 * kS) {
+      T* dst = ring + cslot * kSlot;
+#pragma unroll
+      for (int h = 0; h < 2; ++h) {
+        if (cpf.cnt[h] < 0) continue;  // no such piece in this phase
+        const bool ok = ci < cpf.cnt[h];
+        if (cpf.is_a) {
+          if (cpf.vec) {
+            cp_async_16(dst + cpf.dst[h], ok ? cpf.src[h] + ci * cpf.step : si[cpf.s].a, ok ? 16 : 0);
+          } else {
+#pragma unroll
+            for (int e = 0; e < 8; ++e) dst[cpf.dst[h] + e] = ok ? cpf.src[h][ci * cpf.step + e] : T(0.f);
+          }
+        } else if (ok) {
+          if (cpf.vec) {
+            cp_async_16(dst + cpf.dst[h], cpf.src[h] + static_cast<int64_t>(ci) * cpf.step, 16);
+          } else {
+#pragma unroll
+            for (int e = 0; e < 8; ++e) dst[cpf.dst[h] + e] = cpf.src[h][static_cast<int64_t>(ci) * cpf.step + e];
+          }
         }
       }
-    } else {
-      const int c0 = j * per, nc = min(per, c.ncols - c0);
-      const T* b = static_cast<const T*>(c.b) + static_cast<int64_t>(c.col_b + c0) * c.r;  // nc columns, contiguous
-      const int n8 = nc * c.r / 8;  // nc is a multiple of 8
-      if ((reinterpret_cast<uintptr_t>(c.b) & 15) == 0) {  // (col_b + c0) * r * 2 bytes is a multiple of 16
-        for (int pc = tid; pc < n8; pc += kAT) cp_async_16(dst + pc * 8, b + pc * 8, 16);
-      } else {
-        for (int e = tid; e < nc * c.r; e += kAT) dst[e] = b[e];
+      if (++ci == cpf.n) {
+        cpf = setup(cpf.q + 1);
+        ci = 0;
       }
+      cslot = cslot == kNS - 1 ? 0 : cslot + 1;
     }
+    cp_async_commit();  // one group per stage, empty past the end
   };
 
   // ---- before the wait: the ring's first stages (weights only)
-  for (int j = 0; j < p.stages - 1; ++j) {
-    issue(j);
-    cp_async_commit();
-  }
+#pragma unroll 1
+  for (int j = 0; j < kNS - 1; ++j) issue_next();
   griddep_wait();
   // ---- after it: x (this CTA's k range, zeros up to the x tile's end: the last A stage may reach past kvalid) and
   // the y tile (this CTA's columns of each adapted slice)
-  T* const sx = reinterpret_cast<T*>(smem + p.off_x);
-  T* const sy = reinterpret_cast<T*>(smem + p.off_y);
   {
     const T* x = static_cast<const T*>(p.x) + static_cast<int64_t>(t0) * p.x_stride + kb;
     const int xc = (p.x_pitch - 8) / 8;
@@ -227,127 +299,117 @@ __global__ void __launch_bounds__(kAT, 1) lora_adapter_stream_kernel(const Adapt
   }
 
   const int64_t v_row = static_cast<int64_t>(S) * p.v_rank_stride;
-  float acc[TOK];
-  int q = 0, i = 0;  // the phase (nst) and stage within it of stage j
-  auto settle = [&] {  // past phases without stages (slices the slot does not adapt)
-    while (q < 2 * kS && i >= nst[q]) i = 0, ++q;
-  };
-  settle();
-  bool first_push = true;
+  T* const yg = static_cast<T*>(p.y) + static_cast<int64_t>(t0) * p.y_stride;
+  bool first_push = true, first_stage = true;
+  int slot_ix = 0;
+  // ---- the compute cursor: phase by phase, stage by stage
 #pragma unroll 1
-  for (int j = 0; j < total; ++j) {
-    if (j == 0) cp_async_wait<0>();  // the first stages and x / y
-    else cp_async_wait_upto(p.stages - 2);
-    __syncthreads();  // stage j is in; every thread is done with stage j - 1, whose slot the next issue refills
-    issue(j + p.stages - 1);
-    cp_async_commit();
-    const T* st = ring + (j % p.stages) * kSlot;
-    const bool is_a = q < kS;
-    const int s = is_a ? q : q - kS;
-    const StreamSlice& c = si[s];
-    const int rp = pad_rank(c.r);
-    if (is_a) {
-      // ---- shrink stage: rows of A times x
-      const int per = kSlot / rp, tpr = kAT / rp;
-      const int n = tid / tpr, part = tid - n * tpr;
-      if (i == 0) {
+  for (Phase<T> f = setup(0); f.q < 2 * kS; f = setup(f.q + 1)) {
+    float acc[TOK];
 #pragma unroll
-        for (int t = 0; t < TOK; ++t) acc[t] = 0.f;
-      }
-      if (n < c.r) {
-        const int k0 = i * per;
+    for (int t = 0; t < TOK; ++t) acc[t] = 0.f;
+#pragma unroll 1
+    for (int i = 0; i < f.n; ++i) {
+      if (first_stage) cp_async_wait<0>();  // the first stages and x / y
+      else cp_async_wait<kNS - 2>();
+      first_stage = false;
+      __syncthreads();  // this stage is in; every thread is done with the previous one, whose slot is refilled now
+      issue_next();
+      const T* st = ring + slot_ix * kSlot;
+      slot_ix = slot_ix == kNS - 1 ? 0 : slot_ix + 1;
+      if (f.is_a) {
+        // ---- shrink stage: rows of A times x
+        if (f.row < f.r) {
+          const int k0 = i * f.per;
 #pragma unroll
-        for (int h = 0; h < 2; ++h) {
-          const int k = (part + h * tpr) * 8;
-          const uint4 av = *reinterpret_cast<const uint4*>(st + n * per + k);
+          for (int h = 0; h < 2; ++h) {
+            const uint4 av = *reinterpret_cast<const uint4*>(st + f.off[h]);
 #pragma unroll
-          for (int t = 0; t < TOK; ++t)
-            if (t < rows) acc[t] = dot8<T>(av, *reinterpret_cast<const uint4*>(sx + t * p.x_pitch + k0 + k), acc[t]);
+            for (int t = 0; t < TOK; ++t)
+              if (t < rows) acc[t] = dot8<T>(av, *reinterpret_cast<const uint4*>(sx + t * p.x_pitch + k0 + f.xoff[h]), acc[t]);
+          }
         }
-      }
-      if (i == nst[q] - 1) {  // the slice's last A stage: sum the row's lanes, deliver this CTA's partial v
+      } else {
+        // ---- expand stage: columns of B times v, y stored
+        const int c0 = i * f.per, nc = min(f.per, f.ncols - c0);
+        float ya[TOK];
 #pragma unroll
-        for (int t = 0; t < TOK; ++t)
-          for (int o = tpr / 2; o > 0; o >>= 1) acc[t] += __shfl_xor_sync(0xffffffffu, acc[t], o);
-        if (CS > 1 && first_push) {
-          cluster_wait();  // every CTA of the cluster runs: its shared memory and mbarrier exist
-          first_push = false;
-        }
-        if (part == 0 && n < c.r) {
+        for (int t = 0; t < TOK; ++t) ya[t] = 0.f;
+        if (f.row < nc) {
+          const T* bcol = st + f.off[0];
+          const float* vv = sv + f.s * TOK * v_pitch + f.xoff[0];
+          const int nr = f.off[1] - f.xoff[0];  // this thread's ranks (0 .. 16)
+          if ((f.r & 7) == 0) {  // 16-byte pieces: col * r + sub * 16 is a multiple of 8
+            for (int jj = 0; jj < nr; jj += 8) {
+              const uint4 bv = *reinterpret_cast<const uint4*>(bcol + jj);
 #pragma unroll
-          for (int t = 0; t < TOK; ++t) {
-            if (t >= rows) break;
-            const int e = (s * TOK + t) * v_pitch + n;
-            if constexpr (CS == 1) {
-              sv[e] = acc[t];
-              p.v[(t0 + t) * v_row + s * p.v_rank_stride + n] = acc[t];
-            } else {
-              const float val = acc[t];
+              for (int t = 0; t < TOK; ++t)
+                if (t < rows) ya[t] = dot8f<T>(bv, vv + t * v_pitch + jj, ya[t]);
+            }
+          } else {
+            for (int jj = 0; jj < nr; ++jj) {
+              const float bf = to_float(bcol[jj]);
 #pragma unroll
-              for (int d = 0; d < CS; ++d)
-                st_async_mapped(map_remote(recv + crank * v_elems + e, d), val, map_remote(&bar_v, d));
+              for (int t = 0; t < TOK; ++t)
+                if (t < rows) ya[t] = fmaf(bf, vv[t * v_pitch + jj], ya[t]);
             }
           }
         }
-      }
-      ++i;
-      settle();
-      if (q >= kS) {  // the A stream ended with this stage
-        if constexpr (CS > 1) {
-          mbar_wait(&bar_v, 0);  // every CTA's partials are here
-          for (int e = tid; e < v_elems; e += kAT) {
-            const int ss = e / (TOK * v_pitch), rest = e - ss * TOK * v_pitch, t = rest / v_pitch, jj = rest - t * v_pitch;
-            if (t >= rows || jj >= si[ss].r) continue;
-            float val = 0.f;
-#pragma unroll
-            for (int src = 0; src < CS; ++src) val += recv[src * v_elems + e];  // in rank order: deterministic
-            sv[e] = val;
-            if (crank == 0) p.v[(t0 + t) * v_row + ss * p.v_rank_stride + jj] = val;
-          }
-        }
-        // sv is read from the next stage on, after the barrier that opens it
-      }
-    } else {
-      // ---- expand stage: columns of B times v, y stored
-      const int per = kSlot / rp, tpc = rp / 16;
-      const int col = tid / tpc, sub = tid - col * tpc;
-      const int c0 = i * per, nc = min(per, c.ncols - c0);
-      float ya[TOK];
-#pragma unroll
-      for (int t = 0; t < TOK; ++t) ya[t] = 0.f;
-      if (col < nc) {
-        const T* bcol = st + col * c.r;
-        const float* vv = sv + s * TOK * v_pitch;
-        const int j0 = sub * 16, j1 = min(c.r, j0 + 16);
-        if ((c.r & 7) == 0) {  // 16-byte pieces: col * r + j0 is a multiple of 8
-          for (int jj = j0; jj < j1; jj += 8) {
-            const uint4 bv = *reinterpret_cast<const uint4*>(bcol + jj);
-#pragma unroll
-            for (int t = 0; t < TOK; ++t)
-              if (t < rows) ya[t] = dot8f<T>(bv, vv + t * v_pitch + jj, ya[t]);
-          }
-        } else {
-          for (int jj = j0; jj < j1; ++jj) {
-            const float bf = to_float(bcol[jj]);
-#pragma unroll
-            for (int t = 0; t < TOK; ++t)
-              if (t < rows) ya[t] = fmaf(bf, vv[t * v_pitch + jj], ya[t]);
-          }
-        }
-      }
-#pragma unroll
-      for (int t = 0; t < TOK; ++t)
-        for (int o = tpc / 2; o > 0; o >>= 1) ya[t] += __shfl_xor_sync(0xffffffffu, ya[t], o);
-      if (sub == 0 && col < nc) {
-        T* y = static_cast<T*>(p.y) + static_cast<int64_t>(t0) * p.y_stride + pick_slice(p.y_col_offset, s) + c.col_b + c0 + col;
-        const T* yold = sy + pick_slice(p.ycol, s) + c0 + col;
 #pragma unroll
         for (int t = 0; t < TOK; ++t)
-          if (t < rows) y[static_cast<int64_t>(t) * p.y_stride] = T(to_float(yold[t * p.y_pitch]) + c.scale * ya[t]);
+          for (int o = f.lane_group / 2; o > 0; o >>= 1) ya[t] += __shfl_xor_sync(0xffffffffu, ya[t], o);
+        if (f.lead && f.row < nc) {
+          const int n = c0 + f.row;
+#pragma unroll
+          for (int t = 0; t < TOK; ++t)
+            if (t < rows)
+              yg[static_cast<int64_t>(t) * p.y_stride + f.yoff + n] =
+                  T(to_float(sy[t * p.y_pitch + f.ycol + n]) + f.scale * ya[t]);
+        }
       }
-      ++i;
-      settle();
     }
+    if (!f.is_a) continue;
+    // ---- the slice's A stream is done: sum the row's lanes, deliver this CTA's partial v
+#pragma unroll
+    for (int t = 0; t < TOK; ++t)
+      for (int o = f.lane_group / 2; o > 0; o >>= 1) acc[t] += __shfl_xor_sync(0xffffffffu, acc[t], o);
+    if (CS > 1 && first_push) {
+      cluster_wait();  // every CTA of the cluster runs: its shared memory and mbarrier exist
+      first_push = false;
+    }
+    if (f.lead && f.row < f.r) {
+#pragma unroll
+      for (int t = 0; t < TOK; ++t) {
+        if (t >= rows) break;
+        const int e = (f.s * TOK + t) * v_pitch + f.row;
+        if constexpr (CS == 1) {
+          sv[e] = acc[t];
+          p.v[(t0 + t) * v_row + f.s * p.v_rank_stride + f.row] = acc[t];
+        } else {
+#pragma unroll
+          for (int d = 0; d < CS; ++d) st_async_mapped(map_remote(recv + crank * v_elems + e, d), acc[t], map_remote(&bar_v, d));
+        }
+      }
+    }
+    if (f.q + 1 < kS) {  // more A phases may follow: is this the last?
+      int q = f.q + 1;
+      while (q < kS && nst[q] == 0) ++q;
+      if (q < kS) continue;
+    }
+    // the A stream ended: v complete (clusters: the pushed partials summed in rank order)
+    if constexpr (CS > 1) {
+      mbar_wait(&bar_v, 0);
+      for (int e = tid; e < v_elems; e += kAT) {
+        const int ss = e / (TOK * v_pitch), rest = e - ss * TOK * v_pitch, t = rest / v_pitch, jj = rest - t * v_pitch;
+        if (t >= rows || jj >= si[ss].r) continue;
+        float val = 0.f;
+#pragma unroll
+        for (int src = 0; src < CS; ++src) val += recv[src * v_elems + e];  // deterministic
+        sv[e] = val;
+        if (crank == 0) p.v[(t0 + t) * v_row + ss * p.v_rank_stride + jj] = val;
+      }
+    }
+    // sv is read from the next stage on, after the barrier that opens it
   }
 #endif
 }
@@ -383,9 +445,8 @@ bool lora_adapter_stream_layout(AdapterStreamArgs* a) {
   const int v_bytes = S * tok * a->v_pitch * 4;
   const int recv_bytes = cs > 1 ? cs * v_bytes : 0;
   const int rest = x_bytes + y_bytes + v_bytes + recv_bytes;
-  a->stages = std::min(8, (kLoraClusterMaxSmem - rest) / kAdapterStreamStageBytes);
-  if (a->stages < 3) return false;
-  a->off_x = a->stages * kAdapterStreamStageBytes;
+  if (rest + kAdapterStreamStages * kAdapterStreamStageBytes > kLoraClusterMaxSmem) return false;
+  a->off_x = kAdapterStreamStages * kAdapterStreamStageBytes;
   a->off_y = a->off_x + x_bytes;
   a->off_v = a->off_y + y_bytes;
   a->off_recv = a->off_v + v_bytes;

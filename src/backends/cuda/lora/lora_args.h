@@ -208,6 +208,7 @@ Status lora_prefill_capacity(DType dtype, int nv, int* clusters);
 // of every slice's columns) per segment, the segment's A and then B streamed through a ring of 16 KB stages.
 constexpr int kAdapterStreamTok = 4;            // tokens per segment of the multi-token instance (the other: 1)
 constexpr int kAdapterStreamStageBytes = 16384;  // one ring slot
+constexpr int kAdapterStreamStages = 8;          // ring slots (7 stages in flight)
 struct AdapterStreamArgs : AddonArgs {
   int num_segments;  // grid: num_segments * cluster_size CTAs
   int cluster_size;  // 1, 2, 4 or 8
@@ -218,10 +219,9 @@ struct AdapterStreamArgs : AddonArgs {
   int x_pitch;       // halves per shared-memory x row: k_per rounded up to 512, + 8
   int y_pitch;       // halves per shared-memory y row: sum of cspan, + 8
   int v_pitch;       // floats per (slice, token) row of v in shared memory: v_rank_stride rounded up to 4
-  int stages;        // ring slots
   int off_x, off_y, off_v, off_recv, smem_bytes;  // shared-memory plan (the ring is at 0)
 };
-// Fills the shared-memory plan of `a` (everything else set); false when it does not fit (fewer than 3 ring slots).
+// Fills the shared-memory plan of `a` (everything else set); false when it does not fit.
 bool lora_adapter_stream_layout(AdapterStreamArgs* a);
 Status lora_launch_adapter_stream(DType dtype, const AdapterStreamArgs& args, bool pdl, cudaStream_t stream);
 Status lora_launch_prefill(DType dtype, const PrefillArgs& args, int nv, bool pdl, cudaStream_t stream);
