@@ -36,7 +36,10 @@ namespace {
 namespace cg = cooperative_groups;
 
 constexpr int kAT = 512;                              // threads per CTA
-constexpr int kSlot = kAdapterStreamStageBytes / 2;   // halves per ring slot (8192)
+constexpr int kSlot = kAdapterStreamStageBytes / 2;   // halves per ring slot
+constexpr int kPP = kAdapterStreamStageBytes / 16 / kAT;  // 16-byte pieces per thread and stage
+constexpr int kLogPieces = kSlot / 8 == 2048 ? 11 : 10;  // log2 of the 16-byte pieces of a slot
+static_assert(kSlot / 8 == (1 << kLogPieces) && kPP % 2 == 0, "a slot is 1024 or 2048 pieces, an even number per thread");
 constexpr int kNS = kAdapterStreamStages;             // ring slots
 
 __device__ __forceinline__ int pad_rank(int r) { return r <= 16 ? 16 : r <= 32 ? 32 : r <= 64 ? 64 : 128; }
@@ -78,15 +81,15 @@ struct Phase {
   bool is_a, vec, lead;
   int s, r, per;    // slice, its rank, A columns / B columns per stage
   // copies: this thread's two 16-byte pieces of a stage
-  const T* src[2];  // at stage 0
-  int dst[2];       // halves into the slot
-  int cnt[2];       // stages in which the piece is copied (A: later ones are zero-filled); -1: no such piece
+  const T* src[kPP];  // at stage 0
+  int dst[kPP];       // halves into the slot
+  int cnt[kPP];       // stages in which the piece is copied (A: later ones are zero-filled); -1: no such piece
   int step;         // halves the source advances per stage
   // compute
   int lane_group;   // threads per A row / B column, summed by shuffles
-  int row;          // A: rank row; B: column within the stage
-  int off[2];       // A: offsets of the two pieces in a slot; B: first B element in a slot, end of the rank range
-  int xoff[2];      // A: column offsets of the two pieces in the stage; B: first rank
+  int row;          // A: rank row; B: first column within the stage (the others: + kAT / lane_group each)
+  int off[kPP];     // A: the pieces' offsets in a slot; B: first B element of each column (kPP / 2) in a slot
+  int xoff[kPP];    // A: the pieces' column offsets in the stage; B: [0] first rank, [1] end of the rank range
   float scale;      // B
   int yoff, ycol, ncols;  // B: column offset in a y row, in the y tile; the CTA's columns of the slice
 };
@@ -183,11 +186,11 @@ __global__ void __launch_bounds__(kAT, 1) lora_adapter_stream_kernel(const Adapt
     f.r = c.r;
     if (f.is_a) {
       // copies: piece pc (0 .. r * ppr) of a stage is row pc / ppr, 8 columns at (pc % ppr) * 8; ppr = 1024 / rp
-      const int lp = 10 - lg;
+      const int lp = kLogPieces - lg;
       f.vec = (reinterpret_cast<uintptr_t>(c.a) & 15) == 0;
       const T* a = static_cast<const T*>(c.a) + kb;
 #pragma unroll
-      for (int h = 0; h < 2; ++h) {
+      for (int h = 0; h < kPP; ++h) {
         const int pc = tid + h * kAT, row = pc >> lp, k = (pc & ((1 << lp) - 1)) * 8;
         f.src[h] = a + static_cast<int64_t>(row) * p.h_in + k;
         f.dst[h] = row * f.per + k;
@@ -195,15 +198,16 @@ __global__ void __launch_bounds__(kAT, 1) lora_adapter_stream_kernel(const Adapt
         f.cnt[h] = row < c.r ? (kvalid > k ? (kvalid - k + f.per - 1) / f.per : 0) : -1;
       }
       f.step = f.per;
-      // compute: TPR = 512 / rp threads per rank row, each 2 pieces of the row (part and part + TPR)
+      // compute: TPR = 512 / rp threads per rank row, each kPP pieces of the row (part, part + TPR, ...)
       const int tpr = kAT >> lg;
       f.lane_group = tpr;
       f.row = tid / tpr;
       const int part = tid % tpr;
-      f.off[0] = f.row * f.per + part * 8;
-      f.off[1] = f.off[0] + tpr * 8;
-      f.xoff[0] = part * 8;
-      f.xoff[1] = part * 8 + tpr * 8;
+#pragma unroll
+      for (int h = 0; h < kPP; ++h) {
+        f.xoff[h] = (part + h * tpr) * 8;
+        f.off[h] = f.row * f.per + f.xoff[h];
+      }
       f.lead = part == 0;
     } else {
       // copies: the stage's columns of B are one contiguous run of per * r halves (the last stage's may be shorter)
@@ -211,21 +215,22 @@ __global__ void __launch_bounds__(kAT, 1) lora_adapter_stream_kernel(const Adapt
       const T* b = static_cast<const T*>(c.b) + static_cast<int64_t>(c.col_b) * c.r;
       const int run = f.per * c.r / 8, total8 = c.ncols * c.r / 8;  // 16-byte pieces per full stage, in all
 #pragma unroll
-      for (int h = 0; h < 2; ++h) {
+      for (int h = 0; h < kPP; ++h) {
         const int pc = tid + h * kAT;
         f.src[h] = b + pc * 8;
         f.dst[h] = pc * 8;
         f.cnt[h] = pc < run ? (total8 - pc + run - 1) / run : -1;
       }
       f.step = f.per * c.r;
-      // compute: TPC = rp / 16 threads per column, each 16 of its ranks
+      // compute: TPC = rp / 16 threads per column, each 16 of its ranks, kPP / 2 columns per thread
       const int tpc = rp >> 4;
       f.lane_group = tpc;
-      f.row = tid / tpc;  // the column within the stage
+      f.row = tid / tpc;  // the first column within the stage
       const int sub = tid % tpc;
-      f.off[0] = f.row * c.r + sub * 16;        // this thread's first B element in a slot
-      f.off[1] = min(c.r, sub * 16 + 16);       // end of its rank range
+#pragma unroll
+      for (int h = 0; h < kPP / 2; ++h) f.off[h] = (f.row + h * (kAT / tpc)) * c.r + sub * 16;
       f.xoff[0] = sub * 16;                     // its first rank
+      f.xoff[1] = min(c.r, sub * 16 + 16);      // end of its rank range
       f.lead = sub == 0;
       f.scale = c.scale;
       f.yoff = pick_slice(p.y_col_offset, f.s) + c.col_b;
@@ -241,7 +246,7 @@ __global__ void __launch_bounds__(kAT, 1) lora_adapter_stream_kernel(const Adapt
     if (cpf.q < 2 * kS) {
       T* dst = ring + cslot * kSlot;
 #pragma unroll
-      for (int h = 0; h < 2; ++h) {
+      for (int h = 0; h < kPP; ++h) {
         if (cpf.cnt[h] < 0) continue;  // no such piece in this phase
         const bool ok = ci < cpf.cnt[h];
         if (cpf.is_a) {
@@ -305,9 +310,9 @@ __global__ void __launch_bounds__(kAT, 1) lora_adapter_stream_kernel(const Adapt
   // ---- the compute cursor: phase by phase, stage by stage
 #pragma unroll 1
   for (Phase<T> f = setup(0); f.q < 2 * kS; f = setup(f.q + 1)) {
-    float acc[TOK];
+    float acc[TOK], acc2[TOK];
 #pragma unroll
-    for (int t = 0; t < TOK; ++t) acc[t] = 0.f;
+    for (int t = 0; t < TOK; ++t) acc[t] = acc2[t] = 0.f;
 #pragma unroll 1
     for (int i = 0; i < f.n; ++i) {
       if (first_stage) cp_async_wait<0>();  // the first stages and x / y
@@ -318,58 +323,67 @@ __global__ void __launch_bounds__(kAT, 1) lora_adapter_stream_kernel(const Adapt
       const T* st = ring + slot_ix * kSlot;
       slot_ix = slot_ix == kNS - 1 ? 0 : slot_ix + 1;
       if (f.is_a) {
-        // ---- shrink stage: rows of A times x
+        // ---- shrink stage: rows of A times x, even and odd pieces into separate sums (two chains of FMAs)
         if (f.row < f.r) {
-          const int k0 = i * f.per;
+          const T* xs = sx + i * f.per;
 #pragma unroll
-          for (int h = 0; h < 2; ++h) {
+          for (int h = 0; h < kPP; ++h) {
             const uint4 av = *reinterpret_cast<const uint4*>(st + f.off[h]);
 #pragma unroll
             for (int t = 0; t < TOK; ++t)
-              if (t < rows) acc[t] = dot8<T>(av, *reinterpret_cast<const uint4*>(sx + t * p.x_pitch + k0 + f.xoff[h]), acc[t]);
+              if (t < rows) {
+                float& a = (h & 1) ? acc2[t] : acc[t];
+                a = dot8<T>(av, *reinterpret_cast<const uint4*>(xs + t * p.x_pitch + f.xoff[h]), a);
+              }
           }
         }
       } else {
         // ---- expand stage: columns of B times v, y stored
         const int c0 = i * f.per, nc = min(f.per, f.ncols - c0);
-        float ya[TOK];
+        const float* vv = sv + f.s * TOK * v_pitch + f.xoff[0];
+        const int nr = f.xoff[1] - f.xoff[0];  // this thread's ranks (0 .. 16)
 #pragma unroll
-        for (int t = 0; t < TOK; ++t) ya[t] = 0.f;
-        if (f.row < nc) {
-          const T* bcol = st + f.off[0];
-          const float* vv = sv + f.s * TOK * v_pitch + f.xoff[0];
-          const int nr = f.off[1] - f.xoff[0];  // this thread's ranks (0 .. 16)
-          if ((f.r & 7) == 0) {  // 16-byte pieces: col * r + sub * 16 is a multiple of 8
-            for (int jj = 0; jj < nr; jj += 8) {
-              const uint4 bv = *reinterpret_cast<const uint4*>(bcol + jj);
+        for (int h = 0; h < kPP / 2; ++h) {
+          const int col = f.row + h * (kAT / f.lane_group);
+          float ya[TOK];
 #pragma unroll
-              for (int t = 0; t < TOK; ++t)
-                if (t < rows) ya[t] = dot8f<T>(bv, vv + t * v_pitch + jj, ya[t]);
-            }
-          } else {
-            for (int jj = 0; jj < nr; ++jj) {
-              const float bf = to_float(bcol[jj]);
+          for (int t = 0; t < TOK; ++t) ya[t] = 0.f;
+          if (col < nc) {
+            const T* bcol = st + f.off[h];
+            if ((f.r & 7) == 0) {  // 16-byte pieces: col * r + sub * 16 is a multiple of 8
+              for (int jj = 0; jj < nr; jj += 8) {
+                const uint4 bv = *reinterpret_cast<const uint4*>(bcol + jj);
 #pragma unroll
-              for (int t = 0; t < TOK; ++t)
-                if (t < rows) ya[t] = fmaf(bf, vv[t * v_pitch + jj], ya[t]);
+                for (int t = 0; t < TOK; ++t)
+                  if (t < rows) ya[t] = dot8f<T>(bv, vv + t * v_pitch + jj, ya[t]);
+              }
+            } else {
+              for (int jj = 0; jj < nr; ++jj) {
+                const float bf = to_float(bcol[jj]);
+#pragma unroll
+                for (int t = 0; t < TOK; ++t)
+                  if (t < rows) ya[t] = fmaf(bf, vv[t * v_pitch + jj], ya[t]);
+              }
             }
           }
-        }
-#pragma unroll
-        for (int t = 0; t < TOK; ++t)
-          for (int o = f.lane_group / 2; o > 0; o >>= 1) ya[t] += __shfl_xor_sync(0xffffffffu, ya[t], o);
-        if (f.lead && f.row < nc) {
-          const int n = c0 + f.row;
 #pragma unroll
           for (int t = 0; t < TOK; ++t)
-            if (t < rows)
-              yg[static_cast<int64_t>(t) * p.y_stride + f.yoff + n] =
-                  T(to_float(sy[t * p.y_pitch + f.ycol + n]) + f.scale * ya[t]);
+            for (int o = f.lane_group / 2; o > 0; o >>= 1) ya[t] += __shfl_xor_sync(0xffffffffu, ya[t], o);
+          if (f.lead && col < nc) {
+            const int n = c0 + col;
+#pragma unroll
+            for (int t = 0; t < TOK; ++t)
+              if (t < rows)
+                yg[static_cast<int64_t>(t) * p.y_stride + f.yoff + n] =
+                    T(to_float(sy[t * p.y_pitch + f.ycol + n]) + f.scale * ya[t]);
+          }
         }
       }
     }
     if (!f.is_a) continue;
     // ---- the slice's A stream is done: sum the row's lanes, deliver this CTA's partial v
+#pragma unroll
+    for (int t = 0; t < TOK; ++t) acc[t] += acc2[t];
 #pragma unroll
     for (int t = 0; t < TOK; ++t)
       for (int o = f.lane_group / 2; o > 0; o >>= 1) acc[t] += __shfl_xor_sync(0xffffffffu, acc[t], o);
@@ -432,7 +446,9 @@ int align16(int bytes) { return (bytes + 15) & ~15; }
 
 bool lora_adapter_stream_layout(AdapterStreamArgs* a) {
   const int S = a->num_slices, tok = a->tok, cs = a->cluster_size;
-  a->x_pitch = (a->k_per + 511) / 512 * 512 + 8;
+  // x rows reach to the end of the last A stage: a multiple of the widest stage (rank 16: kSlot / 16 columns)
+  constexpr int kWidest = kSlot / 16;
+  a->x_pitch = (a->k_per + kWidest - 1) / kWidest * kWidest + 8;
   int cols = 0;
   for (int s = 0; s < S; ++s) {
     a->ycol[s] = cols;

@@ -207,8 +207,8 @@ Status lora_prefill_capacity(DType dtype, int nv, int* clusters);
 // most kAdapterStreamTok tokens, one CTA (or a cluster of cluster_size CTAs, each with 1 / cluster_size of h_in and
 // of every slice's columns) per segment, the segment's A and then B streamed through a ring of 16 KB stages.
 constexpr int kAdapterStreamTok = 4;            // tokens per segment of the multi-token instance (the other: 1)
-constexpr int kAdapterStreamStageBytes = 16384;  // one ring slot
-constexpr int kAdapterStreamStages = 8;          // ring slots (7 stages in flight)
+constexpr int kAdapterStreamStageBytes = 32768;  // one ring slot
+constexpr int kAdapterStreamStages = 4;          // ring slots (3 stages in flight)
 struct AdapterStreamArgs : AddonArgs {
   int num_segments;  // grid: num_segments * cluster_size CTAs
   int cluster_size;  // 1, 2, 4 or 8
@@ -216,7 +216,7 @@ struct AdapterStreamArgs : AddonArgs {
   int k_per;         // h_in elements per CTA, a multiple of 8
   int cspan[ops::kMaxLoraSlices];  // columns per CTA of each slice, a multiple of 8
   int ycol[ops::kMaxLoraSlices];   // first column of each slice in the shared-memory y tile
-  int x_pitch;       // halves per shared-memory x row: k_per rounded up to 512, + 8
+  int x_pitch;       // halves per shared-memory x row: k_per rounded up to the widest A stage, + 8
   int y_pitch;       // halves per shared-memory y row: sum of cspan, + 8
   int v_pitch;       // floats per (slice, token) row of v in shared memory: v_rank_stride rounded up to 4
   int off_x, off_y, off_v, off_recv, smem_bytes;  // shared-memory plan (the ring is at 0)
