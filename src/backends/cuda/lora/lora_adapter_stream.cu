@@ -44,33 +44,34 @@ constexpr int kNS = kAdapterStreamStages;             // ring slots
 
 __device__ __forceinline__ int pad_rank(int r) { return r <= 16 ? 16 : r <= 32 ? 32 : r <= 64 ? 64 : 128; }
 
-// sum of the products of 8 halves (one 16-byte piece) of a and b, added to acc
+// the products of 8 halves (one 16-byte piece) of a and b, added to two sums (even and odd pairs): two independent
+// chains of FMAs. Nsight on the first versions: warps stalled mostly on fixed-latency dependencies (stall_wait ~30%,
+// long_sb 2%), 16 warps per SM being too few to hide one chain of 8 FMAs each.
 template <typename T>
-__device__ __forceinline__ float dot8(uint4 a, uint4 b, float acc) {
+__device__ __forceinline__ void dot8(uint4 a, uint4 b, float& acc0, float& acc1) {
   const uint32_t aw[4] = {a.x, a.y, a.z, a.w}, bw[4] = {b.x, b.y, b.z, b.w};
 #pragma unroll
   for (int i = 0; i < 4; ++i) {
     const float2 af = pair_to_float2(aw[i], T()), bf = pair_to_float2(bw[i], T());
+    float& acc = (i & 1) ? acc1 : acc0;
     acc = fmaf(af.x, bf.x, acc);
     acc = fmaf(af.y, bf.y, acc);
   }
-  return acc;
 }
-// 8 halves of b times 8 fp32 values at v (16-byte aligned), added to acc
+// 8 halves of b times 8 fp32 values at v (16-byte aligned), added to two sums
 template <typename T>
-__device__ __forceinline__ float dot8f(uint4 b, const float* v, float acc) {
+__device__ __forceinline__ void dot8f(uint4 b, const float* v, float& acc0, float& acc1) {
   const float4 v0 = *reinterpret_cast<const float4*>(v), v1 = *reinterpret_cast<const float4*>(v + 4);
   const float2 b0 = pair_to_float2(b.x, T()), b1 = pair_to_float2(b.y, T()), b2 = pair_to_float2(b.z, T()),
                b3 = pair_to_float2(b.w, T());
-  acc = fmaf(b0.x, v0.x, acc);
-  acc = fmaf(b0.y, v0.y, acc);
-  acc = fmaf(b1.x, v0.z, acc);
-  acc = fmaf(b1.y, v0.w, acc);
-  acc = fmaf(b2.x, v1.x, acc);
-  acc = fmaf(b2.y, v1.y, acc);
-  acc = fmaf(b3.x, v1.z, acc);
-  acc = fmaf(b3.y, v1.w, acc);
-  return acc;
+  acc0 = fmaf(b0.x, v0.x, acc0);
+  acc1 = fmaf(b1.x, v0.z, acc1);
+  acc0 = fmaf(b0.y, v0.y, acc0);
+  acc1 = fmaf(b1.y, v0.w, acc1);
+  acc0 = fmaf(b2.x, v1.x, acc0);
+  acc1 = fmaf(b3.x, v1.z, acc1);
+  acc0 = fmaf(b2.y, v1.y, acc0);
+  acc1 = fmaf(b3.y, v1.w, acc1);
 }
 
 // One phase of a CTA's stream as one thread sees it (lora_adapter_stream_kernel: setup).
@@ -310,9 +311,9 @@ __global__ void __launch_bounds__(kAT, 1) lora_adapter_stream_kernel(const Adapt
   // ---- the compute cursor: phase by phase, stage by stage
 #pragma unroll 1
   for (Phase<T> f = setup(0); f.q < 2 * kS; f = setup(f.q + 1)) {
-    float acc[TOK], acc2[TOK];
+    float acc[TOK][4];  // four chains per token, summed when the slice's A stream ends
 #pragma unroll
-    for (int t = 0; t < TOK; ++t) acc[t] = acc2[t] = 0.f;
+    for (int t = 0; t < TOK; ++t) acc[t][0] = acc[t][1] = acc[t][2] = acc[t][3] = 0.f;
 #pragma unroll 1
     for (int i = 0; i < f.n; ++i) {
       if (first_stage) cp_async_wait<0>();  // the first stages and x / y
@@ -323,19 +324,21 @@ __global__ void __launch_bounds__(kAT, 1) lora_adapter_stream_kernel(const Adapt
       const T* st = ring + slot_ix * kSlot;
       slot_ix = slot_ix == kNS - 1 ? 0 : slot_ix + 1;
       if (f.is_a) {
-        // ---- shrink stage: rows of A times x, even and odd pieces into separate sums (two chains of FMAs)
+        // ---- shrink stage: rows of A times x; all loads first, then four chains of FMAs per token
         if (f.row < f.r) {
           const T* xs = sx + i * f.per;
+          uint4 av[kPP];
 #pragma unroll
-          for (int h = 0; h < kPP; ++h) {
-            const uint4 av = *reinterpret_cast<const uint4*>(st + f.off[h]);
+          for (int h = 0; h < kPP; ++h) av[h] = *reinterpret_cast<const uint4*>(st + f.off[h]);
 #pragma unroll
-            for (int t = 0; t < TOK; ++t)
-              if (t < rows) {
-                float& a = (h & 1) ? acc2[t] : acc[t];
-                a = dot8<T>(av, *reinterpret_cast<const uint4*>(xs + t * p.x_pitch + f.xoff[h]), a);
-              }
-          }
+          for (int t = 0; t < TOK; ++t)
+            if (t < rows) {
+              uint4 xv[kPP];
+#pragma unroll
+              for (int h = 0; h < kPP; ++h) xv[h] = *reinterpret_cast<const uint4*>(xs + t * p.x_pitch + f.xoff[h]);
+#pragma unroll
+              for (int h = 0; h < kPP; ++h) dot8<T>(av[h], xv[h], acc[t][(h & 1) * 2], acc[t][(h & 1) * 2 + 1]);
+            }
         }
       } else {
         // ---- expand stage: columns of B times v, y stored
@@ -345,9 +348,9 @@ __global__ void __launch_bounds__(kAT, 1) lora_adapter_stream_kernel(const Adapt
 #pragma unroll
         for (int h = 0; h < kPP / 2; ++h) {
           const int col = f.row + h * (kAT / f.lane_group);
-          float ya[TOK];
+          float ya[TOK], yb[TOK];
 #pragma unroll
-          for (int t = 0; t < TOK; ++t) ya[t] = 0.f;
+          for (int t = 0; t < TOK; ++t) ya[t] = yb[t] = 0.f;
           if (col < nc) {
             const T* bcol = st + f.off[h];
             if ((f.r & 7) == 0) {  // 16-byte pieces: col * r + sub * 16 is a multiple of 8
@@ -355,7 +358,7 @@ __global__ void __launch_bounds__(kAT, 1) lora_adapter_stream_kernel(const Adapt
                 const uint4 bv = *reinterpret_cast<const uint4*>(bcol + jj);
 #pragma unroll
                 for (int t = 0; t < TOK; ++t)
-                  if (t < rows) ya[t] = dot8f<T>(bv, vv + t * v_pitch + jj, ya[t]);
+                  if (t < rows) dot8f<T>(bv, vv + t * v_pitch + jj, ya[t], yb[t]);
               }
             } else {
               for (int jj = 0; jj < nr; ++jj) {
@@ -367,8 +370,10 @@ __global__ void __launch_bounds__(kAT, 1) lora_adapter_stream_kernel(const Adapt
             }
           }
 #pragma unroll
-          for (int t = 0; t < TOK; ++t)
+          for (int t = 0; t < TOK; ++t) {
+            ya[t] += yb[t];
             for (int o = f.lane_group / 2; o > 0; o >>= 1) ya[t] += __shfl_xor_sync(0xffffffffu, ya[t], o);
+          }
           if (f.lead && col < nc) {
             const int n = c0 + col;
 #pragma unroll
@@ -382,11 +387,12 @@ __global__ void __launch_bounds__(kAT, 1) lora_adapter_stream_kernel(const Adapt
     }
     if (!f.is_a) continue;
     // ---- the slice's A stream is done: sum the row's lanes, deliver this CTA's partial v
+    float vsum[TOK];
 #pragma unroll
-    for (int t = 0; t < TOK; ++t) acc[t] += acc2[t];
-#pragma unroll
-    for (int t = 0; t < TOK; ++t)
-      for (int o = f.lane_group / 2; o > 0; o >>= 1) acc[t] += __shfl_xor_sync(0xffffffffu, acc[t], o);
+    for (int t = 0; t < TOK; ++t) {
+      vsum[t] = (acc[t][0] + acc[t][1]) + (acc[t][2] + acc[t][3]);
+      for (int o = f.lane_group / 2; o > 0; o >>= 1) vsum[t] += __shfl_xor_sync(0xffffffffu, vsum[t], o);
+    }
     if (CS > 1 && first_push) {
       cluster_wait();  // every CTA of the cluster runs: its shared memory and mbarrier exist
       first_push = false;
@@ -397,11 +403,11 @@ __global__ void __launch_bounds__(kAT, 1) lora_adapter_stream_kernel(const Adapt
         if (t >= rows) break;
         const int e = (f.s * TOK + t) * v_pitch + f.row;
         if constexpr (CS == 1) {
-          sv[e] = acc[t];
-          p.v[(t0 + t) * v_row + f.s * p.v_rank_stride + f.row] = acc[t];
+          sv[e] = vsum[t];
+          p.v[(t0 + t) * v_row + f.s * p.v_rank_stride + f.row] = vsum[t];
         } else {
 #pragma unroll
-          for (int d = 0; d < CS; ++d) st_async_mapped(map_remote(recv + crank * v_elems + e, d), acc[t], map_remote(&bar_v, d));
+          for (int d = 0; d < CS; ++d) st_async_mapped(map_remote(recv + crank * v_elems + e, d), vsum[t], map_remote(&bar_v, d));
         }
       }
     }
