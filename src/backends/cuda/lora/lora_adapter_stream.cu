@@ -74,6 +74,12 @@ __device__ __forceinline__ void dot8f(uint4 b, const float* v, float& acc0, floa
   acc1 = fmaf(b3.y, v1.w, acc1);
 }
 
+template <typename T>
+__device__ __forceinline__ uint32_t pack_pair(T lo, T hi) {
+  return static_cast<uint32_t>(*reinterpret_cast<const uint16_t*>(&lo)) |
+         (static_cast<uint32_t>(*reinterpret_cast<const uint16_t*>(&hi)) << 16);
+}
+
 // One phase of a CTA's stream as one thread sees it (lora_adapter_stream_kernel: setup).
 template <typename T>
 struct Phase {
@@ -82,7 +88,8 @@ struct Phase {
   bool is_a, vec, lead;
   int s, r, per;    // slice, its rank, A columns / B columns per stage
   // copies: this thread's two 16-byte pieces of a stage
-  const T* src[kPP];  // at stage 0
+  const T* base;      // the pieces' sources at stage 0: base + src[h]
+  int src[kPP];
   int dst[kPP];       // halves into the slot
   int cnt[kPP];       // stages in which the piece is copied (A: later ones are zero-filled); -1: no such piece
   int step;         // halves the source advances per stage
@@ -93,6 +100,9 @@ struct Phase {
   int xoff[kPP];    // A: the pieces' column offsets in the stage; B: [0] first rank, [1] end of the rank range
   float scale;      // B
   int yoff, ycol, ncols;  // B: column offset in a y row, in the y tile; the CTA's columns of the slice
+  bool mma;         // B on the tensor cores (rank 16, 32 or 64); A always is
+  int rg;           // A: this warp's group of 16 ranks
+  int ksteps;       // B (mma): k steps of 16 ranks
 };
 
 struct StreamSlice {
@@ -185,41 +195,50 @@ __global__ void __launch_bounds__(kAT, 1) lora_adapter_stream_kernel(const Adapt
     f.n = nst[q];
     f.per = kSlot >> lg;  // A columns / B columns per stage
     f.r = c.r;
+    const int warp = tid >> 5, lane = tid & 31;
     if (f.is_a) {
-      // copies: piece pc (0 .. r * ppr) of a stage is row pc / ppr, 8 columns at (pc % ppr) * 8; ppr = 1024 / rp
+      // copies: piece pc (0 .. r * ppr) of a stage is row pc / ppr, 8 columns at (pc % ppr) * 8; ppr = 2048 / rp. In
+      // the slot a row's 16-byte chunk c sits at chunk c ^ (row & 7): ldmatrix's 8 rows then hit 8 different banks.
       const int lp = kLogPieces - lg;
       f.vec = (reinterpret_cast<uintptr_t>(c.a) & 15) == 0;
-      const T* a = static_cast<const T*>(c.a) + kb;
+      f.base = static_cast<const T*>(c.a) + kb;
 #pragma unroll
       for (int h = 0; h < kPP; ++h) {
-        const int pc = tid + h * kAT, row = pc >> lp, k = (pc & ((1 << lp) - 1)) * 8;
-        f.src[h] = a + static_cast<int64_t>(row) * p.h_in + k;
-        f.dst[h] = row * f.per + k;
+        const int pc = tid + h * kAT, row = pc >> lp, ch = pc & ((1 << lp) - 1);
+        f.src[h] = row * p.h_in + ch * 8;  // < 128 * h_in: an int
+        f.dst[h] = row * f.per + ((ch ^ (row & 7)) << 3);
         // stages in which the piece holds data (k0 + k < kvalid); the rest are zero-filled; rows past r: none
-        f.cnt[h] = row < c.r ? (kvalid > k ? (kvalid - k + f.per - 1) / f.per : 0) : -1;
+        f.cnt[h] = row < c.r ? (kvalid > ch * 8 ? (kvalid - ch * 8 + f.per - 1) / f.per : 0) : -1;
       }
       f.step = f.per;
-      // compute: TPR = 512 / rp threads per rank row, each kPP pieces of the row (part, part + TPR, ...)
-      const int tpr = kAT >> lg;
-      f.lane_group = tpr;
-      f.row = tid / tpr;
-      const int part = tid % tpr;
+      // compute, mma.m16n8k16 with x as the 16-row operand (token rows, zeros past the segment's) and the stage's A
+      // rows as the 8-column one: warp w takes rank group rg = w % RG (RG = rp / 16) and the stage's k steps
+      // w / RG + h * 16 / RG, h < 4 (per / 16 = 64 / RG k steps per stage).
+      const int RG = rp >> 4;
+      f.rg = warp & (RG - 1);
+      const int row = f.rg * 16 + (lane & 7) + (lane >> 4) * 8;  // this lane's ldmatrix row
 #pragma unroll
       for (int h = 0; h < kPP; ++h) {
-        f.xoff[h] = (part + h * tpr) * 8;
-        f.off[h] = f.row * f.per + f.xoff[h];
+        const int ks = warp / RG + h * (16 / RG);
+        const int ch = ks * 2 + ((lane >> 3) & 1);
+        f.off[h] = row * f.per + ((ch ^ (row & 7)) << 3);
+        f.xoff[h] = ks * 16 + 2 * (lane & 3);  // x fragment: token row lane / 4, k 2q, 2q + 1 (and + 8)
       }
-      f.lead = part == 0;
     } else {
-      // copies: the stage's columns of B are one contiguous run of per * r halves (the last stage's may be shorter)
+      // copies: the stage's columns of B are one contiguous run of per * r halves (the last stage's may be shorter).
+      // With mma a column's cpc = r / 8 chunks are swizzled (chunk ^ (col >> sh) & (cpc - 1)), so that ldmatrix's 8
+      // column rows hit 8 different bank groups.
       f.vec = (reinterpret_cast<uintptr_t>(c.b) & 15) == 0;
-      const T* b = static_cast<const T*>(c.b) + static_cast<int64_t>(c.col_b) * c.r;
+      f.mma = f.vec && (c.r == 16 || c.r == 32 || c.r == 64);
+      const int lcpc = c.r == 16 ? 1 : c.r == 32 ? 2 : 3, sh = 3 - lcpc;
+      f.base = static_cast<const T*>(c.b) + static_cast<int64_t>(c.col_b) * c.r;
       const int run = f.per * c.r / 8, total8 = c.ncols * c.r / 8;  // 16-byte pieces per full stage, in all
 #pragma unroll
       for (int h = 0; h < kPP; ++h) {
         const int pc = tid + h * kAT;
-        f.src[h] = b + pc * 8;
-        f.dst[h] = pc * 8;
+        f.src[h] = pc * 8;
+        const int col = pc >> lcpc, ch = pc & ((1 << lcpc) - 1);
+        f.dst[h] = f.mma ? col * c.r + ((ch ^ ((col >> sh) & ((1 << lcpc) - 1))) << 3) : pc * 8;
         f.cnt[h] = pc < run ? (total8 - pc + run - 1) / run : -1;
       }
       f.step = f.per * c.r;
@@ -233,6 +252,19 @@ __global__ void __launch_bounds__(kAT, 1) lora_adapter_stream_kernel(const Adapt
       f.xoff[0] = sub * 16;                     // its first rank
       f.xoff[1] = min(c.r, sub * 16 + 16);      // end of its rank range
       f.lead = sub == 0;
+      if (f.mma) {
+        // warp w takes the stage's column pairs (16 columns) w + 16 h, h < per / 256, each over all r / 16 k steps:
+        // ldmatrix offsets u = h * ksteps + kk (always 4 of them: per / 256 * r / 16 = 4)
+        f.ksteps = c.r >> 4;
+        const int pairs = f.per >> 8;
+#pragma unroll
+        for (int h = 0; h < kPP; ++h) {
+          const int pr = warp + (h / f.ksteps) * 16, kk = h % f.ksteps;
+          const int col = pr * 16 + (lane & 7) + (lane >> 4) * 8, ch = kk * 2 + ((lane >> 3) & 1);
+          f.off[h] = col * c.r + ((ch ^ ((col >> sh) & ((1 << lcpc) - 1))) << 3);
+        }
+        (void)pairs;
+      }
       f.scale = c.scale;
       f.yoff = pick_slice(p.y_col_offset, f.s) + c.col_b;
       f.ycol = pick_slice(p.ycol, f.s);
@@ -252,17 +284,17 @@ __global__ void __launch_bounds__(kAT, 1) lora_adapter_stream_kernel(const Adapt
         const bool ok = ci < cpf.cnt[h];
         if (cpf.is_a) {
           if (cpf.vec) {
-            cp_async_16(dst + cpf.dst[h], ok ? cpf.src[h] + ci * cpf.step : si[cpf.s].a, ok ? 16 : 0);
+            cp_async_16(dst + cpf.dst[h], ok ? cpf.base + cpf.src[h] + ci * cpf.step : cpf.base, ok ? 16 : 0);
           } else {
 #pragma unroll
-            for (int e = 0; e < 8; ++e) dst[cpf.dst[h] + e] = ok ? cpf.src[h][ci * cpf.step + e] : T(0.f);
+            for (int e = 0; e < 8; ++e) dst[cpf.dst[h] + e] = ok ? cpf.base[cpf.src[h] + ci * cpf.step + e] : T(0.f);
           }
         } else if (ok) {
           if (cpf.vec) {
-            cp_async_16(dst + cpf.dst[h], cpf.src[h] + static_cast<int64_t>(ci) * cpf.step, 16);
+            cp_async_16(dst + cpf.dst[h], cpf.base + cpf.src[h] + static_cast<int64_t>(ci) * cpf.step, 16);
           } else {
 #pragma unroll
-            for (int e = 0; e < 8; ++e) dst[cpf.dst[h] + e] = cpf.src[h][static_cast<int64_t>(ci) * cpf.step + e];
+            for (int e = 0; e < 8; ++e) dst[cpf.dst[h] + e] = cpf.base[cpf.src[h] + static_cast<int64_t>(ci) * cpf.step + e];
           }
         }
       }
@@ -309,11 +341,30 @@ __global__ void __launch_bounds__(kAT, 1) lora_adapter_stream_kernel(const Adapt
   bool first_push = true, first_stage = true;
   int slot_ix = 0;
   // ---- the compute cursor: phase by phase, stage by stage
+  const int lane = tid & 31, warp = tid >> 5, g = lane >> 2, q4 = lane & 3;
+  float* const red = reinterpret_cast<float*>(smem + p.off_red);  // [16 warps][TOK][16]: the shrink's warp sums
 #pragma unroll 1
   for (Phase<T> f = setup(0); f.q < 2 * kS; f = setup(f.q + 1)) {
-    float acc[TOK][4];  // four chains per token, summed when the slice's A stream ends
+    float acc[2][4] = {};  // A: this warp's sums over its k steps, 2 n tiles of its rank group
+    uint32_t vh[4][2], vl[4][2];  // B (mma): v's hi / lo fragments (a0, a2) per k step; token row g
+    if (!f.is_a && f.mma) {
+      const float* vv = sv + (f.s * TOK + (g < TOK ? g : 0)) * v_pitch;
 #pragma unroll
-    for (int t = 0; t < TOK; ++t) acc[t][0] = acc[t][1] = acc[t][2] = acc[t][3] = 0.f;
+      for (int kk = 0; kk < 4; ++kk)
+#pragma unroll
+        for (int e = 0; e < 2; ++e) {
+          float v0 = 0.f, v1 = 0.f;
+          if (kk < f.ksteps && g < rows) {
+            v0 = vv[kk * 16 + e * 8 + 2 * q4];
+            v1 = vv[kk * 16 + e * 8 + 2 * q4 + 1];
+          }
+          T h0, l0, h1, l1;
+          split_hi_lo(v0, h0, l0);
+          split_hi_lo(v1, h1, l1);
+          vh[kk][e] = pack_pair(h0, h1);
+          vl[kk][e] = pack_pair(l0, l1);
+        }
+    }
 #pragma unroll 1
     for (int i = 0; i < f.n; ++i) {
       if (first_stage) cp_async_wait<0>();  // the first stages and x / y
@@ -321,27 +372,63 @@ __global__ void __launch_bounds__(kAT, 1) lora_adapter_stream_kernel(const Adapt
       first_stage = false;
       __syncthreads();  // this stage is in; every thread is done with the previous one, whose slot is refilled now
       issue_next();
-      const T* st = ring + slot_ix * kSlot;
+      const uint32_t st = smem_addr(ring + slot_ix * kSlot);
       slot_ix = slot_ix == kNS - 1 ? 0 : slot_ix + 1;
       if (f.is_a) {
-        // ---- shrink stage: rows of A times x; all loads first, then four chains of FMAs per token
-        if (f.row < f.r) {
-          const T* xs = sx + i * f.per;
-          uint4 av[kPP];
+        // ---- shrink stage on the tensor cores: x (token rows g < rows, zeros else) times the stage's A rows
+        const T* xs = sx + (g < TOK ? g : 0) * p.x_pitch + i * f.per;
 #pragma unroll
-          for (int h = 0; h < kPP; ++h) av[h] = *reinterpret_cast<const uint4*>(st + f.off[h]);
-#pragma unroll
-          for (int t = 0; t < TOK; ++t)
-            if (t < rows) {
-              uint4 xv[kPP];
-#pragma unroll
-              for (int h = 0; h < kPP; ++h) xv[h] = *reinterpret_cast<const uint4*>(xs + t * p.x_pitch + f.xoff[h]);
-#pragma unroll
-              for (int h = 0; h < kPP; ++h) dot8<T>(av[h], xv[h], acc[t][(h & 1) * 2], acc[t][(h & 1) * 2 + 1]);
-            }
+        for (int h = 0; h < kPP; ++h) {
+          uint32_t b[4];
+          ldmatrix_x4_at(b, st + 2u * static_cast<uint32_t>(f.off[h]));
+          uint32_t a[4] = {0u, 0u, 0u, 0u};
+          if (g < rows) {
+            a[0] = *reinterpret_cast<const uint32_t*>(xs + f.xoff[h]);
+            a[2] = *reinterpret_cast<const uint32_t*>(xs + f.xoff[h] + 8);
+          }
+          MmaF16<T>::run(acc[0], a, b);
+          MmaF16<T>::run(acc[1], a, b + 2);
         }
+      } else if (f.mma) {
+        // ---- expand stage on the tensor cores: v (hi + lo) times the stage's B columns, y stored
+        const int c0 = i * f.per, nc = min(f.per, f.ncols - c0);
+        // K k steps per column pair, 4 / K pairs per warp: every index below is a compile-time one
+        auto pairs = [&](auto kc) {
+          constexpr int K = decltype(kc)::value;
+#pragma unroll
+          for (int hp = 0; hp < kPP; hp += K) {
+            float ya[2][4] = {};
+#pragma unroll
+            for (int kk = 0; kk < K; ++kk) {
+              uint32_t b[4];
+              ldmatrix_x4_at(b, st + 2u * static_cast<uint32_t>(f.off[hp + kk]));
+              const uint32_t ah[4] = {vh[kk][0], 0u, vh[kk][1], 0u}, al[4] = {vl[kk][0], 0u, vl[kk][1], 0u};
+              MmaF16<T>::run(ya[0], ah, b);
+              MmaF16<T>::run(ya[0], al, b);
+              MmaF16<T>::run(ya[1], ah, b + 2);
+              MmaF16<T>::run(ya[1], al, b + 2);
+            }
+            if (g < rows) {
+              const int pr = warp + (hp / K) * 16;
+#pragma unroll
+              for (int nt = 0; nt < 2; ++nt) {
+                const int n = pr * 16 + nt * 8 + 2 * q4;  // column within the stage (and n + 1)
+                if (n < nc) {
+                  const float2 old =
+                      pair_to_float2(*reinterpret_cast<const uint32_t*>(sy + g * p.y_pitch + f.ycol + c0 + n), T());
+                  *reinterpret_cast<uint32_t*>(yg + static_cast<int64_t>(g) * p.y_stride + f.yoff + c0 + n) =
+                      float2_to_pair(old.x + f.scale * ya[nt][0], old.y + f.scale * ya[nt][1], T());
+                }
+              }
+            }
+          }
+        };
+        if (f.ksteps == 1) pairs(std::integral_constant<int, 1>{});
+        else if (f.ksteps == 2) pairs(std::integral_constant<int, 2>{});
+        else pairs(std::integral_constant<int, 4>{});
       } else {
-        // ---- expand stage: columns of B times v, y stored
+        // ---- expand stage on the CUDA cores (ranks other than 16 / 32 / 64, or B not 16-byte aligned)
+        const T* sts = ring + (slot_ix == 0 ? kNS - 1 : slot_ix - 1) * kSlot;
         const int c0 = i * f.per, nc = min(f.per, f.ncols - c0);
         const float* vv = sv + f.s * TOK * v_pitch + f.xoff[0];
         const int nr = f.xoff[1] - f.xoff[0];  // this thread's ranks (0 .. 16)
@@ -352,7 +439,7 @@ __global__ void __launch_bounds__(kAT, 1) lora_adapter_stream_kernel(const Adapt
 #pragma unroll
           for (int t = 0; t < TOK; ++t) ya[t] = yb[t] = 0.f;
           if (col < nc) {
-            const T* bcol = st + f.off[h];
+            const T* bcol = sts + f.off[h];
             if ((f.r & 7) == 0) {  // 16-byte pieces: col * r + sub * 16 is a multiple of 8
               for (int jj = 0; jj < nr; jj += 8) {
                 const uint4 bv = *reinterpret_cast<const uint4*>(bcol + jj);
@@ -386,35 +473,40 @@ __global__ void __launch_bounds__(kAT, 1) lora_adapter_stream_kernel(const Adapt
       }
     }
     if (!f.is_a) continue;
-    // ---- the slice's A stream is done: sum the row's lanes, deliver this CTA's partial v
-    float vsum[TOK];
+    // ---- the slice's A stream is done: the warps' sums (token row g, ranks 2q, 2q + 1 of each n tile) through
+    // shared memory, summed per rank in warp order, and this CTA's partial v delivered
+    if (g < rows) {
 #pragma unroll
-    for (int t = 0; t < TOK; ++t) {
-      vsum[t] = (acc[t][0] + acc[t][1]) + (acc[t][2] + acc[t][3]);
-      for (int o = f.lane_group / 2; o > 0; o >>= 1) vsum[t] += __shfl_xor_sync(0xffffffffu, vsum[t], o);
+      for (int nt = 0; nt < 2; ++nt) {
+        red[(warp * TOK + g) * 16 + nt * 8 + 2 * q4] = acc[nt][0];
+        red[(warp * TOK + g) * 16 + nt * 8 + 2 * q4 + 1] = acc[nt][1];
+      }
     }
+    __syncthreads();
     if (CS > 1 && first_push) {
       cluster_wait();  // every CTA of the cluster runs: its shared memory and mbarrier exist
       first_push = false;
     }
-    if (f.lead && f.row < f.r) {
-#pragma unroll
-      for (int t = 0; t < TOK; ++t) {
-        if (t >= rows) break;
-        const int e = (f.s * TOK + t) * v_pitch + f.row;
+    {
+      const int rp = pad_rank(f.r), RG = rp >> 4;
+      const int t = tid / rp, n = tid - t * rp;
+      if (t < rows && n < f.r) {
+        float vsum = 0.f;
+        for (int w = n >> 4; w < 16; w += RG) vsum += red[(w * TOK + t) * 16 + (n & 15)];
+        const int e = (f.s * TOK + t) * v_pitch + n;
         if constexpr (CS == 1) {
-          sv[e] = vsum[t];
-          p.v[(t0 + t) * v_row + f.s * p.v_rank_stride + f.row] = vsum[t];
+          sv[e] = vsum;
+          p.v[(t0 + t) * v_row + f.s * p.v_rank_stride + n] = vsum;
         } else {
 #pragma unroll
-          for (int d = 0; d < CS; ++d) st_async_mapped(map_remote(recv + crank * v_elems + e, d), vsum[t], map_remote(&bar_v, d));
+          for (int d = 0; d < CS; ++d) st_async_mapped(map_remote(recv + crank * v_elems + e, d), vsum, map_remote(&bar_v, d));
         }
       }
     }
     if (f.q + 1 < kS) {  // more A phases may follow: is this the last?
-      int q = f.q + 1;
-      while (q < kS && nst[q] == 0) ++q;
-      if (q < kS) continue;
+      int qn = f.q + 1;
+      while (qn < kS && nst[qn] == 0) ++qn;
+      if (qn < kS) continue;
     }
     // the A stream ended: v complete (clusters: the pushed partials summed in rank order)
     if constexpr (CS > 1) {
@@ -429,7 +521,7 @@ __global__ void __launch_bounds__(kAT, 1) lora_adapter_stream_kernel(const Adapt
         if (crank == 0) p.v[(t0 + t) * v_row + ss * p.v_rank_stride + jj] = val;
       }
     }
-    // sv is read from the next stage on, after the barrier that opens it
+    __syncthreads();  // sv complete before the B phase builds its v fragments
   }
 #endif
 }
@@ -466,13 +558,15 @@ bool lora_adapter_stream_layout(AdapterStreamArgs* a) {
   const int y_bytes = align16(tok * a->y_pitch * 2);
   const int v_bytes = S * tok * a->v_pitch * 4;
   const int recv_bytes = cs > 1 ? cs * v_bytes : 0;
-  const int rest = x_bytes + y_bytes + v_bytes + recv_bytes;
+  const int red_bytes = 16 * tok * 16 * 4;  // the shrink's per-warp sums
+  const int rest = x_bytes + y_bytes + v_bytes + recv_bytes + red_bytes;
   if (rest + kAdapterStreamStages * kAdapterStreamStageBytes > kLoraClusterMaxSmem) return false;
   a->off_x = kAdapterStreamStages * kAdapterStreamStageBytes;
   a->off_y = a->off_x + x_bytes;
   a->off_v = a->off_y + y_bytes;
   a->off_recv = a->off_v + v_bytes;
-  a->smem_bytes = a->off_recv + recv_bytes;
+  a->off_red = a->off_recv + recv_bytes;
+  a->smem_bytes = a->off_red + red_bytes;
   return true;
 }
 

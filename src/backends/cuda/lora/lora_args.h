@@ -219,7 +219,7 @@ struct AdapterStreamArgs : AddonArgs {
   int x_pitch;       // halves per shared-memory x row: k_per rounded up to the widest A stage, + 8
   int y_pitch;       // halves per shared-memory y row: sum of cspan, + 8
   int v_pitch;       // floats per (slice, token) row of v in shared memory: v_rank_stride rounded up to 4
-  int off_x, off_y, off_v, off_recv, smem_bytes;  // shared-memory plan (the ring is at 0)
+  int off_x, off_y, off_v, off_recv, off_red, smem_bytes;  // shared-memory plan (the ring is at 0)
 };
 // Fills the shared-memory plan of `a` (everything else set); false when it does not fit.
 bool lora_adapter_stream_layout(AdapterStreamArgs* a);
