@@ -23,6 +23,7 @@
 #include <cooperative_groups.h>
 
 #include <algorithm>
+#include <climits>
 #include <string>
 
 #include "backends/cuda/cuda_check.h"
@@ -91,7 +92,8 @@ struct Phase {
   const T* base;      // the pieces' sources at stage 0: base + src[h]
   int src[kPP];
   int dst[kPP];       // halves into the slot
-  int cnt[kPP];       // stages in which the piece is copied (A: later ones are zero-filled); -1: no such piece
+  int lim[kPP];       // the piece holds data at stage ci while ci * adv + lim > 0 ... see issue_next; INT_MIN: no piece
+  int adv;            // what lim loses per stage
   int step;         // halves the source advances per stage
   // compute
   int lane_group;   // threads per A row / B column, summed by shuffles
@@ -113,6 +115,104 @@ struct StreamSlice {
   int col_b;    // this CTA's first column of the slice
   int ncols;    // this CTA's columns of the slice (a multiple of 8, may be 0)
 };
+
+// Phase q of a CTA's stream (or the first one after it with stages; q = 2 kMaxLoraSlices: the end) as thread tid
+// sees it; powers of two by shifts (a division costs ~25 instructions). Inlined: as a call it spilled 100-150 bytes.
+template <typename T>
+__device__ __forceinline__ Phase<T> stream_phase(const AdapterStreamArgs& p, const StreamSlice* si, const int* nst, int q,
+                                              int tid, int kb, int kvalid) {
+  constexpr int kS = ops::kMaxLoraSlices;
+  while (q < 2 * kS && nst[q] == 0) ++q;
+  Phase<T> f{};
+  f.q = q;
+  if (q == 2 * kS) return f;
+  f.is_a = q < kS;
+  f.s = f.is_a ? q : q - kS;
+  const StreamSlice& c = si[f.s];
+  const int rp = pad_rank(c.r), lg = rp == 16 ? 4 : rp == 32 ? 5 : rp == 64 ? 6 : 7;
+  f.n = nst[q];
+  f.per = kSlot >> lg;  // A columns / B columns per stage
+  f.r = c.r;
+  const int warp = tid >> 5, lane = tid & 31;
+  if (f.is_a) {
+    // copies: piece pc (0 .. r * ppr) of a stage is row pc / ppr, 8 columns at (pc % ppr) * 8; ppr = 2048 / rp. In
+    // the slot a row's 16-byte chunk c sits at chunk c ^ (row & 7): ldmatrix's 8 rows then hit 8 different banks.
+    const int lp = kLogPieces - lg;
+    f.vec = (reinterpret_cast<uintptr_t>(c.a) & 15) == 0;
+    f.base = static_cast<const T*>(c.a) + kb;
+#pragma unroll
+    for (int h = 0; h < kPP; ++h) {
+      const int pc = tid + h * kAT, row = pc >> lp, ch = pc & ((1 << lp) - 1);
+      f.src[h] = row * p.h_in + ch * 8;  // < 128 * h_in: an int
+      f.dst[h] = row * f.per + ((ch ^ (row & 7)) << 3);
+      // stages in which the piece holds data (k0 + k < kvalid); the rest are zero-filled; rows past r: none
+      f.lim[h] = row < c.r ? kvalid - ch * 8 : INT_MIN;  // data while k0 + ch * 8 < kvalid
+    }
+    f.step = f.per;
+    f.adv = f.per;
+    // compute, mma.m16n8k16 with x as the 16-row operand (token rows, zeros past the segment's) and the stage's A
+    // rows as the 8-column one: warp w takes rank group rg = w % RG (RG = rp / 16) and the stage's k steps
+    // w / RG + h * 16 / RG, h < 4 (per / 16 = 64 / RG k steps per stage).
+    const int RG = rp >> 4;
+    f.rg = warp & (RG - 1);
+    const int row = f.rg * 16 + (lane & 7) + (lane >> 4) * 8;  // this lane's ldmatrix row
+#pragma unroll
+    for (int h = 0; h < kPP; ++h) {
+      const int ks = (warp >> (lg - 4)) + h * (16 >> (lg - 4));  // warp / RG + h * 16 / RG
+      const int ch = ks * 2 + ((lane >> 3) & 1);
+      f.off[h] = row * f.per + ((ch ^ (row & 7)) << 3);
+      f.xoff[h] = ks * 16 + 2 * (lane & 3);  // x fragment: token row lane / 4, k 2q, 2q + 1 (and + 8)
+    }
+  } else {
+    // copies: the stage's columns of B are one contiguous run of per * r halves (the last stage's may be shorter).
+    // With mma a column's cpc = r / 8 chunks are swizzled (chunk ^ (col >> sh) & (cpc - 1)), so that ldmatrix's 8
+    // column rows hit 8 different bank groups.
+    f.vec = (reinterpret_cast<uintptr_t>(c.b) & 15) == 0;
+    f.mma = f.vec && (c.r == 16 || c.r == 32 || c.r == 64);
+    const int lcpc = c.r == 16 ? 1 : c.r == 32 ? 2 : 3, sh = 3 - lcpc;
+    f.base = static_cast<const T*>(c.b) + static_cast<int64_t>(c.col_b) * c.r;
+    const int run = f.per * c.r / 8, total8 = c.ncols * c.r / 8;  // 16-byte pieces per full stage, in all
+#pragma unroll
+    for (int h = 0; h < kPP; ++h) {
+      const int pc = tid + h * kAT;
+      f.src[h] = pc * 8;
+      const int col = pc >> lcpc, ch = pc & ((1 << lcpc) - 1);
+      f.dst[h] = f.mma ? col * c.r + ((ch ^ ((col >> sh) & ((1 << lcpc) - 1))) << 3) : pc * 8;
+      f.lim[h] = pc < run ? total8 - pc : INT_MIN;  // data while ci * run + pc < total8
+    }
+    f.step = f.per * c.r;
+    f.adv = run;
+    // compute: TPC = rp / 16 threads per column, each 16 of its ranks, kPP / 2 columns per thread
+    const int tpc = rp >> 4;
+    f.lane_group = tpc;
+    f.row = tid >> (lg - 4);  // the first column within the stage (tid / tpc)
+    const int sub = tid & (tpc - 1);
+#pragma unroll
+    for (int h = 0; h < kPP / 2; ++h) f.off[h] = (f.row + h * (kAT >> (lg - 4))) * c.r + sub * 16;
+    f.xoff[0] = sub * 16;                     // its first rank
+    f.xoff[1] = min(c.r, sub * 16 + 16);      // end of its rank range
+    f.lead = sub == 0;
+    if (f.mma) {
+      // warp w takes the stage's column pairs (16 columns) w + 16 h, h < per / 256, each over all r / 16 k steps:
+      // ldmatrix offsets u = h * ksteps + kk (always 4 of them: per / 256 * r / 16 = 4)
+      f.ksteps = c.r >> 4;
+      const int pairs = f.per >> 8;
+#pragma unroll
+      for (int h = 0; h < kPP; ++h) {
+        const int lk = lg - 4;  // ksteps = r / 16 = rp / 16 here
+        const int pr = warp + (h >> lk) * 16, kk = h & (f.ksteps - 1);
+        const int col = pr * 16 + (lane & 7) + (lane >> 4) * 8, ch = kk * 2 + ((lane >> 3) & 1);
+        f.off[h] = col * c.r + ((ch ^ ((col >> sh) & ((1 << lcpc) - 1))) << 3);
+      }
+      (void)pairs;
+    }
+    f.scale = c.scale;
+    f.yoff = pick_slice(p.y_col_offset, f.s) + c.col_b;
+    f.ycol = pick_slice(p.ycol, f.s);
+    f.ncols = c.ncols;
+  }
+  return f;
+}
 
 template <typename T, int CS, int TOK>
 __global__ void __launch_bounds__(kAT, 1) lora_adapter_stream_kernel(const AdapterStreamArgs p) {
@@ -152,7 +252,7 @@ __global__ void __launch_bounds__(kAT, 1) lora_adapter_stream_kernel(const Adapt
       }
     }
     si[tid] = s;
-    const int per = s.r ? kSlot / pad_rank(s.r) : 1;  // A columns (B columns) per stage
+    const int per = s.r ? kSlot / pad_rank(s.r) : 1;  // A columns (B columns) per stage (once per CTA)
     // at least one A stage per adapted slice, zeros if this CTA has no k range: its partial is pushed all the same
     nst[tid] = s.r ? max(1, (kvalid + per - 1) / per) : 0;
     nst[kS + tid] = s.r ? (s.ncols + per - 1) / per : 0;
@@ -183,95 +283,7 @@ __global__ void __launch_bounds__(kAT, 1) lora_adapter_stream_kernel(const Adapt
   T* const ring = reinterpret_cast<T*>(smem);
   T* const sx = reinterpret_cast<T*>(smem + p.off_x);
   T* const sy = reinterpret_cast<T*>(smem + p.off_y);
-  auto setup = [&](int q) {  // the first phase from q on that has stages (q = 2 kS: the end)
-    while (q < 2 * kS && nst[q] == 0) ++q;
-    Phase<T> f{};
-    f.q = q;
-    if (q == 2 * kS) return f;
-    f.is_a = q < kS;
-    f.s = f.is_a ? q : q - kS;
-    const StreamSlice& c = si[f.s];
-    const int rp = pad_rank(c.r), lg = rp == 16 ? 4 : rp == 32 ? 5 : rp == 64 ? 6 : 7;
-    f.n = nst[q];
-    f.per = kSlot >> lg;  // A columns / B columns per stage
-    f.r = c.r;
-    const int warp = tid >> 5, lane = tid & 31;
-    if (f.is_a) {
-      // copies: piece pc (0 .. r * ppr) of a stage is row pc / ppr, 8 columns at (pc % ppr) * 8; ppr = 2048 / rp. In
-      // the slot a row's 16-byte chunk c sits at chunk c ^ (row & 7): ldmatrix's 8 rows then hit 8 different banks.
-      const int lp = kLogPieces - lg;
-      f.vec = (reinterpret_cast<uintptr_t>(c.a) & 15) == 0;
-      f.base = static_cast<const T*>(c.a) + kb;
-#pragma unroll
-      for (int h = 0; h < kPP; ++h) {
-        const int pc = tid + h * kAT, row = pc >> lp, ch = pc & ((1 << lp) - 1);
-        f.src[h] = row * p.h_in + ch * 8;  // < 128 * h_in: an int
-        f.dst[h] = row * f.per + ((ch ^ (row & 7)) << 3);
-        // stages in which the piece holds data (k0 + k < kvalid); the rest are zero-filled; rows past r: none
-        f.cnt[h] = row < c.r ? (kvalid > ch * 8 ? (kvalid - ch * 8 + f.per - 1) / f.per : 0) : -1;
-      }
-      f.step = f.per;
-      // compute, mma.m16n8k16 with x as the 16-row operand (token rows, zeros past the segment's) and the stage's A
-      // rows as the 8-column one: warp w takes rank group rg = w % RG (RG = rp / 16) and the stage's k steps
-      // w / RG + h * 16 / RG, h < 4 (per / 16 = 64 / RG k steps per stage).
-      const int RG = rp >> 4;
-      f.rg = warp & (RG - 1);
-      const int row = f.rg * 16 + (lane & 7) + (lane >> 4) * 8;  // this lane's ldmatrix row
-#pragma unroll
-      for (int h = 0; h < kPP; ++h) {
-        const int ks = warp / RG + h * (16 / RG);
-        const int ch = ks * 2 + ((lane >> 3) & 1);
-        f.off[h] = row * f.per + ((ch ^ (row & 7)) << 3);
-        f.xoff[h] = ks * 16 + 2 * (lane & 3);  // x fragment: token row lane / 4, k 2q, 2q + 1 (and + 8)
-      }
-    } else {
-      // copies: the stage's columns of B are one contiguous run of per * r halves (the last stage's may be shorter).
-      // With mma a column's cpc = r / 8 chunks are swizzled (chunk ^ (col >> sh) & (cpc - 1)), so that ldmatrix's 8
-      // column rows hit 8 different bank groups.
-      f.vec = (reinterpret_cast<uintptr_t>(c.b) & 15) == 0;
-      f.mma = f.vec && (c.r == 16 || c.r == 32 || c.r == 64);
-      const int lcpc = c.r == 16 ? 1 : c.r == 32 ? 2 : 3, sh = 3 - lcpc;
-      f.base = static_cast<const T*>(c.b) + static_cast<int64_t>(c.col_b) * c.r;
-      const int run = f.per * c.r / 8, total8 = c.ncols * c.r / 8;  // 16-byte pieces per full stage, in all
-#pragma unroll
-      for (int h = 0; h < kPP; ++h) {
-        const int pc = tid + h * kAT;
-        f.src[h] = pc * 8;
-        const int col = pc >> lcpc, ch = pc & ((1 << lcpc) - 1);
-        f.dst[h] = f.mma ? col * c.r + ((ch ^ ((col >> sh) & ((1 << lcpc) - 1))) << 3) : pc * 8;
-        f.cnt[h] = pc < run ? (total8 - pc + run - 1) / run : -1;
-      }
-      f.step = f.per * c.r;
-      // compute: TPC = rp / 16 threads per column, each 16 of its ranks, kPP / 2 columns per thread
-      const int tpc = rp >> 4;
-      f.lane_group = tpc;
-      f.row = tid / tpc;  // the first column within the stage
-      const int sub = tid % tpc;
-#pragma unroll
-      for (int h = 0; h < kPP / 2; ++h) f.off[h] = (f.row + h * (kAT / tpc)) * c.r + sub * 16;
-      f.xoff[0] = sub * 16;                     // its first rank
-      f.xoff[1] = min(c.r, sub * 16 + 16);      // end of its rank range
-      f.lead = sub == 0;
-      if (f.mma) {
-        // warp w takes the stage's column pairs (16 columns) w + 16 h, h < per / 256, each over all r / 16 k steps:
-        // ldmatrix offsets u = h * ksteps + kk (always 4 of them: per / 256 * r / 16 = 4)
-        f.ksteps = c.r >> 4;
-        const int pairs = f.per >> 8;
-#pragma unroll
-        for (int h = 0; h < kPP; ++h) {
-          const int pr = warp + (h / f.ksteps) * 16, kk = h % f.ksteps;
-          const int col = pr * 16 + (lane & 7) + (lane >> 4) * 8, ch = kk * 2 + ((lane >> 3) & 1);
-          f.off[h] = col * c.r + ((ch ^ ((col >> sh) & ((1 << lcpc) - 1))) << 3);
-        }
-        (void)pairs;
-      }
-      f.scale = c.scale;
-      f.yoff = pick_slice(p.y_col_offset, f.s) + c.col_b;
-      f.ycol = pick_slice(p.ycol, f.s);
-      f.ncols = c.ncols;
-    }
-    return f;
-  };
+  auto setup = [&](int q) { return stream_phase<T>(p, si, nst, q, tid, kb, kvalid); };
   // ---- the copy cursor: stage ci of phase `cp` into slot cslot
   Phase<T> cpf = setup(0);
   int ci = 0, cslot = 0;
@@ -280,8 +292,8 @@ __global__ void __launch_bounds__(kAT, 1) lora_adapter_stream_kernel(const Adapt
       T* dst = ring + cslot * kSlot;
 #pragma unroll
       for (int h = 0; h < kPP; ++h) {
-        if (cpf.cnt[h] < 0) continue;  // no such piece in this phase
-        const bool ok = ci < cpf.cnt[h];
+        if (cpf.lim[h] == INT_MIN) continue;  // no such piece in this phase
+        const bool ok = ci * cpf.adv < cpf.lim[h];
         if (cpf.is_a) {
           if (cpf.vec) {
             cp_async_16(dst + cpf.dst[h], ok ? cpf.base + cpf.src[h] + ci * cpf.step : cpf.base, ok ? 16 : 0);
@@ -315,23 +327,22 @@ __global__ void __launch_bounds__(kAT, 1) lora_adapter_stream_kernel(const Adapt
   // the y tile (this CTA's columns of each adapted slice)
   {
     const T* x = static_cast<const T*>(p.x) + static_cast<int64_t>(t0) * p.x_stride + kb;
-    const int xc = (p.x_pitch - 8) / 8;
-    for (int c = tid; c < rows * xc; c += kAT) {
-      const int row = c / xc, k = (c - row * xc) * 8;
-      const bool ok = k < kvalid;
-      cp_async_16(sx + row * p.x_pitch + k, ok ? x + static_cast<int64_t>(row) * p.x_stride + k : p.x, ok ? 16 : 0);
-    }
+#pragma unroll 1
+    for (int row = 0; row < rows; ++row)
+      for (int k = tid * 8; k < p.x_pitch - 8; k += kAT * 8) {
+        const bool ok = k < kvalid;
+        cp_async_16(sx + row * p.x_pitch + k, ok ? x + static_cast<int64_t>(row) * p.x_stride + k : p.x, ok ? 16 : 0);
+      }
     const T* y = static_cast<const T*>(p.y);
     for (int s = 0; s < S; ++s) {
       const StreamSlice& c = si[s];
       if (c.r == 0 || c.ncols == 0) continue;
-      const int yc = c.ncols / 8;
       const T* src = y + static_cast<int64_t>(t0) * p.y_stride + pick_slice(p.y_col_offset, s) + c.col_b;
       T* dst = sy + pick_slice(p.ycol, s);
-      for (int e = tid; e < rows * yc; e += kAT) {
-        const int row = e / yc, n = (e - row * yc) * 8;
-        cp_async_16(dst + row * p.y_pitch + n, src + static_cast<int64_t>(row) * p.y_stride + n, 16);
-      }
+#pragma unroll 1
+      for (int row = 0; row < rows; ++row)
+        for (int n = tid * 8; n < c.ncols; n += kAT * 8)
+          cp_async_16(dst + row * p.y_pitch + n, src + static_cast<int64_t>(row) * p.y_stride + n, 16);
     }
     cp_async_commit();
   }
@@ -434,7 +445,7 @@ __global__ void __launch_bounds__(kAT, 1) lora_adapter_stream_kernel(const Adapt
         const int nr = f.xoff[1] - f.xoff[0];  // this thread's ranks (0 .. 16)
 #pragma unroll
         for (int h = 0; h < kPP / 2; ++h) {
-          const int col = f.row + h * (kAT / f.lane_group);
+          const int col = f.row + h * (kAT / f.lane_group);  // (the CUDA-core path: rare)
           float ya[TOK], yb[TOK];
 #pragma unroll
           for (int t = 0; t < TOK; ++t) ya[t] = yb[t] = 0.f;
@@ -488,8 +499,8 @@ __global__ void __launch_bounds__(kAT, 1) lora_adapter_stream_kernel(const Adapt
       first_push = false;
     }
     {
-      const int rp = pad_rank(f.r), RG = rp >> 4;
-      const int t = tid / rp, n = tid - t * rp;
+      const int rp = pad_rank(f.r), RG = rp >> 4, lg = rp == 16 ? 4 : rp == 32 ? 5 : rp == 64 ? 6 : 7;
+      const int t = tid >> lg, n = tid & (rp - 1);
       if (t < rows && n < f.r) {
         float vsum = 0.f;
         for (int w = n >> 4; w < 16; w += RG) vsum += red[(w * TOK + t) * 16 + (n & 15)];
