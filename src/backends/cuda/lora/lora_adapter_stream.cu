@@ -101,7 +101,7 @@ struct Phase {
   int off[kPP];     // A: the pieces' offsets in a slot; B: first B element of each column (kPP / 2) in a slot
   int xoff[kPP];    // A: the pieces' column offsets in the stage; B: [0] first rank, [1] end of the rank range
   float scale;      // B
-  int yoff, ycol, ncols;  // B: column offset in a y row, in the y tile; the CTA's columns of the slice
+  int ycol, ncols;  // B: the slice's first column in the y tile; the CTA's columns of the slice
   bool mma;         // B on the tensor cores (rank 16, 32 or 64); A always is
   int rg;           // A: this warp's group of 16 ranks
   int ksteps;       // B (mma): k steps of 16 ranks
@@ -207,7 +207,6 @@ __device__ __forceinline__ Phase<T> stream_phase(const AdapterStreamArgs& p, con
       (void)pairs;
     }
     f.scale = c.scale;
-    f.yoff = pick_slice(p.y_col_offset, f.s) + c.col_b;
     f.ycol = pick_slice(p.ycol, f.s);
     f.ncols = c.ncols;
   }
@@ -424,11 +423,10 @@ __global__ void __launch_bounds__(kAT, 1) lora_adapter_stream_kernel(const Adapt
 #pragma unroll
               for (int nt = 0; nt < 2; ++nt) {
                 const int n = pr * 16 + nt * 8 + 2 * q4;  // column within the stage (and n + 1)
-                if (n < nc) {
-                  const float2 old =
-                      pair_to_float2(*reinterpret_cast<const uint32_t*>(sy + g * p.y_pitch + f.ycol + c0 + n), T());
-                  *reinterpret_cast<uint32_t*>(yg + static_cast<int64_t>(g) * p.y_stride + f.yoff + c0 + n) =
-                      float2_to_pair(old.x + f.scale * ya[nt][0], old.y + f.scale * ya[nt][1], T());
+                if (n < nc) {  // y = round(y + scale * sum) in the y tile; stored with 16-byte stores at the end
+                  uint32_t* cell = reinterpret_cast<uint32_t*>(sy + g * p.y_pitch + f.ycol + c0 + n);
+                  const float2 old = pair_to_float2(*cell, T());
+                  *cell = float2_to_pair(old.x + f.scale * ya[nt][0], old.y + f.scale * ya[nt][1], T());
                 }
               }
             }
@@ -476,9 +474,7 @@ __global__ void __launch_bounds__(kAT, 1) lora_adapter_stream_kernel(const Adapt
             const int n = c0 + col;
 #pragma unroll
             for (int t = 0; t < TOK; ++t)
-              if (t < rows)
-                yg[static_cast<int64_t>(t) * p.y_stride + f.yoff + n] =
-                    T(to_float(sy[t * p.y_pitch + f.ycol + n]) + f.scale * ya[t]);
+              if (t < rows) sy[t * p.y_pitch + f.ycol + n] = T(to_float(sy[t * p.y_pitch + f.ycol + n]) + f.scale * ya[t]);
           }
         }
       }
@@ -533,6 +529,20 @@ __global__ void __launch_bounds__(kAT, 1) lora_adapter_stream_kernel(const Adapt
       }
     }
     __syncthreads();  // sv complete before the B phase builds its v fragments
+  }
+  // ---- the finished y tile, 16-byte stores (one 2- or 4-byte store per lane and column made the expand stages
+  // ~2x longer in instructions: Nsight, eleventh session, call 9)
+  __syncthreads();
+  for (int s = 0; s < S; ++s) {
+    const StreamSlice& c = si[s];
+    if (c.r == 0 || c.ncols == 0) continue;
+    T* dst = yg + pick_slice(p.y_col_offset, s) + c.col_b;
+    const T* src = sy + pick_slice(p.ycol, s);
+#pragma unroll 1
+    for (int row = 0; row < rows; ++row)
+      for (int n = tid * 8; n < c.ncols; n += kAT * 8)
+        *reinterpret_cast<uint4*>(dst + static_cast<int64_t>(row) * p.y_stride + n) =
+            *reinterpret_cast<const uint4*>(src + row * p.y_pitch + n);
   }
 #endif
 }

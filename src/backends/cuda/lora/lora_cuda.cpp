@@ -400,12 +400,17 @@ bool plan_adapter_stream(const ops::LoraShrinkParams& s, const ops::LoraExpandPa
   return false;
 }
 
-// Whether the adapter-streaming kernel takes this lora_add (its plan in *a).
+// Whether the adapter-streaming kernel takes this lora_add (its plan in *a). Measured on an H200 (eleventh session,
+// call 9, 4096 x 4096 f16, forced against the other paths): it wins where a CTA streams >= 256 KB of one adapter,
+// one CTA per segment (distinct r = 16 B = 128 15.8 vs 17.7 us; r = 64 B = 128 37.7 vs 44.5) or 2-CTA clusters at
+// rank 64 (B = 64 22.4 vs 24.5), and loses with less per CTA (r = 16 B = 64, 2-CTA clusters: 11.7 vs 9.9; r = 64
+// B = 32, 4-CTA clusters: 24.0 vs 14.1): at least 96 adapted segments, or 48 from rank 64 on.
 bool pick_adapter_stream(const ops::LoraShrinkParams& s, const ops::LoraExpandParams& e, const DeviceFacts& dev,
                          lora_detail::AdapterStreamArgs* a) {
   const int ov = adapter_stream_override();
   if (ov == 0) return false;
-  if (ov != 1 && s.seg.num_adapted_segments < (padded_rank(s.v_rank_stride) <= 32 ? 64 : 16)) return false;
+  const int adapted = s.seg.num_adapted_segments;
+  if (ov != 1 && adapted < (padded_rank(s.v_rank_stride) >= 64 ? 48 : 96)) return false;
   return plan_adapter_stream(s, e, dev, a);
 }
 
