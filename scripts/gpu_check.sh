@@ -9,7 +9,7 @@
 #   cmake -S src/backends/cuda/standalone -B build-cuda-90 -G Ninja -DCMAKE_BUILD_TYPE=Release \
 #     -DCMAKE_CUDA_ARCHITECTURES=90a && ninja -C build-cuda-90 punica_lora_oracle punica_bench_lora
 # (sm_90a only: 30 MB, small enough to carry); if they do not start there, builds them the same way there.
-#   scripts/gpu_check.sh [all|oracle|sanitize|bench|quick|profile|compare|rule|probe|iterate|ab|stream|final|final-san|env-ab|ncu-cluster|ncu-old-new|few-rows|cluster-size|cs-san|cs-final|prefill|prefill-ab|ncu-prefill]
+#   scripts/gpu_check.sh [all|oracle|sanitize|bench|quick|profile|compare|rule|probe|iterate|ab|stream|final|final-san|env-ab|astream|ncu-cluster|ncu-old-new|few-rows|cluster-size|cs-san|cs-final|prefill|prefill-ab|ncu-prefill]
 #   (all = oracle by shape + oracle with the cluster kernel off (the older paths) + sanitizers + bench;
 #    quick = oracle + sanitizer + --quick bench; profile = all + Nsight Compute on the prefill kernels;
 #    COMPARE_PATHS=1 also benches every row with the single-launch decode kernel off, PUNICA_LORA_FUSED=0;
@@ -32,6 +32,8 @@
 #    env-ab = environment settings (AB_ENV="VAR=value ...") against the default in one binary: oracles (by shape, cluster
 #    forced, by shape under each setting), with AB_SAN=1 memcheck / racecheck under the first setting, the 4096x4096
 #    f16 rows under each setting and by default joined by row, the phase trace by default;
+#    astream = the adapter-streaming decode kernel: oracles forced (the rest runs with it off if that fails) and by shape,
+#    memcheck / racecheck (f16, distinct cases) forced, the full benchmark, the distinct / noadapt rows off and forced;
 #    cluster-size = the cluster kernel's 8-, 4- and 2-CTA clusters: oracles forced with each, memcheck forced with 4,
 #    the 4096x4096 f16 rows by shape, of the previous build (OLD_XZ) and forced with each size, joined by row
 #    (CS_BENCH, CS_MEMCHECK, CS_RACECHECK and CS_FULL_BENCH choose the parts: see the mode);
@@ -227,6 +229,24 @@ if [[ $mode == env-ab ]]; then  # settings against the default, same binary: AB_
   echo "== trace by default =="; grep -E "^trace|phase|shrink mma" "$OUT/trace.log" | cut -c1-250
   echo "== 4096x4096 f16 us: abN = with the N-th of: ${settings[*]}; default =="
   python3 scripts/join_bench_csv.py "${joined[@]}" "default=$OUT/bench_default.csv"
+fi
+if [[ $mode == astream ]]; then  # the adapter-streaming decode kernel (eleventh session): oracles, sanitizers, full bench
+  run_oracle oracle_astream 90 --dtype all --astream 1
+  if grep -q FAIL "$OUT/oracle_astream.log" || ! grep -q " 0 failed" "$OUT/oracle_astream.log"; then
+    export PUNICA_LORA_ASTREAM=0
+    summary+=("adapter-streaming kernel FAILED the oracle: the rest runs with PUNICA_LORA_ASTREAM=0")
+  fi
+  run_oracle oracle_auto 90 --dtype all
+  run_sanitizer memcheck 150 --astream 1
+  run_sanitizer racecheck 150 --dtype f16 --astream 1 --filter distinct
+  run_bench bench 200 --csv "$OUT/bench.csv"
+  b="--shape 4096x4096 --dtype f16 --no-baselines"
+  for w in distinct noadapt; do
+    PUNICA_LORA_ASTREAM=0 timeout 100 "$BIN/punica_bench_lora" $b --only $w --csv "$OUT/off_$w.csv" >/dev/null 2>&1
+    PUNICA_LORA_ASTREAM=1 timeout 100 "$BIN/punica_bench_lora" $b --only $w --csv "$OUT/on_$w.csv" >/dev/null 2>&1
+    python3 scripts/join_bench_csv.py "off=$OUT/off_$w.csv" "forced=$OUT/on_$w.csv"
+  done
+  grep -E "^(dtype|f16 +4096x4096)" "$OUT/bench.log" | cut -c1-120
 fi
 # The previous build's benchmark, carried xz-compressed (OLD_XZ), unpacked to $old: old / new in one call.
 unpack_old() {
