@@ -1,25 +1,27 @@
-// The adapter-streaming decode kernel: the whole add-on in one launch for batches of many adapters with a few
-// tokens each (decode), one CTA per segment, or one cluster of CS CTAs per segment when there are fewer segments than
-// SMs (each CTA then takes 1 / CS of h_in in the shrink and of every slice's columns in the expand).
+// The adapter-streaming decode kernel: the whole add-on in one launch for decode batches of many adapters (segments
+// of at most 4 tokens), one CTA per segment, or one cluster of CS = 2 / 4 / 8 CTAs per segment when there are fewer
+// segments than SMs (each CTA then takes 1 / CS of h_in in the shrink and of every slice's columns in the expand).
 //
 // Why: at these shapes the add-on is a stream of adapter weights (128 adapters of rank 16 at 4096 x 4096: 33.5 MB),
 // and the two-kernel streaming path (lora_stream.cu) pays a kernel boundary and two ramps: its shrink and expand ran
 // back to back without overlap (H100, distinct r = 16 B = 128: 10.6 + 9.1 us alone, 19.5 together). Here one CTA owns
-// an adapter's whole weight stream: A's stages, then B's, through one ring of 16 KB slots kept full by 16-byte
-// cp.async (the per-CTA read probe: ~17 GB/s per SM with all SMs reading, 53 with one), so B's loads run while the
-// shrink's last stages are summed and v is exchanged. The tenth session's prefill kernel in this role lost because
-// its stages were small (4 KB of A per 128 columns at rank 16) and each carried a chain of mma work; here a stage is
-// 16 KB whatever the rank and its work is a few fp32 FMAs per thread on the CUDA cores.
+// an adapter's whole weight stream, A's stages then B's, through one ring of 32 KB slots (3 stages in flight, 16-byte
+// cp.async by all 512 threads, the first stages before the PDL wait), so B's loads run while the shrink's last stages
+// are summed and v is exchanged. docs/perf/lora-kernels.md (eleventh session) has the measurements behind each choice:
+// the first versions were bound by instructions per stage (integer divisions, f16 -> f32 conversions), not by memory.
 //
-// Each stage, 512 threads:
-//   shrink (stage = r rows x KB columns of A, KB = 8192 / rp, rp = r rounded up to 16 / 32 / 64 / 128):
-//     TPR = 512 / rp consecutive threads share a rank row, each takes 2 of its KB / 8 sixteen-byte pieces and keeps a
-//     running fp32 sum per token over all stages; after the slice's last stage the TPR lanes are summed by shuffles.
-//   expand (stage = NB = 8192 / rp columns of B, each column's r halves contiguous):
-//     TPC = rp / 16 consecutive threads share a column, each takes 16 of its ranks; shuffles sum them and the first
-//     writes y = round(y + scale * sum) straight to global memory (y was staged in shared memory after the PDL wait).
-// v stays fp32. With clusters each CTA pushes its partial v (a few hundred floats) into every CTA's receive buffer
-// with st.async counted on that CTA's mbarrier; sums run in cluster-rank order: deterministic, no atomics.
+// Each stage (512 threads, 16 warps):
+//   shrink (r rows x per = 16384 / rp columns of A, rp = r rounded up to 16 / 32 / 64 / 128): mma.m16n8k16 with x as
+//     the 16-row operand (the segment's token rows, zeros below) and A's rows as the 8-column one, by ldmatrix from a
+//     slot whose 16-byte chunks are XOR-swizzled by row; warp w owns rank group w % (rp / 16) and 4 of the stage's
+//     64 / (rp / 16) k steps, and keeps its fp32 sums over all stages; the warps' sums meet in shared memory once per
+//     slice.
+//   expand (per = 16384 / rp columns of B, each column's r halves contiguous): at ranks 16 / 32 / 64 mma with v as the
+//     16-row operand (hi + lo halves: v stays fp32 to ~16-22 bits) and the columns by ldmatrix from swizzled chunks;
+//     other ranks on the CUDA cores. Results go into the shared-memory y tile (staged after the PDL wait; y is rounded
+//     once), which is stored with 16-byte stores at the end.
+// With clusters each CTA pushes its partial v (a few hundred floats) into every CTA's receive buffer with st.async
+// counted on that CTA's mbarrier; sums run in cluster-rank order: deterministic, no atomics.
 #include <cooperative_groups.h>
 
 #include <algorithm>
@@ -45,21 +47,7 @@ constexpr int kNS = kAdapterStreamStages;             // ring slots
 
 __device__ __forceinline__ int pad_rank(int r) { return r <= 16 ? 16 : r <= 32 ? 32 : r <= 64 ? 64 : 128; }
 
-// the products of 8 halves (one 16-byte piece) of a and b, added to two sums (even and odd pairs): two independent
-// chains of FMAs. Nsight on the first versions: warps stalled mostly on fixed-latency dependencies (stall_wait ~30%,
-// long_sb 2%), 16 warps per SM being too few to hide one chain of 8 FMAs each.
-template <typename T>
-__device__ __forceinline__ void dot8(uint4 a, uint4 b, float& acc0, float& acc1) {
-  const uint32_t aw[4] = {a.x, a.y, a.z, a.w}, bw[4] = {b.x, b.y, b.z, b.w};
-#pragma unroll
-  for (int i = 0; i < 4; ++i) {
-    const float2 af = pair_to_float2(aw[i], T()), bf = pair_to_float2(bw[i], T());
-    float& acc = (i & 1) ? acc1 : acc0;
-    acc = fmaf(af.x, bf.x, acc);
-    acc = fmaf(af.y, bf.y, acc);
-  }
-}
-// 8 halves of b times 8 fp32 values at v (16-byte aligned), added to two sums
+// 8 halves of b times 8 fp32 values at v (16-byte aligned), added to two sums (two chains of FMAs)
 template <typename T>
 __device__ __forceinline__ void dot8f(uint4 b, const float* v, float& acc0, float& acc1) {
   const float4 v0 = *reinterpret_cast<const float4*>(v), v1 = *reinterpret_cast<const float4*>(v + 4);
@@ -88,18 +76,20 @@ struct Phase {
   int n;            // stages
   bool is_a, vec, lead;
   int s, r, per;    // slice, its rank, A columns / B columns per stage
-  // copies: this thread's two 16-byte pieces of a stage
+  // copies: this thread's kPP 16-byte pieces of a stage
   const T* base;      // the pieces' sources at stage 0: base + src[h]
   int src[kPP];
   int dst[kPP];       // halves into the slot
-  int lim[kPP];       // the piece holds data at stage ci while ci * adv + lim > 0 ... see issue_next; INT_MIN: no piece
-  int adv;            // what lim loses per stage
-  int step;         // halves the source advances per stage
+  int lim[kPP];       // the piece holds data at stage ci while ci * adv < lim (A: else zero-filled); INT_MIN: no piece
+  int adv;
+  int step;           // halves the source advances per stage
   // compute
-  int lane_group;   // threads per A row / B column, summed by shuffles
-  int row;          // A: rank row; B: first column within the stage (the others: + kAT / lane_group each)
-  int off[kPP];     // A: the pieces' offsets in a slot; B: first B element of each column (kPP / 2) in a slot
-  int xoff[kPP];    // A: the pieces' column offsets in the stage; B: [0] first rank, [1] end of the rank range
+  int lane_group;   // B on the CUDA cores: threads per column, summed by shuffles
+  int row;          // B on the CUDA cores: first column within the stage (the others: + kAT / lane_group each)
+  int off[kPP];     // A and B with mma: this lane's ldmatrix offsets in a slot; B on the CUDA cores: first B element
+                    // of each column (kPP / 2) in a slot
+  int xoff[kPP];    // A: the x fragment's column in the stage per k step; B on the CUDA cores: [0] first rank, [1] end
+                    // of the rank range
   float scale;      // B
   int ycol, ncols;  // B: the slice's first column in the y tile; the CTA's columns of the slice
   bool mma;         // B on the tensor cores (rank 16, 32 or 64); A always is
