@@ -43,9 +43,9 @@ constexpr int kSlot = kAdapterStreamStageBytes / 2;   // halves per ring slot
 constexpr int kPP = kAdapterStreamStageBytes / 16 / kAT;  // 16-byte pieces per thread and stage
 constexpr int kLogPieces = kSlot / 8 == 2048 ? 11 : 10;  // log2 of the 16-byte pieces of a slot
 static_assert(kSlot / 8 == (1 << kLogPieces) && kPP % 2 == 0, "a slot is 1024 or 2048 pieces, an even number per thread");
-constexpr int kNS = kAdapterStreamStages;             // ring slots
+[[maybe_unused]] constexpr int kNS = kAdapterStreamStages;  // ring slots (unused where sm_80 compiles the body out)
 
-__device__ __forceinline__ int pad_rank(int r) { return r <= 16 ? 16 : r <= 32 ? 32 : r <= 64 ? 64 : 128; }
+[[maybe_unused]] __device__ __forceinline__ int pad_rank(int r) { return r <= 16 ? 16 : r <= 32 ? 32 : r <= 64 ? 64 : 128; }
 
 // 8 halves of b times 8 fp32 values at v (16-byte aligned), added to two sums (two chains of FMAs)
 template <typename T>
