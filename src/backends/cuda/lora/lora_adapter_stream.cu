@@ -1,6 +1,7 @@
 // The adapter-streaming decode kernel: the whole add-on in one launch for decode batches of many adapters (segments
-// of at most 4 tokens), one CTA per segment, or one cluster of CS = 2 / 4 / 8 CTAs per segment when there are fewer
-// segments than SMs (each CTA then takes 1 / CS of h_in in the shrink and of every slice's columns in the expand).
+// of at most 4 tokens), one CTA per segment, or one cluster of CS = 2 / 4 / 8 CTAs per segment (the host's choice: the
+// largest CS with adapted segments x CS <= SMs, larger where that plan does not fit; each CTA then takes 1 / CS of
+// h_in in the shrink and of every slice's columns in the expand).
 //
 // Why: at these shapes the add-on is a stream of adapter weights (128 adapters of rank 16 at 4096 x 4096: 33.5 MB),
 // and the two-kernel streaming path (lora_stream.cu) pays a kernel boundary and two ramps: its shrink and expand ran
@@ -20,8 +21,10 @@
 //     16-row operand (hi + lo halves: v stays fp32 to ~16-22 bits) and the columns by ldmatrix from swizzled chunks;
 //     other ranks on the CUDA cores. Results go into the shared-memory y tile (staged after the PDL wait; y is rounded
 //     once), which is stored with 16-byte stores at the end.
-// With clusters each CTA pushes its partial v (a few hundred floats) into every CTA's receive buffer with st.async
-// counted on that CTA's mbarrier; sums run in cluster-rank order: deterministic, no atomics.
+// With clusters each CTA pushes its partial v (rows x ranks of each slice, at most 1536 floats) into every CTA's
+// receive buffer with st.async counted on that CTA's mbarrier; sums run in cluster-rank order: deterministic, no
+// atomics. A and B slot pointers that are not 16-byte aligned take plain loads into the ring (no prefetch overlap;
+// the oracle's pools are aligned, so those paths have been read, not run).
 #include <cooperative_groups.h>
 
 #include <algorithm>
@@ -125,7 +128,8 @@ __device__ __forceinline__ Phase<T> stream_phase(const AdapterStreamArgs& p, con
   f.r = c.r;
   const int warp = tid >> 5, lane = tid & 31;
   if (f.is_a) {
-    // copies: piece pc (0 .. r * ppr) of a stage is row pc / ppr, 8 columns at (pc % ppr) * 8; ppr = 2048 / rp. In
+    // copies: piece pc (0 .. rp * ppr) of a stage is row pc / ppr, 8 columns at (pc % ppr) * 8; ppr = 2048 / rp (rows
+    // >= r are not copied: they feed only v columns >= r, never read). In
     // the slot a row's 16-byte chunk c sits at chunk c ^ (row & 7): ldmatrix's 8 rows then hit 8 different banks.
     const int lp = kLogPieces - lg;
     f.vec = (reinterpret_cast<uintptr_t>(c.a) & 15) == 0;
@@ -390,7 +394,7 @@ __global__ void __launch_bounds__(kAT, 1) lora_adapter_stream_kernel(const Adapt
           MmaF16<T>::run(acc[1], a, b + 2);
         }
       } else if (f.mma) {
-        // ---- expand stage on the tensor cores: v (hi + lo) times the stage's B columns, y stored
+        // ---- expand stage on the tensor cores: v (hi + lo) times the stage's B columns, into the y tile
         const int c0 = i * f.per, nc = min(f.per, f.ncols - c0);
         // K k steps per column pair, 4 / K pairs per warp: every index below is a compile-time one
         auto pairs = [&](auto kc) {
@@ -433,7 +437,7 @@ __global__ void __launch_bounds__(kAT, 1) lora_adapter_stream_kernel(const Adapt
         const int nr = f.xoff[1] - f.xoff[0];  // this thread's ranks (0 .. 16)
 #pragma unroll
         for (int h = 0; h < kPP / 2; ++h) {
-          const int col = f.row + h * (kAT / f.lane_group);  // (the CUDA-core path: rare)
+          const int col = f.row + h * (kAT / f.lane_group);  // (ranks other than 16 / 32 / 64, or B unaligned)
           float ya[TOK], yb[TOK];
 #pragma unroll
           for (int t = 0; t < TOK; ++t) ya[t] = yb[t] = 0.f;

@@ -205,7 +205,7 @@ Status lora_prefill_capacity(DType dtype, int nv, int* clusters);
 
 // The adapter-streaming decode kernel (lora_adapter_stream.cu): the whole add-on in one launch for segments of at
 // most kAdapterStreamTok tokens, one CTA (or a cluster of cluster_size CTAs, each with 1 / cluster_size of h_in and
-// of every slice's columns) per segment, the segment's A and then B streamed through a ring of 16 KB stages.
+// of every slice's columns) per segment, the segment's A and then B streamed through a ring of 32 KB stages.
 constexpr int kAdapterStreamTok = 4;            // tokens per segment of the multi-token instance (the other: 1)
 constexpr int kAdapterStreamStageBytes = 32768;  // one ring slot
 constexpr int kAdapterStreamStages = 4;          // ring slots (3 stages in flight)
