@@ -147,7 +147,8 @@ CaseData make_data(const LoraOracleCase& c) {
     }
     const int64_t shift = 8;
     const int64_t a_len = static_cast<int64_t>(max_r) * c.h_in + shift * (c.num_slots + 1);
-    const int64_t b_len = static_cast<int64_t>(c.h_out[i]) * max_r + shift * (c.num_slots + 1);
+    const int64_t b_skew = c.b_unaligned ? 1 : 0;  // elements
+    const int64_t b_len = static_cast<int64_t>(c.h_out[i]) * max_r + shift * (c.num_slots + 1) + b_skew;
     const float a_amp = 1.f / std::sqrt(static_cast<float>(c.h_in) / 3.f);
     const float b_amp = 1.f / std::sqrt(static_cast<float>(max_r) / 3.f);
     d.a[i].host.resize(a_len);
@@ -156,7 +157,7 @@ CaseData make_data(const LoraOracleCase& c) {
     for (auto& e : d.b[i].host) e = f2h(c.dtype, c.exact ? rng.small_int(0.25) : b_amp * rng.uniform());
     for (int s = 0; s < c.num_slots; ++s) {
       d.a[i].offset.push_back(d.rank[i][s] > 0 ? shift * (s + 1) : -1);
-      d.b[i].offset.push_back(d.rank[i][s] > 0 ? shift * (s + 1) : -1);
+      d.b[i].offset.push_back(d.rank[i][s] > 0 ? shift * (s + 1) + b_skew : -1);
     }
   }
   return d;

@@ -27,6 +27,7 @@ struct LoraOracleCase {
   int v_rank_stride = 16;
   bool exact = false;                 // small integers, powers-of-two scales: compare bit for bit
   bool nonfinite = false;             // plant NaN/Inf in x (adapted and unadapted rows)
+  bool b_unaligned = false;           // B pointers 2 bytes past a 16-byte boundary (the contract allows any 2-byte B)
   int check_stride = 1;               // check every check_stride-th token against the reference
   LoraPath path = LoraPath::kFused;
   uint64_t seed = 1;

@@ -256,7 +256,35 @@ std::vector<LoraOracleCase> lora_oracle_cases(DType dtype, bool reduced, uint64_
     }
   }
 
-  // 8. the largest token count the kernels promise (16k), one adapter per 4k tokens, subsampled
+  // 8. decode batches of many adapters (the adapter-streaming kernel's shapes, eleventh session) and B pointers off a
+  // 16-byte boundary: one-token segments at ranks 16 and 100 (48 of them: 2-CTA clusters there), a tiny projection
+  // (40 -> 24: CTAs of an 8-CTA cluster with no k or column range), and unaligned B on each decode path
+  {
+    struct Decode {
+      const char* name;
+      Pop pop;
+      int T, h_in, h_out, rank;
+      bool b_unaligned;
+    };
+    const int hh = reduced ? 1024 : 4096;
+    const Decode decodes[] = {{"one-token r=100", Pop::kDistinct, 48, hh, hh, 100, false},
+                              {"tiny 40->24", Pop::kDistinct, 3, 40, 24, 16, false},
+                              {"b-unaligned distinct", Pop::kDistinct, 133, hh, hh, 16, true},
+                              {"b-unaligned uniform", Pop::kUniform, 7, hh, hh, 16, true},
+                              {"b-unaligned identical", Pop::kIdentical, 19, hh, hh, 64, true},
+                              {"b-unaligned identical", Pop::kIdentical, 133, hh, hh, 16, true}};
+    for (const Decode& dc : decodes) {
+      LoraOracleCase c = base_case(dtype, next_seed(), std::string(dc.name) + " T=" + std::to_string(dc.T));
+      c.h_in = dc.h_in;
+      c.h_out = {dc.h_out};
+      c.num_slots = make_segments(dc.pop, dc.T, rng, c.seg_len, c.seg_slot);
+      set_uniform_rank(c, dc.rank);
+      c.b_unaligned = dc.b_unaligned;
+      out.push_back(c);
+    }
+  }
+
+  // 9. the largest token count the kernels promise (16k), one adapter per 4k tokens, subsampled
   if (!reduced) {
     LoraOracleCase c = base_case(dtype, next_seed(), "16k tokens");
     c.h_in = 4096;

@@ -252,14 +252,14 @@ __global__ void __launch_bounds__(kCT) lora_cluster_kernel(const ClusterArgs p) 
     const T* b = static_cast<const T*>(c.b) + static_cast<int64_t>(c.col_b) * c.r;
     T* db = sb + p.bcol[s] * HP;
     const int r16 = (c.r + 15) & ~15;
-    if ((c.r & 7) == 0) {
+    if ((c.r & 7) == 0 && (reinterpret_cast<uintptr_t>(c.b) & 15) == 0) {  // (the contract allows any 2-byte B)
       const int rch = r16 / 8;
 #pragma unroll 1
       for (int e = tid; e < c.ncols * rch; e += kCT) {
         const int n = e / rch, k = (e - n * rch) * 8;
         cp_async_16(db + n * HP + k, k < c.r ? b + n * c.r + k : b, k < c.r ? 16 : 0);
       }
-    } else {  // B rows are not 16-byte aligned: plain loads, zeros up to the next multiple of 16
+    } else {  // B rows are not 16-byte aligned (odd ranks, or B itself): plain loads, zeros up to the next multiple of 16
 #pragma unroll 1
       for (int n = warp; n < c.ncols; n += kNW)
 #pragma unroll 1
