@@ -84,6 +84,8 @@ run_bench() {  # log name, timeout (s), benchmark args...
   local rc=$?; [[ $rc == 0 ]] || status=1
   summary+=("punica_bench_lora $*: rc=$rc: $(grep -h "copy bw\|launch floor\|code fetch\|resident at once\|acceptance rows" "$OUT/$name.log" | tr '\n' ' ')")
 }
+# Whether the oracle run logged as $OUT/<name>.log failed a case (or did not finish).
+oracle_failed() { grep -q FAIL "$OUT/$1.log" || ! grep -q " 0 failed" "$OUT/$1.log"; }
 # The oracle (f16 + bf16) by shape ("shape"), or with the cluster kernel forced at a cluster size (16 / 8 / 4 / 2).
 run_oracle_at() {
   if [[ $1 == shape ]]; then run_oracle oracle_auto 90 --dtype all
@@ -187,7 +189,7 @@ if [[ $mode == stream ]]; then  # the streaming decode kernels: oracle forced / 
 fi
 if [[ $mode == final ]]; then
   run_oracle oracle_m16 60 --dtype all --cluster 1
-  if grep -q FAIL "$OUT/oracle_m16.log" || ! grep -q " 0 failed" "$OUT/oracle_m16.log"; then
+  if oracle_failed oracle_m16; then
     export PUNICA_LORA_CLUSTER=0
     summary+=("cluster kernel FAILED the oracle: the rest runs with PUNICA_LORA_CLUSTER=0")
   fi
@@ -232,7 +234,7 @@ if [[ $mode == env-ab ]]; then  # settings against the default, same binary: AB_
 fi
 if [[ $mode == astream ]]; then  # the adapter-streaming decode kernel (eleventh session): oracles, sanitizers, full bench
   run_oracle oracle_astream 90 --dtype all --astream 1
-  if grep -q FAIL "$OUT/oracle_astream.log" || ! grep -q " 0 failed" "$OUT/oracle_astream.log"; then
+  if oracle_failed oracle_astream; then
     export PUNICA_LORA_ASTREAM=0
     summary+=("adapter-streaming kernel FAILED the oracle: the rest runs with PUNICA_LORA_ASTREAM=0")
   fi

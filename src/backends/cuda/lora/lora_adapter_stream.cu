@@ -96,23 +96,15 @@ struct Phase {
   float scale;      // B
   int ycol, ncols;  // B: the slice's first column in the y tile; the CTA's columns of the slice
   bool mma;         // B on the tensor cores (rank 16, 32 or 64); A always is
-  int rg;           // A: this warp's group of 16 ranks
+  int rg;           // A: this warp's group of 16 ranks (read only in the set-up; kept so that the build is the one
+                    // measured: without it ptxas allocates registers differently, unmeasured)
   int ksteps;       // B (mma): k steps of 16 ranks
-};
-
-struct StreamSlice {
-  const void* a;
-  const void* b;
-  int r;        // 0: the slot does not adapt this slice
-  float scale;
-  int col_b;    // this CTA's first column of the slice
-  int ncols;    // this CTA's columns of the slice (a multiple of 8, may be 0)
 };
 
 // Phase q of a CTA's stream (or the first one after it with stages; q = 2 kMaxLoraSlices: the end) as thread tid
 // sees it; powers of two by shifts (a division costs ~25 instructions). Inlined: as a call it spilled 100-150 bytes.
 template <typename T>
-__device__ __forceinline__ Phase<T> stream_phase(const AdapterStreamArgs& p, const StreamSlice* si, const int* nst, int q,
+__device__ __forceinline__ Phase<T> stream_phase(const AdapterStreamArgs& p, const CtaSlice* si, const int* nst, int q,
                                               int tid, int kb, int kvalid) {
   constexpr int kS = ops::kMaxLoraSlices;
   while (q < 2 * kS && nst[q] == 0) ++q;
@@ -121,7 +113,7 @@ __device__ __forceinline__ Phase<T> stream_phase(const AdapterStreamArgs& p, con
   if (q == 2 * kS) return f;
   f.is_a = q < kS;
   f.s = f.is_a ? q : q - kS;
-  const StreamSlice& c = si[f.s];
+  const CtaSlice& c = si[f.s];
   const int rp = pad_rank(c.r), lg = rp == 16 ? 4 : rp == 32 ? 5 : rp == 64 ? 6 : 7;
   f.n = nst[q];
   f.per = kSlot >> lg;  // A columns / B columns per stage
@@ -224,14 +216,14 @@ __global__ void __launch_bounds__(kAT, 1) lora_adapter_stream_kernel(const Adapt
   const int rows = min(TOK, p.seg.seg_start[seg + 1] - t0);
   if (slot < 0 || rows <= 0) return;  // the same in every CTA of the cluster
   constexpr int kS = ops::kMaxLoraSlices;
-  __shared__ StreamSlice si[kS];
+  __shared__ CtaSlice si[kS];
   // ring stages of the stream's phases: q < kS the A stages of slice q, q >= kS the B stages of slice q - kS
   __shared__ int nst[2 * kS];
   __shared__ __align__(8) uint64_t bar_v;  // the pushed partials (clusters)
   const int kb = crank * p.k_per;
   const int kvalid = max(0, min(p.k_per, p.h_in - kb));  // this CTA's k range [kb, kb + kvalid)
   if (tid < kS) {
-    StreamSlice s{};
+    CtaSlice s{};
     if (tid < p.num_slices) {
       const SlotSlice ss = slot_slice(p, tid, slot);
       if (ss.a && ss.b && ss.rank > 0) {
@@ -328,7 +320,7 @@ __global__ void __launch_bounds__(kAT, 1) lora_adapter_stream_kernel(const Adapt
       }
     const T* y = static_cast<const T*>(p.y);
     for (int s = 0; s < S; ++s) {
-      const StreamSlice& c = si[s];
+      const CtaSlice& c = si[s];
       if (c.r == 0 || c.ncols == 0) continue;
       const T* src = y + static_cast<int64_t>(t0) * p.y_stride + pick_slice(p.y_col_offset, s) + c.col_b;
       T* dst = sy + pick_slice(p.ycol, s);
@@ -528,7 +520,7 @@ __global__ void __launch_bounds__(kAT, 1) lora_adapter_stream_kernel(const Adapt
   // ~2x longer in instructions: Nsight, eleventh session, call 9)
   __syncthreads();
   for (int s = 0; s < S; ++s) {
-    const StreamSlice& c = si[s];
+    const CtaSlice& c = si[s];
     if (c.r == 0 || c.ncols == 0) continue;
     T* dst = yg + pick_slice(p.y_col_offset, s) + c.col_b;
     const T* src = sy + pick_slice(p.ycol, s);

@@ -202,6 +202,7 @@ struct PrefillArgs : AddonArgs {
 };
 // How many clusters of the prefill kernel for nv v columns can be resident at once (0: none; cached).
 Status lora_prefill_capacity(DType dtype, int nv, int* clusters);
+Status lora_launch_prefill(DType dtype, const PrefillArgs& args, int nv, bool pdl, cudaStream_t stream);
 
 // The adapter-streaming decode kernel (lora_adapter_stream.cu): the whole add-on in one launch for segments of at
 // most kAdapterStreamTok tokens, one CTA (or a cluster of cluster_size CTAs, each with 1 / cluster_size of h_in and
@@ -224,7 +225,6 @@ struct AdapterStreamArgs : AddonArgs {
 // Fills the shared-memory plan of `a` (everything else set); false when it does not fit.
 bool lora_adapter_stream_layout(AdapterStreamArgs* a);
 Status lora_launch_adapter_stream(DType dtype, const AdapterStreamArgs& args, bool pdl, cudaStream_t stream);
-Status lora_launch_prefill(DType dtype, const PrefillArgs& args, int nv, bool pdl, cudaStream_t stream);
 
 // Resident shrink blocks per SM for a tile shape and stage width (from the occupancy calculator).
 int lora_shrink_blocks_per_sm(int tm, int rp, int ks);

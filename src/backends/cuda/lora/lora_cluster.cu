@@ -81,15 +81,6 @@ __device__ __forceinline__ void bulk_g2s(void* dst, const void* src, int bytes, 
                "l"(src), "r"(bytes), "r"(smem_addr(bar))
                : "memory");
 }
-// shared -> global, same rules; tracked by the bulk async-group
-struct CtaSlice {
-  const void* a;
-  const void* b;
-  int r;       // 0: this slice is not adapted by the segment's slot
-  float scale;
-  int col_b;   // this CTA's first column of the slice
-  int ncols;   // this CTA's columns of the slice (a multiple of 8, may be 0)
-};
 // What the few-row expand needs of a slice, filled before the PDL wait (one 16-byte shared load per column after
 // it; a kernel parameter indexed by a register is a constant-cache load at every use). Kept out of CtaSlice so
 // that the mma instances' prologue stays as it was measured.

@@ -190,6 +190,17 @@ __device__ __forceinline__ E pick_slice(const E (&arr)[ops::kMaxLoraSlices], int
   return i == 0 ? arr[0] : i == 1 ? arr[1] : arr[2];
 }
 
+// One slice as a CTA of a cluster kernel (lora_cluster.cu, lora_adapter_stream.cu) sees it: the slot's weights and
+// this CTA's share of the slice's columns.
+struct CtaSlice {
+  const void* a;
+  const void* b;
+  int r;       // 0: this slice is not adapted by the segment's slot
+  float scale;
+  int col_b;   // this CTA's first column of the slice
+  int ncols;   // this CTA's columns of the slice (a multiple of 8, may be 0)
+};
+
 // What a one-launch kernel reads of slice i for the segment's slot, all four loads issued together. The slot adapts
 // the slice only when a and b are set and rank > 0. (The cluster kernel spells the same loads out: written with these
 // helpers its sm_90a SASS changed by ~1%, unmeasured, so it keeps the code that was measured.)
